@@ -1,0 +1,80 @@
+"""Choosing the calibration set and handing it to each quantizer.
+
+Images are picked stratified by class folder (round robin over shuffled folders), so a
+300-image set from a 10-class folder holds 30 of each. Random data is used only when the
+user asks for it by name (`CALIB=random`) and is then flagged in the report.
+"""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.preprocess import Preprocess, read_image
+from pipeline import PipelineError
+from pipeline.data import check_folder, list_images
+
+RANDOM = "random"
+
+
+@dataclass
+class CalibrationSet:
+    batch: np.ndarray  # (N, 3, H, W) float32, preprocessed exactly as for validation
+    source: str
+    random: bool = False
+    skipped: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"source": self.source, "count": int(len(self.batch)), "random": self.random, "skipped": len(self.skipped)}
+
+
+def choose(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    """Up to `n` images from `folder`, stratified by the folder each image sits in."""
+    groups: dict[Path, list[Path]] = defaultdict(list)
+    for p in list_images(folder):
+        groups[p.parent].append(p)
+    rng = random.Random(seed)
+    queues = []
+    for parent in sorted(groups):
+        files = groups[parent][:]
+        rng.shuffle(files)
+        queues.append(files)
+    chosen: list[Path] = []
+    while len(chosen) < n and any(queues):
+        for q in queues:
+            if q and len(chosen) < n:
+                chosen.append(q.pop())
+    return chosen
+
+
+def build(source: str | Path, n: int, preprocess: Preprocess, seed: int = 0, progress=None) -> CalibrationSet:
+    """The calibration batch from a folder (labelled or not), or random data if `source == 'random'`."""
+    if str(source) == RANDOM:
+        rng = np.random.default_rng(seed)
+        size = preprocess.image_size
+        batch = rng.standard_normal((n, 3, size, size), dtype=np.float32)
+        return CalibrationSet(batch, RANDOM, random=True)
+    folder = check_folder(source, "CALIB")
+    arrays, skipped = [], []
+    candidates = choose(folder, n * 2, seed)  # spares, in case some files are corrupt
+    it = progress(candidates, desc="calibration images", total=min(n, len(candidates))) if progress else candidates
+    for path in it:
+        if len(arrays) == n:
+            break
+        img = read_image(path)
+        if img is None:
+            skipped.append(str(path))
+            continue
+        arrays.append(preprocess(img))
+    if not arrays:
+        raise PipelineError(f"no readable images in calibration folder {folder}; all {len(skipped)} were corrupt")
+    return CalibrationSet(np.stack(arrays), str(folder), skipped=skipped)
+
+
+def batches(calibration: np.ndarray, batch_size: int = 1):
+    """Iterate the calibration set in batches (the form NNCF's and other quantizers' datasets take)."""
+    for i in range(0, len(calibration), batch_size):
+        yield calibration[i : i + batch_size]

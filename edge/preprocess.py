@@ -1,0 +1,89 @@
+"""Image preprocessing shared by calibration, validation, the bundle and the camera loop.
+
+One implementation (OpenCV + numpy) so the same image becomes the same tensor
+everywhere: on the host while calibrating and validating, and on the board.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+INTERPOLATIONS = {
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "nearest": cv2.INTER_NEAREST,
+    "area": cv2.INTER_AREA,
+}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side to `resize_size`, centre-crop `image_size`, normalise, NCHW RGB."""
+
+    image_size: int
+    resize_size: int
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self):
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {self.interpolation!r}; use one of {sorted(INTERPOLATIONS)}")
+        if self.resize_size < self.image_size:
+            raise ValueError(f"resize_size {self.resize_size} is smaller than the crop {self.image_size}")
+
+    def at_size(self, image_size: int) -> "Preprocess":
+        """The same recipe at another crop size, keeping the resize/crop ratio."""
+        resize = round(image_size * self.resize_size / self.image_size)
+        return Preprocess(image_size, resize, self.interpolation, tuple(self.mean), tuple(self.std))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        return cls(
+            image_size=int(d["image_size"]),
+            resize_size=int(d["resize_size"]),
+            interpolation=d["interpolation"],
+            mean=tuple(float(x) for x in d["mean"]),
+            std=tuple(float(x) for x in d["std"]),
+        )
+
+    def __call__(self, bgr: np.ndarray) -> np.ndarray:
+        """One BGR uint8 image (as OpenCV reads it) -> float32 array of shape (3, H, W)."""
+        if bgr is None or bgr.size == 0:
+            raise ValueError("empty image")
+        if bgr.ndim == 2:
+            bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+        elif bgr.shape[2] == 4:
+            bgr = cv2.cvtColor(bgr, cv2.COLOR_BGRA2BGR)
+        h, w = bgr.shape[:2]
+        scale = self.resize_size / min(h, w)
+        # Round like torchvision's Resize(int): the shorter side becomes exactly resize_size.
+        new_w = self.resize_size if w <= h else int(self.resize_size * w / h)
+        new_h = self.resize_size if h <= w else int(self.resize_size * h / w)
+        interp = INTERPOLATIONS[self.interpolation]
+        if scale < 1 and self.interpolation in ("bilinear", "bicubic"):
+            interp = cv2.INTER_AREA  # downscaling with a cubic kernel aliases; area averages
+        img = cv2.resize(bgr, (new_w, new_h), interpolation=interp)
+        top = int(round((new_h - self.image_size) / 2.0))
+        left = int(round((new_w - self.image_size) / 2.0))
+        img = img[top : top + self.image_size, left : left + self.image_size]
+        rgb = img[:, :, ::-1].astype(np.float32) * (1.0 / 255.0)
+        rgb = (rgb - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def read_image(path: str | Path) -> np.ndarray | None:
+    """Decode an image file as BGR uint8; None when the file is unreadable or corrupt."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        return None
+    return img

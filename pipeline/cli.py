@@ -1,0 +1,111 @@
+"""`python -m pipeline`: the same library functions the Makefile calls."""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+EXIT_ERROR, EXIT_GATE = 1, 3
+
+STAGE_HELP = {
+    "model": "load the float model and its weights into the run folder",
+    "calibration": "choose and preprocess the calibration set",
+    "float": "convert the float model to the target's float artifact",
+    "int8": "quantize to the target's int8 artifact",
+    "validate": "run float and int8 in the target runtime on DATA: accuracy, agreement, latency",
+    "report": "write report.json/report.md and apply the MAX_DROP gate",
+}
+
+
+def _deploy_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default="openvino", help="deployment target (see `python -m pipeline targets`)")
+    p.add_argument("--model", default="lite0", help="b0..b7 or lite0..lite4 (see `python -m pipeline models`)")
+    p.add_argument("--data", help="labelled image folder, one subfolder per class (default: a tiny embedded sample)")
+    p.add_argument("--calib", help="calibration image folder (default: DATA); 'random' only if you mean it")
+    p.add_argument("--calib-size", type=int, help="calibration images (default 300)")
+    p.add_argument("--weights", help="state_dict/checkpoint file; 'random' for an untrained model (default: pretrained)")
+    p.add_argument("--num-classes", type=int, help="classes for WEIGHTS=random")
+    p.add_argument("--image-size", type=int, help="input resolution (default: the model's own)")
+    p.add_argument("--max-drop", type=float, help="allowed int8 top-1 drop in points (default 1.0)")
+    p.add_argument("--out", help="run folder (default runs/<model>-<target>-<quant>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config field, e.g. quant.preset=performance")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _config(args):
+    from pipeline import PipelineError
+    from pipeline.config import make_config
+
+    values = {
+        "model": args.model,
+        "data": args.data,
+        "calib": args.calib,
+        "calib_size": args.calib_size,
+        "weights": args.weights,
+        "num_classes": args.num_classes,
+        "image_size": args.image_size,
+        "max_drop": args.max_drop,
+        "out": args.out,
+    }
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise PipelineError(f"--set takes KEY=VALUE, got {item!r}")
+        values[key] = value
+    return make_config(args.target, values)
+
+
+def _print_models() -> int:
+    from pipeline.family import FAMILY
+
+    print(f"{'name':6} {'input':>5} {'resize':>6} {'interp':8} {'GFLOPs':>6}  weights")
+    for s in FAMILY.values():
+        p = s.preprocess
+        print(f"{s.name:6} {p.image_size:>5} {p.resize_size:>6} {p.interpolation:8} {s.gflops:>6}  {s.weights.source}: {s.weights.ref}")
+    return 0
+
+
+def _print_targets() -> int:
+    import targets
+
+    for name in sorted(targets.TARGETS):
+        t = targets.get_target(name)
+        print(f"{name:10} host: {', '.join(t.requires)}; board: {', '.join(t.device_requires)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="EfficientNet -> int8 edge deployment")
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("deploy", help="all stages: model, calibration, float, int8, validate, report")
+    _deploy_options(d)
+    for stage, text in STAGE_HELP.items():
+        _deploy_options(sub.add_parser(stage, help=f"run up to this stage: {text}"))
+    sub.add_parser("models", help="list the EfficientNet family")
+    sub.add_parser("targets", help="list the deployment targets")
+    args = parser.parse_args(argv)
+
+    from pipeline import PipelineError
+    from targets import MissingRuntime, UnknownTarget
+
+    try:
+        if args.command == "models":
+            return _print_models()
+        if args.command == "targets":
+            return _print_targets()
+        from pipeline.deploy import run_until
+
+        cfg = _config(args)
+        stage = "report" if args.command == "deploy" else args.command
+        result = run_until(cfg, stage)
+        if stage == "report" and not result["passed"]:
+            return EXIT_GATE
+        return 0
+    except (PipelineError, MissingRuntime, UnknownTarget) as e:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; finished stages are kept in the run folder", file=sys.stderr)
+        return 130

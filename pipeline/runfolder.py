@@ -1,0 +1,111 @@
+"""The run folder: one subfolder per stage, skipped when its inputs are unchanged.
+
+A stage writes into a temporary folder; its record (`stage.json`: the key, the result
+and the sha256 of every file) is written last and the folder is renamed into place in
+one step, so an interrupted run never leaves a half-written artifact a later run trusts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+RECORD = "stage.json"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a text file so readers see the old or the new content, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class Stage:
+    """A finished stage: its folder, its result dict and a digest of everything it wrote."""
+
+    def __init__(self, folder: Path, record: dict, skipped: bool):
+        self.folder = folder
+        self.result = record["result"]
+        self.digest = record["digest"]
+        self.seconds = record.get("seconds", 0.0)
+        self.skipped = skipped
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+
+class RunFolder:
+    def __init__(self, root: Path, log: Callable[[str], None] = print):
+        self.root = Path(root)
+        self.log = log
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(".tmp-*"):  # left by an interrupted run: never trusted
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def _valid_record(self, folder: Path, key_hash: str) -> dict | None:
+        try:
+            record = json.loads((folder / RECORD).read_text())
+        except (OSError, ValueError):
+            return None
+        if record.get("key_hash") != key_hash:
+            return None
+        for rel, digest in record.get("files", {}).items():
+            f = folder / rel
+            if not f.is_file() or sha256(f) != digest:
+                return None
+        return record
+
+    def stage(self, name: str, key: dict, work: Callable[[Path], dict]) -> Stage:
+        """Run `work(tmpdir) -> result` unless a finished stage with the same key exists."""
+        folder = self.root / name
+        key_hash = _key_hash(key)
+        record = self._valid_record(folder, key_hash)
+        if record is not None:
+            self.log(f"[{name}] unchanged, skipped")
+            return Stage(folder, record, skipped=True)
+        self.log(f"[{name}] running")
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{name}-"))
+        try:
+            t0 = time.perf_counter()
+            result = work(tmp)
+            seconds = time.perf_counter() - t0
+            files = {str(p.relative_to(tmp)): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+            digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+            record = {
+                "stage": name,
+                "key": key,
+                "key_hash": key_hash,
+                "result": result,
+                "files": files,
+                "digest": digest,
+                "seconds": round(seconds, 3),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            (tmp / RECORD).write_text(json.dumps(record, indent=2, default=str))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.log(f"[{name}] done in {seconds:.1f}s")
+        return Stage(folder, record, skipped=False)

@@ -1,0 +1,25 @@
+"""Deployment targets: one module each, named in one table.
+
+Adding a target = one module implementing `targets.base.Target` and one line here.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from targets.base import MissingRuntime  # noqa: F401  (re-exported)
+
+TARGETS: dict[str, str] = {
+    "openvino": "targets.openvino",
+}
+
+
+class UnknownTarget(ValueError):
+    pass
+
+
+def get_target(name: str) -> ModuleType:
+    """The target module for `name`; one-line error listing the valid names."""
+    if name not in TARGETS:
+        raise UnknownTarget(f"unknown target {name!r}; valid targets: {', '.join(sorted(TARGETS))}")
+    return importlib.import_module(TARGETS[name])

@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny models that have learnt something, and image folders the tests write."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from pipeline.family import get_spec
+from pipeline.models import build, reestimate_batchnorm, save_checkpoint
+
+TINY_SIZE = 64  # input resolution of the tiny test models
+CLASSES = ["red", "green", "blue", "yellow"]
+_BGR = {"red": (30, 30, 220), "green": (40, 200, 40), "blue": (220, 60, 30), "yellow": (30, 220, 230)}
+
+
+def make_image(cls: str, rng: np.random.Generator, size: int = 80) -> np.ndarray:
+    """A noisy image whose dominant colour is its class, with a random grey shape on it."""
+    img = np.clip(rng.normal(0, 40, (size, size, 3)) + np.array(_BGR[cls]), 0, 255).astype(np.uint8)
+    x, y = rng.integers(0, size - 20, 2)
+    cv2.rectangle(img, (int(x), int(y)), (int(x) + 20, int(y) + 15), (128, 128, 128), -1)
+    return img
+
+
+def write_folder(root: Path, per_class: int, seed: int = 0, names=None) -> Path:
+    """An ImageFolder of the colour classes; `names` renames the class folders."""
+    rng = np.random.default_rng(seed)
+    names = names or CLASSES
+    for cls, folder in zip(CLASSES, names):
+        d = root / folder
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            cv2.imwrite(str(d / f"{cls}_{i}.png"), make_image(cls, rng))
+    return root
+
+
+def _train_tiny(model_name: str, steps: int = 60) -> tuple[torch.nn.Module, list[str]]:
+    from edge.preprocess import Preprocess
+
+    spec = get_spec(model_name)
+    pre = spec.preprocess.at_size(TINY_SIZE)
+    torch.manual_seed(0)
+    model = build(spec, len(CLASSES))
+    rng = np.random.default_rng(1)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        labels = rng.integers(0, len(CLASSES), 16)
+        x = torch.from_numpy(np.stack([pre(make_image(CLASSES[c], rng)) for c in labels]))
+        loss = torch.nn.functional.cross_entropy(model(x), torch.from_numpy(labels))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # Running statistics lag a fast-moving model; re-estimate them on fresh images.
+    fresh = [np.stack([pre(make_image(CLASSES[c], rng)) for c in rng.integers(0, len(CLASSES), 32)]) for _ in range(2)]
+    reestimate_batchnorm(model, fresh)
+    assert isinstance(pre, Preprocess)
+    return model.eval(), list(CLASSES)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A b0 checkpoint (4 colour classes, 64 px) trained for a few steps, written by this project."""
+    model, labels = _train_tiny("b0")
+    path = tmp_path_factory.mktemp("ckpt") / "b0_tiny.pt"
+    save_checkpoint(path, get_spec("b0"), model, labels)
+    return path
+
+
+@pytest.fixture(scope="session")
+def colour_data(tmp_path_factory) -> Path:
+    """12 validation images per colour class, class folders named by the class names."""
+    return write_folder(tmp_path_factory.mktemp("data") / "val", per_class=12, seed=7)
