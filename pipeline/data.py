@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import PipelineError
+from pipeline.labels import imagenet_aliases, imagenet_wnids, is_imagenet
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
@@ -31,17 +32,19 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", name.strip().lower())
 
 
-def class_index(folder_name: str, labels: list[str], wnids: list[str] | None) -> int | None:
-    """Map one class-folder name onto a model output index, or None."""
+def class_index(folder_name: str, aliases: list[list[str]], wnids: list[str] | None) -> int | None:
+    """Map one class-folder name onto a model output index, or None.
+
+    `aliases[i]` lists the names class i may go by (ImageNet: "tabby", "tabby cat").
+    """
     if folder_name.isdigit():
         i = int(folder_name)
-        return i if i < len(labels) else None
+        return i if i < len(aliases) else None
     if wnids and folder_name in wnids:
         return wnids.index(folder_name)
     wanted = _norm(folder_name)
-    for i, label in enumerate(labels):
-        # ImageNet names may list synonyms: "tabby, tabby cat"
-        if wanted == _norm(label) or wanted in (_norm(s) for s in label.split(",")):
+    for i, names in enumerate(aliases):
+        if any(wanted == _norm(n) for n in names):
             return i
     return None
 
@@ -59,13 +62,17 @@ def check_folder(folder: str | Path, what: str = "DATA") -> Path:
     return folder
 
 
-def labelled_samples(folder: str | Path, labels: list[str], wnids: list[str] | None = None) -> list[Sample]:
+def labelled_samples(folder: str | Path, labels: list[str]) -> list[Sample]:
     """Every image under `folder`, labelled by its class folder mapped onto the model's outputs."""
     folder = check_folder(folder)
+    if is_imagenet(labels):
+        aliases, wnids = imagenet_aliases(), imagenet_wnids()
+    else:
+        aliases, wnids = [[label] for label in labels], None
     class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and list_images(d))
     if not class_dirs:
         raise PipelineError(f"DATA folder {folder} has no class subfolders; use ImageFolder layout: DATA/<class>/<image>")
-    mapping = {d.name: class_index(d.name, labels, wnids) for d in class_dirs}
+    mapping = {d.name: class_index(d.name, aliases, wnids) for d in class_dirs}
     unmapped = [n for n, i in mapping.items() if i is None]
     if unmapped and all(i is None for i in mapping.values()) and len(class_dirs) == len(labels):
         # A custom model whose class names we do not know: ImageFolder's sorted order is its index order.

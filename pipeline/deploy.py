@@ -20,11 +20,10 @@ from pipeline import PipelineError
 from pipeline.config import DeployConfig
 from pipeline.data import check_folder, fingerprint, labelled_samples, list_images
 from pipeline.family import get_spec
-from pipeline.labels import imagenet_wnids
 from pipeline.models import load, save_checkpoint
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, Stage, sha256
-from pipeline.sample_data import SAMPLE_PHOTOS, sample_folder
+from pipeline.sample_data import SAMPLE_PHOTOS, calibration_folder, sample_folder
 from pipeline import validate as val
 
 STAGES = ("model", "calibration", "float", "int8", "validate", "report")
@@ -89,6 +88,8 @@ class Deploy:
     @_once("calibration")
     def calibration(self) -> Stage:
         source = self.cfg.calib or str(self.data_dir)
+        if self.data_is_sample and not self.cfg.calib:
+            source = str(calibration_folder(Path("runs") / "_sample_calibration"))
         folder_key = "random" if source == calibration.RANDOM else fingerprint(list_images(check_folder(source, "CALIB")))
         key = {"source": source, "files": folder_key, "n": self.cfg.calib_size, "seed": self.cfg.seed, "preprocess": self.preprocess.to_dict()}
 
@@ -141,7 +142,7 @@ class Deploy:
 
         def work(tmp: Path) -> dict:
             model, labels = self._torch_model(model_stage, with_labels=True)
-            samples = labelled_samples(self.data_dir, labels, imagenet_wnids() if len(labels) == 1000 else None)
+            samples = labelled_samples(self.data_dir, labels)
             if cfg.max_images:
                 samples = samples[: cfg.max_images]
             float_runner = self.target.runner(float_stage.path(float_stage.result["artifact"]), cfg.threads, cfg.precision)

@@ -21,3 +21,18 @@ def imagenet_wnids() -> list[str]:
     wnids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     assert len(wnids) == 1000, path
     return wnids
+
+
+@lru_cache(maxsize=1)
+def imagenet_aliases() -> list[list[str]]:
+    """Every name a class folder may use for each ImageNet class: torchvision's name and WordNet's lemmas."""
+    import timm
+
+    path = Path(timm.__file__).parent / "data" / "_info" / "imagenet_synset_to_lemma.txt"
+    lemmas = dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
+    return [[name] + [s.strip() for s in lemmas.get(wnid, "").split(",") if s.strip()]
+            for name, wnid in zip(imagenet_names(), imagenet_wnids())]
+
+
+def is_imagenet(labels: list[str]) -> bool:
+    return len(labels) == 1000 and list(labels) == imagenet_names()

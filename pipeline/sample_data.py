@@ -1,7 +1,8 @@
-"""The embedded default data set: real photos that ship offline inside scikit-image.
+"""The embedded default data: real photos that ship offline inside scikit-image.
 
-Only three images with an ImageNet class: enough to show the pipeline working end to
-end on a fresh machine, far too few to measure accuracy. The report says so.
+Only three of them have an ImageNet class: enough to show the pipeline working end to
+end on a fresh machine, far too few to measure accuracy (the report says so). All 16
+serve, unlabelled, as the default calibration set.
 """
 from __future__ import annotations
 
@@ -16,14 +17,34 @@ SAMPLE_PHOTOS = {
 }
 
 
-def sample_folder(dest: Path) -> Path:
-    """Lay the photos out as an ImageFolder under `dest` (by WordNet id) and return it."""
+# Every real photograph scikit-image bundles, unlabelled: the default calibration set.
+CALIBRATION_PHOTOS = (
+    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "clock_motion.png", "coffee.png", "coins.png",
+    "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "moon.png", "motorcycle_left.png",
+    "motorcycle_right.png", "retina.jpg", "rocket.jpg",
+)
+
+
+def _skimage_photo(name: str) -> Path:
     import skimage
 
-    source = Path(skimage.__file__).parent / "data"
+    return Path(skimage.__file__).parent / "data" / name
+
+
+def calibration_folder(dest: Path) -> Path:
+    """The bundled photos as an unlabelled folder under `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for photo in CALIBRATION_PHOTOS:
+        if not (dest / photo).exists():
+            shutil.copyfile(_skimage_photo(photo), dest / photo)
+    return dest
+
+
+def sample_folder(dest: Path) -> Path:
+    """Lay the photos out as an ImageFolder under `dest` (by WordNet id) and return it."""
     for photo, wnid in SAMPLE_PHOTOS.items():
         target = dest / wnid / photo
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / photo, target)
+            shutil.copyfile(_skimage_photo(photo), target)
     return dest

