@@ -22,6 +22,7 @@ class QuantConfig:
     # negative values that a symmetric activation grid would waste half its range on.
     preset: str = "mixed"
     fast_bias_correction: bool = True
+    ort_calibration: str = "MinMax"  # ONNX Runtime's CalibrationMethod for TARGET=onnx
 
     def nncf_kwargs(self, nncf, subset_size: int) -> dict:
         presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
@@ -32,6 +33,16 @@ class QuantConfig:
             "subset_size": subset_size,
             "fast_bias_correction": self.fast_bias_correction,
         }
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """What the camera program on the board opens by default (overridable there with --source)."""
+
+    source: str = "0"  # camera index, /dev/videoN, GStreamer pipeline, URL, video file or image folder
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,7 @@ class DeployConfig:
     seed: int = 0
     out: str | None = None
     quant: QuantConfig = field(default_factory=QuantConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
 
     @property
     def quant_name(self) -> str:

@@ -122,10 +122,12 @@ def markdown(r: dict, sample_count: int) -> str:
         f"({r['float_parity']['relative_diff']:.1e} of the logit scale).",
         f"- Latency: batch 1, {lat['runs']} timed runs after warm-up, {r['runtime']['threads']} threads.",
         f"- int8 graph: {r['int8_ops']['compute_ops_int8_input']} of {r['int8_ops']['compute_ops']} compute ops read int8 "
-        f"activations; executed precisions of compute layers: {r['executed_precisions']}.",
+        f"inputs ({100 * r['int8_ops']['int8_macs_share']:.1f} % of multiply-adds)"
+        + (f"; the runtime executes its compute layers in {r['executed_precisions']}." if r["executed_precisions"] else "."),
         f"- Calibration: {r['calibration']['count']} images from `{r['calibration']['source']}`"
         f"{' (RANDOM)' if r['calibration']['random'] else ''}.",
         f"- Artifact: `{r['artifact']}`",
+        *[f"- {note}" for note in r["int8_ops"].get("notes", [])],
         "",
         "![latency](latency.png)",
         "",

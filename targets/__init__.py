@@ -11,6 +11,8 @@ from targets.base import MissingRuntime  # noqa: F401  (re-exported)
 
 TARGETS: dict[str, str] = {
     "openvino": "targets.openvino",
+    "onnx": "targets.onnx",
+    "jetson": "targets.jetson",
 }
 
 

@@ -85,6 +85,20 @@ def test_deploy_reports_and_caches(deploy_args, tmp_path, colour_data, capsys):
     assert json.loads((tmp_path / "run" / "report.json").read_text())["calibration"]["count"] == 8
 
 
+@pytest.mark.parametrize("target", ["onnx", "jetson"])
+def test_deploy_onnx_targets(deploy_args, tmp_path, target):
+    assert main(deploy_args("--target", target)) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["passed"] and report["target"] == target and report["artifact"].endswith("int8/model.onnx")
+    assert report["accuracy"]["top1_agreement"] >= 0.85 and report["accuracy"]["int8"]["top1"] >= 0.85
+    assert report["float_parity"]["relative_diff"] < 1e-3
+    assert report["int8_ops"]["batchnorm_ops"] == 0 and report["int8_ops"]["int8_macs_share"] > 0.97
+    assert report["runtime"]["int8"].startswith("onnxruntime")
+    if target == "jetson":
+        assert report["int8_ops"]["nonzero_zero_points"] == 0
+        assert "TensorRT engine not built on this host" in (tmp_path / "run" / "report.md").read_text()
+
+
 def test_gate_failure_exits_non_zero_and_keeps_artifacts(deploy_args, tmp_path, capsys):
     # int8 would have to beat float by 200 points: the gate must fail.
     assert main(deploy_args("--max-drop", "-200")) == 3
@@ -123,7 +137,7 @@ def test_bad_input_is_one_line_and_keeps_earlier_artifacts(deploy_args, tmp_path
         (["--data", str(tmp_path / "missing")], "DATA folder"),
         (["--weights", str(tmp_path / "nope.pth")], "does not exist"),
         (["--model", "b9"], "valid models"),
-        (["--target", "coral"], "valid targets: openvino"),
+        (["--target", "coral"], "valid targets: jetson, onnx, openvino"),
         (["--calib", str(tmp_path / "missing")], "CALIB folder"),
     ]
     for extra, message in cases:

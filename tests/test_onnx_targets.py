@@ -1,0 +1,128 @@
+"""ONNX Runtime and Jetson (TensorRT Q/DQ) targets with the real exporter, quantizers and runtime."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import targets
+from conftest import CLASSES, TINY_SIZE, make_image
+from edge import tensorrt_engine
+from pipeline.config import QuantConfig
+from pipeline.family import get_spec
+from pipeline.fold import count_batchnorm, fold_batchnorm
+from pipeline.models import load
+from pipeline.validate import agreement, parity
+
+onnx_target = targets.get_target("onnx")
+jetson = targets.get_target("jetson")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_checkpoint, tmp_path_factory):
+    spec = get_spec("b0")
+    pre = spec.preprocess.at_size(TINY_SIZE)
+    model = load(spec, str(tiny_checkpoint)).model
+    rng = np.random.default_rng(3)
+    calib = np.stack([pre(make_image(CLASSES[i % 4], rng)) for i in range(16)])
+    ys = rng.integers(0, 4, 48)
+    test = np.stack([pre(make_image(CLASSES[c], rng)) for c in ys])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(test)).numpy()
+    out = tmp_path_factory.mktemp("onnx")
+    fp32 = onnx_target.convert_float(model, torch.zeros(1, 3, TINY_SIZE, TINY_SIZE), out / "float")
+    return {
+        "model": model, "calib": calib, "test": test, "labels": ys, "ref": ref, "fp32": fp32,
+        "ort_int8": onnx_target.quantize(model, fp32, calib, QuantConfig(), out / "ort_int8"),
+        "qdq": jetson.quantize(model, fp32, calib, QuantConfig(), out / "qdq"),
+    }
+
+
+def test_fold_batchnorm_keeps_outputs(tiny):
+    folded = fold_batchnorm(tiny["model"], torch.from_numpy(tiny["test"][:2]))
+    assert count_batchnorm(tiny["model"]) == 49 and count_batchnorm(folded) == 0
+    with torch.no_grad():
+        p = parity(folded(torch.from_numpy(tiny["test"])).numpy(), tiny["ref"])
+    assert p["relative_diff"] < 1e-4 and p["top1_agreement"] == 1.0
+
+
+def test_fp32_onnx_passes_checker_and_matches_pytorch(tiny):
+    onnx.checker.check_model(str(tiny["fp32"]))
+    info = onnx_target.describe(tiny["fp32"])
+    assert info["batchnorm_ops"] == 0 and info["quantize_ops"] == 0 and info["compute_ops_int8_input"] == 0
+    p = parity(onnx_target.runner(tiny["fp32"]).infer(tiny["test"]), tiny["ref"])
+    assert p["relative_diff"] < 1e-4 and p["top1_agreement"] == 1.0  # stated tolerance: 1e-4 of the logit scale
+
+
+def test_onnxruntime_int8_has_int8_weights_on_every_conv(tiny):
+    info = onnx_target.describe(tiny["ort_int8"])
+    assert info["compute_ops"] == 82 and info["compute_ops_int8_input"] == 82, info  # squeeze-excite included
+    assert info["batchnorm_ops"] == 0 and info["custom_domain_ops"] == []
+    g = onnx.load(str(tiny["ort_int8"])).graph
+    conv_weights = {n.input[1] for n in g.node if n.op_type == "Conv"}
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {i.name: i for i in g.initializer}
+    for w in conv_weights:
+        dq = producer[w]
+        assert dq.op_type == "DequantizeLinear" and inits[dq.input[0]].data_type == onnx.TensorProto.INT8
+    logits = onnx_target.runner(tiny["ort_int8"]).infer(tiny["test"])
+    assert agreement(logits, tiny["ref"]) >= 0.9 and (logits.argmax(1) == tiny["labels"]).mean() >= 0.9
+
+
+def test_qdq_for_tensorrt_is_standard_symmetric_and_well_placed(tiny):
+    info = jetson.describe(tiny["qdq"])
+    onnx.checker.check_model(str(tiny["qdq"]))
+    assert info["custom_domain_ops"] == [] and info["batchnorm_ops"] == 0
+    assert info["nonzero_zero_points"] == 0  # TensorRT needs symmetric quantization
+    assert info["int8_macs_share"] > 0.97
+    # Every convolution outside squeeze-excite reads int8 weights and activations.
+    assert info["compute_ops_int8_input"] >= 49, info
+    assert info["residual_adds"] == 9 and info["residual_adds_int8"] == 9
+    assert info["global_pools_int8"] == info["global_pools"] >= 1
+    assert info["se_multiplies"] == 16 and info["se_multiplies_int8"] == 16
+
+
+def test_qdq_runs_in_onnxruntime_as_the_reference(tiny):
+    r = jetson.runner(tiny["qdq"])
+    if not tensorrt_engine.available()[0]:
+        assert "TensorRT engine not built on this host" in r.runtime and "int8 reference" in r.runtime
+    logits = r.infer(tiny["test"])
+    assert agreement(logits, tiny["ref"]) >= 0.9 and (logits.argmax(1) == tiny["labels"]).mean() >= 0.9
+
+
+def test_engine_cache_key_follows_onnx_trt_gpu_and_precision(tiny, tmp_path):
+    key = tensorrt_engine.engine_cache_key(tiny["qdq"], "10.3.0", "Orin", "int8")
+    assert key == tensorrt_engine.engine_cache_key(tiny["qdq"], "10.3.0", "Orin", "int8")
+    changed = tmp_path / "changed.onnx"
+    changed.write_bytes(tiny["qdq"].read_bytes() + b"\0")
+    others = {
+        tensorrt_engine.engine_cache_key(changed, "10.3.0", "Orin", "int8"),
+        tensorrt_engine.engine_cache_key(tiny["qdq"], "8.5.2", "Orin", "int8"),
+        tensorrt_engine.engine_cache_key(tiny["qdq"], "10.3.0", "Xavier", "int8"),
+        tensorrt_engine.engine_cache_key(tiny["qdq"], "10.3.0", "Orin", "fp16"),
+    }
+    assert key not in others and len(others) == 4
+
+
+def test_tensorrt_engine_build_and_run(tiny, tmp_path):
+    ok, why = tensorrt_engine.available()
+    if not ok:
+        pytest.skip(f"TensorRT engine not testable here: {why}")
+    engine = tensorrt_engine.build_engine(tiny["qdq"], tmp_path, "int8")
+    assert tensorrt_engine.build_engine(tiny["qdq"], tmp_path, "int8") == engine  # cached
+    logits = tensorrt_engine.TensorRTRunner(engine).infer(tiny["test"])
+    assert agreement(logits, tiny["ref"]) >= 0.9
+
+
+def test_device_side_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import edge.preprocess, edge.latency, edge.tensorrt_engine, targets.onnx, targets.openvino; "
+        "bad = [m for m in ('torch', 'nncf', 'torchvision', 'timm') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
