@@ -36,7 +36,7 @@ def write_folder(root: Path, per_class: int, seed: int = 0, names=None) -> Path:
     return root
 
 
-def _train_tiny(model_name: str, steps: int = 60) -> tuple[torch.nn.Module, list[str]]:
+def _train_tiny(model_name: str, steps: int = 100) -> tuple[torch.nn.Module, list[str]]:
     from edge.preprocess import Preprocess
 
     spec = get_spec(model_name)
@@ -60,13 +60,17 @@ def _train_tiny(model_name: str, steps: int = 60) -> tuple[torch.nn.Module, list
     return model.eval(), list(CLASSES)
 
 
+def write_tiny_checkpoint(model_name: str, folder: Path) -> Path:
+    """A checkpoint of `model_name` (4 colour classes, 64 px) trained for a few steps, written by this project."""
+    model, labels = _train_tiny(model_name)
+    path = folder / f"{model_name}_tiny.pt"
+    save_checkpoint(path, get_spec(model_name), model, labels)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A b0 checkpoint (4 colour classes, 64 px) trained for a few steps, written by this project."""
-    model, labels = _train_tiny("b0")
-    path = tmp_path_factory.mktemp("ckpt") / "b0_tiny.pt"
-    save_checkpoint(path, get_spec("b0"), model, labels)
-    return path
+    return write_tiny_checkpoint("b0", tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="session")
