@@ -1,5 +1,3 @@
 """Host side of the EfficientNet edge deployment pipeline."""
 
-
-class PipelineError(RuntimeError):
-    """A user-facing error: one line that says what is wrong and how to fix it."""
+from edge.errors import UserError as PipelineError  # one error type for host and board  # noqa: F401

@@ -6,25 +6,12 @@ live inside functions so `import targets` never needs a runtime installed.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-
-class MissingRuntime(RuntimeError):
-    """A target's runtime or converter package is not installed."""
-
-
-def require(module: str, pip_name: str, target: str):
-    """Import `module` or fail with a one-line message naming the package to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise MissingRuntime(
-            f"target {target!r} needs the Python package {pip_name!r} ({e}); install it with: pip install {pip_name}"
-        ) from None
+from edge.runners import MissingRuntime, require  # noqa: F401  (one definition, shared with the board)
 
 
 class Runner(Protocol):
@@ -40,7 +27,8 @@ class Runner(Protocol):
 class Target(Protocol):
     name: str
     requires: tuple[str, ...]  # pip packages the host needs for convert/quantize
-    device_requires: tuple[str, ...]  # pip packages a board needs to run the artifact
+    device_runtime: str  # edge.runners.load_runner's name for it: openvino, onnxruntime, tensorrt
+    device_requires: tuple[str, ...]  # pip requirements a board needs to run the artifact
     artifact_suffix: str
 
     def convert_float(self, model, example, out: Path) -> Path:

@@ -22,7 +22,8 @@ from targets.base import require
 
 name = "jetson"
 requires = ("nncf", "onnx", "onnxruntime")
-device_requires = ("tensorrt (from JetPack)", "cuda-python")
+device_runtime = "tensorrt"  # the runner the bundle uses on the board
+device_requires = ("cuda-python",)  # TensorRT itself comes with JetPack
 artifact_suffix = ".onnx"
 
 convert_float = onnx_target.convert_float

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.runners import OnnxRuntimeRunner
 from targets.base import require
 
 name = "onnx"
 requires = ("onnx", "onnxruntime")
-device_requires = ("onnxruntime",)
+device_runtime = "onnxruntime"  # the runner the bundle uses on the board
+device_requires = ("onnxruntime==1.32.0",)
 artifact_suffix = ".onnx"
 OPSET = 17
 
@@ -77,31 +79,6 @@ def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: P
             calibrate_method=getattr(CalibrationMethod, quant.ort_calibration),
         )
     return path
-
-
-class OnnxRuntimeRunner:
-    def __init__(self, artifact: Path, threads: int = 0, providers: list[str] | None = None):
-        ort = require("onnxruntime", "onnxruntime", name)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(str(artifact), options, providers=providers or ["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.threads = int(threads) if threads else _physical_cores()
-        provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
-        self.runtime = f"onnxruntime {ort.__version__} ({provider})"
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        outs = [self.session.run(None, {self.input_name: batch[i : i + 1]})[0] for i in range(batch.shape[0])]
-        return np.concatenate(outs, axis=0)
-
-
-def _physical_cores() -> int:
-    import os
-
-    return os.cpu_count() or 1  # ONNX Runtime's default intra-op pool: one thread per core
 
 
 def runner(artifact: Path, threads: int = 0, precision: str = "f32") -> OnnxRuntimeRunner:

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from targets.base import MissingRuntime, require
+from edge.runners import OpenVINORunner
+from targets.base import require
 
 name = "openvino"
 requires = ("openvino", "nncf")
-device_requires = ("openvino",)
+device_runtime = "openvino"  # the runner the bundle uses on the board
+device_requires = ("openvino==2026.4.1",)
 artifact_suffix = ".xml"
 
 _COMPUTE_OPS = {"Convolution", "GroupConvolution", "MatMul"}
@@ -47,45 +49,6 @@ def _save(ov, ov_model, out: Path) -> Path:
     xml = Path(out).with_suffix(".xml")
     ov.save_model(ov_model, str(xml), compress_to_fp16=False)
     return xml
-
-
-class OpenVINORunner:
-    """An IR compiled for the CPU at batch 1; `precision` is the inference precision hint."""
-
-    def __init__(self, artifact: Path, threads: int = 0, precision: str = "f32", device: str = "CPU"):
-        ov = _ov()
-        core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY"}
-        if precision:
-            # Without this hint OpenVINO silently runs "fp32" in bf16 on CPUs that support it.
-            config["INFERENCE_PRECISION_HINT"] = precision
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        self.compiled = core.compile_model(core.read_model(str(artifact)), device, config)
-        self.request = self.compiled.create_infer_request()
-        self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
-        actual = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-        self.runtime = f"openvino {ov.get_version().split('-')[0]} ({device}, {actual})"
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        outs = []
-        for i in range(batch.shape[0]):  # the IR has a static batch of 1, as the camera loop uses it
-            self.request.infer({0: batch[i : i + 1]})
-            outs.append(self.request.get_output_tensor(0).data.copy())
-        return np.concatenate(outs, axis=0)
-
-    def executed_precisions(self) -> dict[str, int]:
-        """How many compute layers the CPU plugin actually executes in each precision."""
-        counts: dict[str, int] = {}
-        for op in self.compiled.get_runtime_model().get_ops():
-            rt = op.get_rt_info()
-            layer = rt["layerType"].astype(str)
-            if layer not in ("Convolution", "FullyConnected", "MatMul", "GroupConvolution"):
-                continue
-            prec = rt["runtimePrecision"].astype(str)
-            counts[prec] = counts.get(prec, 0) + 1
-        return counts
 
 
 def runner(artifact: Path, threads: int = 0, precision: str = "f32") -> OpenVINORunner:
@@ -130,5 +93,3 @@ def _macs(op) -> int:
         return int(np.prod(out)) * int(op.get_input_partial_shape(0)[-1].get_length())
     return int(np.prod(weight)) * int(np.prod(out[2:]))
 
-
-__all__ = ["MissingRuntime", "convert_float", "quantize", "runner", "describe"]

@@ -1,0 +1,94 @@
+"""Runners: a model artifact loaded in its target's own runtime, classifying NCHW float32 batches.
+
+Device side: imports numpy and, inside functions, the one runtime it needs.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+class MissingRuntime(RuntimeError):
+    """A runtime or converter package is not installed."""
+
+
+def require(module: str, pip_name: str, who: str):
+    """Import `module` or fail with a one-line message naming the package to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingRuntime(f"{who} needs the Python package {pip_name!r} ({e}); install it with: pip install {pip_name}") from None
+
+
+class OpenVINORunner:
+    """An IR compiled for the CPU at batch 1; `precision` is the inference precision hint."""
+
+    def __init__(self, artifact: Path, threads: int = 0, precision: str = "f32", device: str = "CPU"):
+        ov = require("openvino", "openvino", "the OpenVINO runner")
+        core = ov.Core()
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if precision:
+            # Without this hint OpenVINO silently runs "fp32" in bf16 on CPUs that support it.
+            config["INFERENCE_PRECISION_HINT"] = precision
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = core.compile_model(core.read_model(str(artifact)), device, config)
+        self.request = self.compiled.create_infer_request()
+        self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
+        actual = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        self.runtime = f"openvino {ov.get_version().split('-')[0]} ({device}, {actual})"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        outs = []
+        for i in range(batch.shape[0]):  # the IR has a static batch of 1, as the camera loop uses it
+            self.request.infer({0: batch[i : i + 1]})
+            outs.append(self.request.get_output_tensor(0).data.copy())
+        return np.concatenate(outs, axis=0)
+
+    def executed_precisions(self) -> dict[str, int]:
+        """How many compute layers the CPU plugin actually executes in each precision."""
+        counts: dict[str, int] = {}
+        for op in self.compiled.get_runtime_model().get_ops():
+            rt = op.get_rt_info()
+            if rt["layerType"].astype(str) in ("Convolution", "FullyConnected", "MatMul", "GroupConvolution"):
+                prec = rt["runtimePrecision"].astype(str)
+                counts[prec] = counts.get(prec, 0) + 1
+        return counts
+
+
+class OnnxRuntimeRunner:
+    def __init__(self, artifact: Path, threads: int = 0, providers: list[str] | None = None):
+        ort = require("onnxruntime", "onnxruntime", "the ONNX Runtime runner")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(artifact), options, providers=providers or ["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.threads = int(threads) if threads else (os.cpu_count() or 1)  # ORT's default: one per core
+        provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
+        self.runtime = f"onnxruntime {ort.__version__} ({provider})"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        outs = [self.session.run(None, {self.input_name: batch[i : i + 1]})[0] for i in range(batch.shape[0])]
+        return np.concatenate(outs, axis=0)
+
+
+def load_runner(runtime: str, artifact: Path, threads: int = 0, precision: str = "f32", cache_dir: Path | None = None):
+    """The runner for a bundle's runtime name: openvino, onnxruntime or tensorrt."""
+    if runtime == "openvino":
+        return OpenVINORunner(artifact, threads, precision)
+    if runtime == "onnxruntime":
+        return OnnxRuntimeRunner(artifact, threads)
+    if runtime == "tensorrt":
+        from edge import tensorrt_engine
+
+        quantized = b"QuantizeLinear" in Path(artifact).read_bytes()
+        engine = tensorrt_engine.build_engine(artifact, cache_dir or Path(artifact).parent / "engines", "int8" if quantized else "fp16")
+        return tensorrt_engine.TensorRTRunner(engine)
+    raise ValueError(f"unknown runtime {runtime!r}; use openvino, onnxruntime or tensorrt")
