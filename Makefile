@@ -9,8 +9,12 @@ ARGS = --target $(TARGET) --model $(MODEL) \
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_DROP),--max-drop $(MAX_DROP)) \
 	$(if $(IMAGE_SIZE),--image-size $(IMAGE_SIZE)) $(if $(OUT),--out $(OUT)) \
 	$(foreach s,$(SET),--set $(s)) $(if $(DEBUG),--debug)
+DEVICE_ARGS = $(if $(DEVICE),--device $(DEVICE)) $(if $(DEVICE_DIR),--device-dir $(DEVICE_DIR)) \
+	$(if $(SSH_PORT),--ssh-port $(SSH_PORT)) $(if $(SSH_KEY),--ssh-key $(SSH_KEY)) \
+	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(DEVICE_START)) \
+	$(if $(SOURCE),--source $(SOURCE))
 
-.PHONY: setup deploy stage test test-e2e models targets clean
+.PHONY: setup deploy stage push run test test-deps test-e2e models targets clean
 
 .setup.stamp: pyproject.toml
 	$(PYTHON) -m pip install -e '.[all,dev]'
@@ -18,13 +22,26 @@ ARGS = --target $(TARGET) --model $(MODEL) \
 
 setup: .setup.stamp
 
-deploy: setup
-	$(PYTHON) -m pipeline deploy $(ARGS)
+deploy: setup  ## DEVICE=user@host also copies the bundle to a board (DEVICE_INSTALL=1, DEVICE_START=foreground|service)
+	$(PYTHON) -m pipeline deploy $(ARGS) $(DEVICE_ARGS)
+
+push: setup
+	$(PYTHON) -m pipeline push $(ARGS) $(DEVICE_ARGS)
+
+run: setup  ## the deployed bundle's camera program here: make run TARGET=... MODEL=... SOURCE=video.mp4 RUN_ARGS=--headless
+	$(PYTHON) -m pipeline run $(ARGS) $(if $(SOURCE),--source $(SOURCE)) -- $(RUN_ARGS)
 
 stage: setup  ## one stage (and what it needs): make stage STAGE=int8 MODEL=b0
 	$(PYTHON) -m pipeline $(STAGE) $(ARGS)
 
-test: setup
+# Real peers some tests talk to on loopback: an ssh server, an MQTT broker, rsync (Debian packages).
+test-deps:
+	@if [ -x /usr/sbin/sshd ] && [ -x /usr/sbin/mosquitto ] && command -v rsync >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server mosquitto rsync >/dev/null; \
+	else echo "note: openssh-server/mosquitto/rsync missing and not root: the tests that need them will skip"; fi
+
+test: setup test-deps
 	$(PYTHON) -m pytest
 
 test-e2e: setup

@@ -32,6 +32,41 @@ def _deploy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _device_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("pushing to a board over ssh (keys only)")
+    g.add_argument("--device", metavar="USER@HOST", help="copy the bundle to this board")
+    g.add_argument("--device-dir", default="effnet-edge", help="folder on the board (default ~/effnet-edge)")
+    g.add_argument("--ssh-port", type=int, default=22)
+    g.add_argument("--ssh-key", help="identity file (default: ssh's own)")
+    g.add_argument("--device-install", action="store_true", help="pip-install the bundle's requirements on the board")
+    g.add_argument("--device-start", choices=["foreground", "service"], help="start the camera program after copying")
+    g.add_argument("--source", help="camera source for --device-start foreground")
+
+
+def _push(args, cfg) -> int:
+    from pipeline import push
+
+    bundle = cfg.run_dir / "bundle"
+    device = push.Device(args.device, args.ssh_port, args.ssh_key, args.device_dir)
+    push.copy(bundle, device)
+    if args.device_install:
+        push.install(device)
+    if args.device_start:
+        return push.start(device, args.device_start, args.source)
+    return 0
+
+
+def _run_camera(args, cfg, extra: list[str]) -> int:
+    import subprocess
+
+    from pipeline import PipelineError
+
+    run_sh = cfg.run_dir / "bundle" / "run.sh"
+    if not run_sh.exists():
+        raise PipelineError(f"no bundle at {run_sh.parent}; run make deploy TARGET={cfg.target} MODEL={cfg.model} first")
+    return subprocess.run([str(run_sh), *(["--source", args.source] if args.source else []), *extra]).returncode
+
+
 def _config(args):
     from pipeline import PipelineError
     from pipeline.config import make_config
@@ -77,13 +112,22 @@ def _print_targets() -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="EfficientNet -> int8 edge deployment")
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("deploy", help="all stages: model, calibration, float, int8, validate, report")
+    d = sub.add_parser("deploy", help="all stages: model, calibration, float, int8, validate, report, bundle")
     _deploy_options(d)
+    _device_options(d)
+    p = sub.add_parser("push", help="copy a deployed bundle to a board over ssh (and install/start it)")
+    _deploy_options(p)
+    _device_options(p)
+    r = sub.add_parser("run", help="run a deployed bundle's camera program here (options after -- go to ./run.sh)")
+    _deploy_options(r)
+    r.add_argument("--source", help="camera index, /dev/videoN, GStreamer pipeline, URL, video file or image folder")
     for stage, text in STAGE_HELP.items():
         _deploy_options(sub.add_parser(stage, help=f"run up to this stage: {text}"))
     sub.add_parser("models", help="list the EfficientNet family")
     sub.add_parser("targets", help="list the deployment targets")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
 
     from pipeline import PipelineError
     from targets import MissingRuntime, UnknownTarget
@@ -96,10 +140,18 @@ def main(argv=None) -> int:
         from pipeline.deploy import run_until
 
         cfg = _config(args)
+        if args.command == "push":
+            if not args.device:
+                raise PipelineError("push needs --device USER@HOST (make deploy ... DEVICE=user@host)")
+            return _push(args, cfg)
+        if args.command == "run":
+            return _run_camera(args, cfg, extra)
         stage = "report" if args.command == "deploy" else args.command
         result = run_until(cfg, stage)
         if stage == "report" and not result["passed"]:
             return EXIT_GATE
+        if args.command == "deploy" and args.device:
+            return _push(args, cfg)
         return 0
     except (PipelineError, MissingRuntime, UnknownTarget) as e:
         if getattr(args, "debug", False):

@@ -21,6 +21,7 @@ from pipeline.config import DeployConfig
 from pipeline.data import check_folder, fingerprint, labelled_samples, list_images
 from pipeline.family import get_spec
 from pipeline.models import load, save_checkpoint
+from pipeline.bundle import edge_code_digest, write_bundle, write_tarball
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, Stage, sha256
 from pipeline.sample_data import SAMPLE_PHOTOS, calibration_folder, sample_folder
@@ -177,6 +178,37 @@ class Deploy:
         return self.run.stage("validate", key, work)
 
     def report(self) -> dict:
+        """Report and gate; when the gate holds, the bundle for the board."""
+        report = self._report()
+        if report["passed"]:
+            bundle = self.bundle(report)
+            write_tarball(bundle.folder, self.cfg.run_dir / "bundle.tar.gz")
+            report["bundle"] = str(bundle.folder)
+            self.log(f"[bundle] {bundle.folder} (and bundle.tar.gz): copy it to the board and run ./run.sh")
+        else:
+            self.log("[bundle] not written: the int8 model failed the gate")
+        return report
+
+    def bundle(self, report: dict) -> Stage:
+        model_stage, float_stage, int8_stage = self.model(), self.float_artifact(), self.int8_artifact()
+        cfg = self.cfg
+        key = {
+            "validate": self.validation().digest,
+            "edge_code": edge_code_digest(),
+            "settings": [asdict(cfg.camera), cfg.max_drop, cfg.threads, cfg.precision],
+        }
+
+        def work(tmp: Path) -> dict:
+            _, labels = self._torch_model(model_stage, with_labels=True)
+            write_bundle(
+                tmp, cfg, self.spec, self.target, self.preprocess, labels, report,
+                int8_stage.path(int8_stage.result["artifact"]), float_stage.path(float_stage.result["artifact"]),
+            )
+            return {"runtime": self.target.device_runtime}
+
+        return self.run.stage("bundle", key, work)
+
+    def _report(self) -> dict:
         stages = {
             "model": self.model(),
             "calibration": self.calibration(),

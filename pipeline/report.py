@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edge.metrics import accuracy_gate
 from pipeline.runfolder import write_atomic
 
 PARITY_RTOL = 1e-3  # float artifact vs PyTorch: max |diff| relative to the largest logit
@@ -17,11 +18,8 @@ def _size_mb(folder: Path, artifact: str) -> float:
 
 def gate(cfg, validation: dict, ops: dict) -> tuple[bool, list[str]]:
     """Whether the int8 artifact may ship, and every reason it may not."""
-    reasons = []
     acc = validation["accuracy"]
-    drop = (acc["float"]["top1"] - acc["int8"]["top1"]) * 100
-    if drop > cfg.max_drop:
-        reasons.append(f"int8 top-1 is {drop:.2f} points below float, more than MAX_DROP={cfg.max_drop}")
+    reasons = [r for r in [accuracy_gate(acc["float"]["top1"], acc["int8"]["top1"], cfg.max_drop)] if r]
     parity = validation["float_parity"]
     if parity["relative_diff"] > PARITY_RTOL:
         reasons.append(

@@ -1,0 +1,110 @@
+"""`./run.sh validate --data DIR`: the host's accuracy and latency check, with the board's own runtime."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edge.dataset import labelled_samples
+from edge.errors import UserError
+from edge.evaluate import classify
+from edge.latency import measure
+from edge.metrics import accuracy, accuracy_gate, agreement
+
+
+def _size_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.parent.glob(f"{path.stem}.*")) / 2**20, 3)
+
+
+def validate_bundle(bundle, args) -> dict:
+    cfg = bundle.config
+    samples = labelled_samples(args.data, bundle.classes)
+    if args.max_images:
+        samples = samples[: args.max_images]
+    runners = {"int8": bundle.runner("int8", args.threads)}
+    if cfg.get("float_artifact"):
+        runners["float"] = bundle.runner("float", args.threads)
+    out = classify(samples, bundle.preprocess, {k: r.infer for k, r in runners.items()})
+    logits, y = out["logits"], out["labels"]
+    if len(y) == 0:
+        raise UserError(f"all {len(out['skipped'])} images in {args.data} are unreadable")
+    size = bundle.preprocess.image_size
+    sample = np.zeros((1, 3, size, size), np.float32)
+    latency = {k: measure(r.infer, sample, args.warmup, args.runs) for k, r in runners.items()}
+    acc_int8 = accuracy(logits["int8"], y)
+    acc_float = accuracy(logits["float"], y) if "float" in logits else None
+    failure = accuracy_gate(acc_float["top1"], acc_int8["top1"], cfg["thresholds"]["max_drop"]) if acc_float else None
+    lat = latency["int8"]
+    report = {
+        "model": cfg["model"],
+        "target": cfg["target"],
+        "quant": cfg["quant"],
+        "measured_on": f"device {platform.node()} ({platform.machine()})",
+        "passed": failure is None,
+        "failures": [failure] if failure else [],
+        "artifact": str(bundle.root / cfg["artifact"]),
+        "accuracy": {
+            "float": acc_float,
+            "int8": acc_int8,
+            "top1_agreement": agreement(logits["int8"], logits["float"]) if "float" in logits else None,
+            "images": int(len(y)),
+            "skipped": len(out["skipped"]),
+            "skipped_files": out["skipped"][:50],
+            "max_drop_points": cfg["thresholds"]["max_drop"],
+        },
+        "latency_ms": {k: lat[k] for k in ("p50", "p90", "p99", "mean", "runs")},
+        "throughput_fps": lat["throughput_fps"],
+        "float_latency_ms": latency.get("float"),
+        "runtime": {k: r.runtime for k, r in runners.items()} | {"threads": runners["int8"].threads},
+        "size_mb": {k: _size_mb(bundle.root / cfg[a]) for k, a in (("int8", "artifact"), ("float", "float_artifact")) if cfg.get(a)},
+        "calibration": cfg.get("host", {}).get("calibration"),
+        "host": cfg.get("host"),
+    }
+    out_dir = Path(args.out) if args.out else bundle.root / "validation"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write(out_dir / "report.json", json.dumps(report, indent=2))
+    _write(out_dir / "report.md", markdown(report))
+    print(f"{'PASSED' if report['passed'] else 'FAILED: ' + failure}; report in {out_dir}")
+    return report
+
+
+def _write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def markdown(r: dict) -> str:
+    acc, lat, host = r["accuracy"], r["latency_ms"], r.get("host") or {}
+    host_acc = host.get("accuracy", {})
+    host_lat = host.get("latency_ms", {})
+    lines = [
+        f"# {r['model']} → {r['target']} ({r['quant']}) on the device: {'PASSED' if r['passed'] else 'FAILED'}",
+        "",
+        *[f"- **FAILED:** {f}" for f in r["failures"]],
+        f"Measured on {r['measured_on']} with {r['runtime']['int8']}, {r['runtime']['threads']} threads; "
+        f"{acc['images']} images ({acc['skipped']} unreadable, skipped).",
+        "",
+        "| | top-1 | top-5 | agreement with float | p50 ms | p99 ms | images/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    if acc["float"]:
+        fl = r["float_latency_ms"]
+        lines.append(f"| float (device) | {_pct(acc['float']['top1'])} | {_pct(acc['float']['top5'])} | — | {fl['p50']:.2f} | {fl['p99']:.2f} | {fl['throughput_fps']:.1f} |")
+    lines.append(f"| **int8 (device)** | {_pct(acc['int8']['top1'])} | {_pct(acc['int8']['top5'])} | {_pct(acc['top1_agreement'])} "
+                 f"| {lat['p50']:.2f} | {lat['p99']:.2f} | {r['throughput_fps']:.1f} |")
+    if host_acc:
+        lines.append(f"| int8 (host, {host.get('runtime', '?')}) | {_pct(host_acc.get('int8', {}).get('top1'))} "
+                     f"| {_pct(host_acc.get('int8', {}).get('top5'))} | {_pct(host_acc.get('top1_agreement'))} "
+                     f"| {host_lat.get('p50', 0):.2f} | {host_lat.get('p99', 0):.2f} | {host.get('throughput_fps', 0):.1f} |")
+    lines += ["", f"Host figures were measured on {host.get('data', '?')}; compare like with like.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""The deploy bundle: what is copied to the board. Model artifacts, labels, a config, the device code.
+
+The device code is the `edge` package as it is (numpy, OpenCV and the target runtime only),
+so the camera loop and `run.sh validate` on the board are the code the host tested.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+from edge.bundle import BUNDLE_FORMAT
+from pipeline.data import class_table
+from pipeline.runfolder import write_atomic
+
+EDGE_DIR = Path(__file__).resolve().parent.parent / "edge"
+SERVICE = "effnet-edge.service"
+
+RUN_SH = """#!/bin/sh
+# The camera program:  ./run.sh --source 0 [--headless] [--json out.jsonl] [--topk 3]   (./run.sh --help)
+# Accuracy on this board:  ./run.sh validate --data path/to/labelled/images
+cd "$(dirname "$0")" && exec "${PYTHON:-python3}" -m edge "$@"
+"""
+
+INSTALL_SERVICE_SH = """#!/bin/sh
+# Install and start the camera program as a systemd service (starts on boot, restarts on failure).
+set -e
+here="$(cd "$(dirname "$0")" && pwd)"
+sed -e "s|@BUNDLE@|$here|g" -e "s|@USER@|$(id -un)|g" "$here/effnet-edge.service" | sudo tee /etc/systemd/system/effnet-edge.service >/dev/null
+sudo systemctl daemon-reload
+sudo systemctl enable --now effnet-edge.service
+echo "started; logs: journalctl -u effnet-edge -f"
+"""
+
+
+def edge_code_digest() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(EDGE_DIR.glob("*.py")):
+        h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _copy_artifact(src: Path, dest_dir: Path, stem: str) -> str:
+    """Copy an artifact and its sidecars (an IR's .bin) under a new stem; the path relative to the bundle."""
+    for part in src.parent.glob(f"{src.stem}.*"):
+        shutil.copyfile(part, dest_dir / f"{stem}{part.suffix}")
+    return f"model/{stem}{src.suffix}"
+
+
+def write_bundle(dest: Path, cfg, spec, target, preprocess, labels: list[str], report: dict, int8: Path, float_: Path) -> None:
+    """Lay the bundle out in `dest` (a fresh folder)."""
+    (dest / "model").mkdir(parents=True)
+    shutil.copytree(EDGE_DIR, dest / "edge", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    config = {
+        "format": BUNDLE_FORMAT,
+        "model": spec.name,
+        "target": cfg.target,
+        "runtime": target.device_runtime,
+        "quant": report["quant"],
+        "artifact": _copy_artifact(int8, dest / "model", "int8"),
+        "float_artifact": _copy_artifact(float_, dest / "model", "float"),
+        "precision": cfg.precision,
+        "threads": cfg.threads,
+        "preprocess": preprocess.to_dict(),
+        "classes": "labels.json",
+        "camera": {"source": cfg.camera.source, "width": cfg.camera.width, "height": cfg.camera.height, "fps": cfg.camera.fps},
+        "thresholds": {"max_drop": cfg.max_drop},
+        "host": {
+            "accuracy": report["accuracy"],
+            "latency_ms": report["latency_ms"],
+            "throughput_fps": report["throughput_fps"],
+            "runtime": report["runtime"]["int8"],
+            "data": report["data"]["folder"],
+            "calibration": report["calibration"],
+            "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
+            "date": time.strftime("%Y-%m-%d"),
+        },
+    }
+    (dest / "config.json").write_text(json.dumps(config, indent=2))
+    (dest / "labels.json").write_text(json.dumps(class_table(labels).to_dict()))
+    (dest / "labels.txt").write_text("\n".join(labels) + "\n")
+    for name, text in (("run.sh", RUN_SH), ("install-service.sh", INSTALL_SERVICE_SH)):
+        (dest / name).write_text(text)
+        (dest / name).chmod(0o755)
+    (dest / SERVICE).write_text(_service(spec.name, cfg.target))
+    (dest / "requirements.txt").write_text(_requirements(target))
+    (dest / "README.md").write_text(_readme(config, target))
+
+
+def _requirements(target) -> str:
+    lines = ["# The board needs only these: no PyTorch, no NNCF.", "numpy>=1.24"]
+    if target.device_runtime == "tensorrt":
+        lines += ["# OpenCV (with GStreamer) and TensorRT come with JetPack: do not pip-install them on a Jetson."]
+    else:
+        lines += ["opencv-python-headless>=4.8  # on a board with a desktop, opencv-python gives the overlay window"]
+    lines += list(target.device_requires)
+    lines += ["# optional, for --mqtt:", "# paho-mqtt>=2.0"]
+    return "\n".join(lines) + "\n"
+
+
+def _service(model: str, target: str) -> str:
+    return f"""[Unit]
+Description=effnet-edge camera classifier ({model}, {target} int8)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+User=@USER@
+WorkingDirectory=@BUNDLE@
+ExecStart=@BUNDLE@/run.sh --headless --json @BUNDLE@/classifications.jsonl --stats-every 60
+Restart=on-failure
+RestartSec=3
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _readme(config: dict, target) -> str:
+    host = config["host"]
+    acc = host["accuracy"]
+    install = {
+        "tensorrt": "JetPack already has TensorRT and OpenCV: `pip install cuda-python numpy`. The first start builds "
+        "the TensorRT engine on this board (minutes) and caches it in `model/engines/`, keyed by the ONNX file, "
+        "the TensorRT version, the GPU and the precision.",
+    }.get(config["runtime"], "`python3 -m pip install -r requirements.txt`")
+    return f"""# {config['model']} → {config['target']} ({config['quant']})
+
+Runs without PyTorch: numpy, OpenCV and {config['runtime']} only.
+
+1. Install: {install}
+2. Run the camera program: `./run.sh --source 0 --headless --json out.jsonl --topk 3`
+   (sources: a camera index, `/dev/videoN`, a GStreamer pipeline, an `rtsp://` URL, a video file or a folder of images;
+   `--width/--height/--fps` for the camera, `--smooth N`, `--mqtt host:1883`; `./run.sh --help`).
+   Default source from the profile: `{config['camera']['source']}`
+3. Check accuracy on this board: `./run.sh validate --data path/to/labelled/images` (writes `validation/report.md`).
+4. Start on boot: `./install-service.sh` (systemd; logs with `journalctl -u effnet-edge -f`).
+
+Measured on the host ({host['machine']}, {host['runtime']}, {host['date']}) on `{host['data']}`:
+int8 top-1 {acc['int8']['top1']:.3f} vs float {acc['float']['top1']:.3f} ({acc['images']} images),
+agreement {acc['top1_agreement']:.3f}; latency p50 {host['latency_ms']['p50']:.2f} ms.
+"""
+
+
+def write_tarball(bundle_dir: Path, tar_path: Path) -> None:
+    tmp = tar_path.with_name(f".{tar_path.name}.tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        tar.add(bundle_dir, arcname="bundle")
+    tmp.replace(tar_path)

@@ -1,0 +1,81 @@
+"""Push a bundle to a board over ssh: copy (rsync, else scp), optionally install and start it.
+
+Keys only (BatchMode: ssh never asks for a password). Every command is an argument list; the
+one string that reaches the remote shell is built with shlex quoting from those lists.
+"""
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import PipelineError
+
+
+@dataclass(frozen=True)
+class Device:
+    address: str  # user@host
+    port: int = 22
+    key: str | None = None  # identity file; default: ssh's own
+    dest: str = "effnet-edge"  # folder on the board, relative to the login's home unless absolute
+    known_hosts: str | None = None  # default: ssh's own ~/.ssh/known_hosts
+
+    def ssh_options(self) -> list[str]:
+        opts = ["-o", "BatchMode=yes", "-o", "PasswordAuthentication=no", "-o", "ConnectTimeout=10",
+                "-o", "StrictHostKeyChecking=accept-new"]
+        if self.key:
+            opts += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
+        if self.known_hosts:
+            opts += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        return opts
+
+    def ssh(self, *remote_argv: str) -> list[str]:
+        return ["ssh", *self.ssh_options(), "-p", str(self.port), self.address, "--", shlex.join(remote_argv)]
+
+    def sh(self, script: str, *args: str) -> list[str]:
+        """Run a fixed script remotely with user values as positional parameters ($1, $2 ...), never spliced in."""
+        return self.ssh("sh", "-c", script, "sh", *args)
+
+
+def _run(cmd: list[str], what: str, capture: bool = False, log=print) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, capture_output=capture, text=True)
+    if r.returncode != 0:
+        detail = (r.stderr or "").strip().splitlines()[-1:] if capture else []
+        raise PipelineError(f"{what} failed (exit {r.returncode}){': ' + detail[0] if detail else ''}; check DEVICE, the ssh key and the board")
+    return r
+
+
+def copy(bundle: Path, device: Device, log=print) -> None:
+    if not (Path(bundle) / "config.json").is_file():
+        raise PipelineError(f"{bundle} is not a bundle; run make deploy first")
+    _run(device.sh('mkdir -p "$1"', device.dest), f"ssh to {device.address}", capture=True)
+    ssh_cmd = shlex.join(["ssh", *device.ssh_options(), "-p", str(device.port)])
+    if shutil.which("rsync"):
+        cmd = ["rsync", "-az", "--delete", "--exclude", "model/engines/", "-e", ssh_cmd, f"{bundle}/", f"{device.address}:{device.dest}/"]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode == 0:
+            log(f"[push] rsync {bundle} -> {device.address}:{device.dest}")
+            return
+        log(f"[push] rsync failed ({r.stderr.strip().splitlines()[-1:] or r.returncode}); trying scp")
+    scp = ["scp", "-r", "-q", *device.ssh_options(), "-P", str(device.port)]
+    sources = [str(p) for p in sorted(Path(bundle).iterdir())]
+    _run([*scp, *sources, f"{device.address}:{device.dest}/"], "scp", capture=True)
+    log(f"[push] scp {bundle} -> {device.address}:{device.dest}")
+
+
+def install(device: Device, log=print) -> None:
+    log("[push] installing the bundle's requirements on the board")
+    _run(device.sh('cd "$1" && python3 -m pip install -r requirements.txt', device.dest), "remote pip install")
+
+
+def start(device: Device, mode: str, source: str | None = None, extra: list[str] | None = None) -> int:
+    """`foreground`: run the camera program here over ssh until it ends; `service`: install the systemd unit."""
+    if mode == "service":
+        _run(device.sh('cd "$1" && ./install-service.sh', device.dest), "remote service install")
+        return 0
+    if mode != "foreground":
+        raise PipelineError(f"unknown DEVICE_START={mode!r}; use foreground or service")
+    args = ["--headless", *(["--source", source] if source else []), *(extra or [])]
+    return subprocess.run(device.sh('cd "$1" && shift && exec ./run.sh "$@"', device.dest, *args)).returncode
