@@ -38,6 +38,7 @@ def _device_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device-dir", default="effnet-edge", help="folder on the board (default ~/effnet-edge)")
     g.add_argument("--ssh-port", type=int, default=22)
     g.add_argument("--ssh-key", help="identity file (default: ssh's own)")
+    g.add_argument("--ssh-known-hosts", help="known_hosts file (default: ssh's own)")
     g.add_argument("--device-install", action="store_true", help="pip-install the bundle's requirements on the board")
     g.add_argument("--device-start", choices=["foreground", "service"], help="start the camera program after copying")
     g.add_argument("--source", help="camera source for --device-start foreground")
@@ -47,7 +48,7 @@ def _push(args, cfg) -> int:
     from pipeline import push
 
     bundle = cfg.run_dir / "bundle"
-    device = push.Device(args.device, args.ssh_port, args.ssh_key, args.device_dir)
+    device = push.Device(args.device, args.ssh_port, args.ssh_key, args.device_dir, args.ssh_known_hosts)
     push.copy(bundle, device)
     if args.device_install:
         push.install(device)

@@ -154,6 +154,20 @@ def test_bad_input_is_one_line_and_keeps_earlier_artifacts(deploy_args, tmp_path
     assert (tmp_path / "run" / "int8" / "model.xml").exists()
 
 
+def test_missing_runtime_names_the_package(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['openvino'] = None; from pipeline.cli import main; "
+        f"sys.exit(main(['float', '--weights', 'random', '--num-classes', '3', '--image-size', '32', '--out', r'{tmp_path}']))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert err[-1].startswith("error: ") and "pip install openvino" in err[-1] and "Traceback" not in r.stderr
+
+
 def test_one_stage_alone(deploy_args, tmp_path):
     args = deploy_args()
     args[0] = "int8"

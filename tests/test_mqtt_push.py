@@ -124,6 +124,15 @@ def test_push_copies_installs_and_starts(deployed, video, sshd, capfd):
     assert "summary:" in capfd.readouterr().err
 
 
+def test_deploy_with_device_pushes_through_the_cli(deployed, tiny_checkpoint, colour_data, sshd):
+    args = ["deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
+            "--image-size", "64", "--calib-size", "8", "--out", str(deployed), "--set", "runs=3", "--set", "warmup=1",
+            "--device", sshd.address, "--ssh-port", str(sshd.port), "--ssh-key", sshd.key,
+            "--ssh-known-hosts", sshd.known_hosts, "--device-dir", sshd.dest]
+    assert main(args) == 0
+    assert (Path(sshd.dest) / "config.json").read_text() == (deployed / "bundle" / "config.json").read_text()
+
+
 def test_push_never_asks_for_a_password(deployed, sshd, tmp_path):
     stranger = push.Device(sshd.address, sshd.port, None, sshd.dest, sshd.known_hosts)  # no key: must fail, not prompt
     with pytest.raises(PipelineError, match="check DEVICE, the ssh key"):
