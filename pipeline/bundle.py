@@ -14,7 +14,6 @@ from pathlib import Path
 
 from edge.bundle import BUNDLE_FORMAT
 from pipeline.data import class_table
-from pipeline.runfolder import write_atomic
 
 EDGE_DIR = Path(__file__).resolve().parent.parent / "edge"
 SERVICE = "effnet-edge.service"

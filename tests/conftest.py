@@ -77,3 +77,21 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def colour_data(tmp_path_factory) -> Path:
     """12 validation images per colour class, class folders named by the class names."""
     return write_folder(tmp_path_factory.mktemp("data") / "val", per_class=12, seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_arrays(tiny_checkpoint) -> dict:
+    """The tiny b0, a 16-image calibration batch, 48 labelled test images and the model's own logits on them."""
+    from pipeline.models import load
+
+    spec = get_spec("b0")
+    pre = spec.preprocess.at_size(TINY_SIZE)
+    model = load(spec, str(tiny_checkpoint)).model
+    rng = np.random.default_rng(11)
+    calib = np.stack([pre(make_image(CLASSES[i % 4], rng)) for i in range(16)])
+    labels = rng.integers(0, 4, 48)
+    test = np.stack([pre(make_image(CLASSES[c], rng)) for c in labels])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(test)).numpy()
+    return {"model": model, "calib": calib, "test": test, "labels": labels, "ref": ref,
+            "example": torch.zeros(1, 3, TINY_SIZE, TINY_SIZE)}

@@ -1,18 +1,14 @@
 """ONNX Runtime and Jetson (TensorRT Q/DQ) targets with the real exporter, quantizers and runtime."""
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import pytest
 import torch
 
 import targets
-from conftest import CLASSES, TINY_SIZE, make_image
 from edge import tensorrt_engine
 from pipeline.config import QuantConfig
-from pipeline.family import get_spec
 from pipeline.fold import count_batchnorm, fold_batchnorm
-from pipeline.models import load
 from pipeline.validate import agreement, parity
 
 onnx_target = targets.get_target("onnx")
@@ -20,22 +16,14 @@ jetson = targets.get_target("jetson")
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_checkpoint, tmp_path_factory):
-    spec = get_spec("b0")
-    pre = spec.preprocess.at_size(TINY_SIZE)
-    model = load(spec, str(tiny_checkpoint)).model
-    rng = np.random.default_rng(3)
-    calib = np.stack([pre(make_image(CLASSES[i % 4], rng)) for i in range(16)])
-    ys = rng.integers(0, 4, 48)
-    test = np.stack([pre(make_image(CLASSES[c], rng)) for c in ys])
-    with torch.no_grad():
-        ref = model(torch.from_numpy(test)).numpy()
+def tiny(tiny_arrays, tmp_path_factory):
+    t = tiny_arrays
     out = tmp_path_factory.mktemp("onnx")
-    fp32 = onnx_target.convert_float(model, torch.zeros(1, 3, TINY_SIZE, TINY_SIZE), out / "float")
+    fp32 = onnx_target.convert_float(t["model"], t["example"], out / "float")
     return {
-        "model": model, "calib": calib, "test": test, "labels": ys, "ref": ref, "fp32": fp32,
-        "ort_int8": onnx_target.quantize(model, fp32, calib, QuantConfig(), out / "ort_int8"),
-        "qdq": jetson.quantize(model, fp32, calib, QuantConfig(), out / "qdq"),
+        **t, "fp32": fp32,
+        "ort_int8": onnx_target.quantize(t["model"], fp32, t["calib"], QuantConfig(), out / "ort_int8"),
+        "qdq": jetson.quantize(t["model"], fp32, t["calib"], QuantConfig(), out / "qdq"),
     }
 
 

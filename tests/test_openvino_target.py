@@ -1,36 +1,22 @@
 """The OpenVINO target with the real runtime and real NNCF, on a tiny trained model."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
 import targets
-from conftest import CLASSES, TINY_SIZE, make_image
 from pipeline.config import QuantConfig
-from pipeline.family import get_spec
-from pipeline.models import load
 from pipeline.validate import agreement, parity
 
 ov_target = targets.get_target("openvino")
 
 
 @pytest.fixture(scope="module")
-def artifacts(tiny_checkpoint, tmp_path_factory):
-    spec = get_spec("b0")
-    pre = spec.preprocess.at_size(TINY_SIZE)
-    model = load(spec, str(tiny_checkpoint)).model
-    rng = np.random.default_rng(11)
-    calib = np.stack([pre(make_image(CLASSES[i % 4], rng)) for i in range(16)])
-    ys = rng.integers(0, 4, 48)
-    test = np.stack([pre(make_image(CLASSES[c], rng)) for c in ys])
+def artifacts(tiny_arrays, tmp_path_factory):
+    t = tiny_arrays
     out = tmp_path_factory.mktemp("ov")
-    example = torch.zeros(1, 3, TINY_SIZE, TINY_SIZE)
-    fp32 = ov_target.convert_float(model, example, out / "float")
-    int8 = ov_target.quantize(model, fp32, calib, QuantConfig(), out / "int8")
-    with torch.no_grad():
-        ref = model(torch.from_numpy(test)).numpy()
-    return {"model": model, "fp32": fp32, "int8": int8, "test": test, "labels": ys, "ref": ref}
+    fp32 = ov_target.convert_float(t["model"], t["example"], out / "float")
+    int8 = ov_target.quantize(t["model"], fp32, t["calib"], QuantConfig(), out / "int8")
+    return {**t, "fp32": fp32, "int8": int8}
 
 
 def test_fp32_ir_matches_pytorch(artifacts):
