@@ -59,7 +59,7 @@ def run(args, bundle) -> int:
                          args.height or camera.get("height", 0), args.fps or 0)
     latest_only = source.live or args.realtime
     pace = (args.fps or source.fps) if (args.realtime and not source.live) else 0
-    grabber = Grabber(source, latest_only=latest_only, pace_fps=pace, reconnect_tries=args.reconnect)
+    grabber = Grabber(source, latest_only=latest_only, pace_fps=pace, reconnect_tries=args.reconnect, prepare=bundle.preprocess)
     runner = bundle.runner("int8", args.threads)
     print(f"effnet-edge: {bundle.config['model']} {bundle.config['quant']} on {runner.runtime}, source {args.source or camera.get('source')}",
           file=sys.stderr)

@@ -27,6 +27,8 @@ class Frame:
     index: int  # position in the source
     image: np.ndarray
     t_capture: float  # time.monotonic() when it was read
+    tensor: np.ndarray | None = None  # the model input, when the grabber prepared it
+    prepare_ms: float = 0.0
 
 
 class ImageFolderSource:
@@ -128,9 +130,11 @@ def open_source(spec: str, width: int = 0, height: int = 0, fps: float = 0):
 class Grabber(threading.Thread):
     """Reads frames on its own thread. `latest_only`: keep only the newest, dropping the rest."""
 
-    def __init__(self, source, latest_only: bool, pace_fps: float = 0, reconnect_tries: int = 10, log=None):
+    def __init__(self, source, latest_only: bool, pace_fps: float = 0, reconnect_tries: int = 10, log=None, prepare=None):
         super().__init__(daemon=True)
         self.source, self.latest_only, self.pace_fps = source, latest_only, pace_fps
+        # Preprocessing here overlaps with inference on the previous frame instead of adding to it.
+        self.prepare = prepare
         self.reconnect_tries = reconnect_tries
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.cond = threading.Condition()
@@ -158,7 +162,12 @@ class Grabber(threading.Thread):
                     self.counts["corrupt"] += 1
                     continue
                 self.counts["read"] += 1
-                self._put(Frame(frame_index, img, time.monotonic()))
+                frame = Frame(frame_index, img, time.monotonic())
+                if self.prepare is not None:
+                    t0 = time.monotonic()
+                    frame.tensor = self.prepare(img)
+                    frame.prepare_ms = (time.monotonic() - t0) * 1000
+                self._put(frame)
         finally:
             with self.cond:
                 self.finished = True

@@ -124,6 +124,13 @@ def main(argv=None) -> int:
     r.add_argument("--source", help="camera index, /dev/videoN, GStreamer pipeline, URL, video file or image folder")
     for stage, text in STAGE_HELP.items():
         _deploy_options(sub.add_parser(stage, help=f"run up to this stage: {text}"))
+    b = sub.add_parser("bench", help="benchmark every installed runtime side by side (bench/README.md)")
+    b.add_argument("--models", default="lite0,b0,b1", help="comma-separated (default lite0,b0,b1)")
+    b.add_argument("--data", help="labelled folder for the accuracy table (default: the embedded sample)")
+    b.add_argument("--out", default="bench")
+    b.add_argument("--quick", action="store_true", help="a few-minute run: fewer runs, smaller scaling budget")
+    b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--debug", action="store_true")
     sub.add_parser("models", help="list the EfficientNet family")
     sub.add_parser("targets", help="list the deployment targets")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -138,6 +145,12 @@ def main(argv=None) -> int:
             return _print_models()
         if args.command == "targets":
             return _print_targets()
+        if args.command == "bench":
+            from pipeline.bench import BenchConfig, run_bench, valid_models
+
+            models = valid_models([m for m in args.models.split(",") if m])
+            run_bench(BenchConfig(models=models, data=args.data, out=args.out, quick=args.quick, threads=args.threads))
+            return 0
         from pipeline.deploy import run_until
 
         cfg = _config(args)

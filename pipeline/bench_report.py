@@ -1,0 +1,129 @@
+"""bench/README.md and its plots from bench/results.json."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.runfolder import write_atomic
+
+
+def _f(x, fmt="{:.2f}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+def write_bench_report(r: dict, out: Path) -> None:
+    m = r["machine"]
+    lines = [
+        "# Benchmark",
+        "",
+        f"{m['cpu']}, {m['cores']} cores ({', '.join(m['isa'])}), {m['threads']} threads; {m['date']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        f"Batch 1, {r['config']['warmup']} warm-up runs, then {r['config']['runs']} timed runs per engine, "
+        "engines interleaved in blocks of 10 runs (rotating order, one untimed settling run per block) in one process. OpenVINO fp32 is compiled with INFERENCE_PRECISION_HINT=f32 "
+        "(it would run bf16 on this CPU otherwise); int8 artifacts likewise keep their float parts in f32.",
+        "",
+        "## Latency",
+        "",
+    ]
+    for model, mr in r["models"].items():
+        lines += [f"### {model} ({mr['resolution']} px, {mr['weights']})", "",
+                  "| engine | p50 ms | p90 ms | p99 ms | images/s | × PyTorch | × own fp32 |", "|---|---|---|---|---|---|---|"]
+        for name, row in mr["latency_ms"].items():
+            lines.append(f"| {name} | {row['p50']:.2f} | {row['p90']:.2f} | {row['p99']:.2f} | {row['throughput_fps']:.0f} "
+                         f"| {row['speedup_vs_pytorch']:.2f} | {_f(row['speedup_vs_own_fp32'])} |")
+        lines.append("")
+    lines += ["![latency](latency.png)", "", "## Against OpenVINO's benchmark_app (same IR, latency hint, f32 precision)", "",
+              "| model | engine | ours p50 ms | benchmark_app median ms | ours / theirs |", "|---|---|---|---|---|"]
+    for model, mr in r["models"].items():
+        for name, row in mr["benchmark_app"].items():
+            lines.append(f"| {model} | {name} | {row['ours_p50_ms']:.2f} | {_f(row['benchmark_app_median_ms'])} | {_f(row['ratio'], '{:.3f}')} |")
+    lines += ["", "Ours includes the Python call and the copy of the output; benchmark_app times the inference request alone.", ""]
+    lines += ["## Accuracy (float vs int8, same images, target runtime)", ""]
+    acc_rows = [(model, t, a) for model, mr in r["models"].items() if mr["accuracy"] for t, a in mr["accuracy"].items() if a]
+    if acc_rows:
+        data = {mr["data"] for mr in r["models"].values() if mr["data"]}
+        lines += [f"On {', '.join(sorted(data))}.", "",
+                  "| model | target | float top-1 | int8 top-1 | float top-5 | int8 top-5 | agreement | images |", "|---|---|---|---|---|---|---|---|"]
+        for model, t, a in acc_rows:
+            lines.append(f"| {model} | {t} | {a['float_top1']:.3f} | {a['int8_top1']:.3f} | {a['float_top5']:.3f} | {a['int8_top5']:.3f} "
+                         f"| {a['agreement']:.3f} | {a['images']} |")
+        lines += ["", "![accuracy](accuracy.png)", ""]
+    else:
+        lines += ["No model with real weights: no accuracy measured.", ""]
+    lines += ["## Camera loop (openvino int8, generated 640x480 video)", "",
+              "Reading every frame of the file as fast as possible, against the bare inference rate of the same artifact; "
+              "then played live at 30 fps like a camera.", "",
+              "| model | bare inference /s | camera program /s | lost to capture, preprocessing, bookkeeping | "
+              "preprocess p50 ms | live: classified /s | live: dropped | live: frame age p50 / p99 ms |",
+              "|---|---|---|---|---|---|---|---|"]
+    for model, mr in r["models"].items():
+        c = mr["camera_loop"]
+        ev, live = c["every frame"], c["live at 30 fps"]
+        lines.append(f"| {model} | {c['bare_inference_fps']:.0f} | {ev['fps']:.0f} | {100 * c['loop_loss']:.1f} % "
+                     f"| {ev['preprocess_ms']['p50']:.2f} | {live['fps']:.1f} | {live['dropped_stale']} "
+                     f"| {live['age_ms']['p50']:.1f} / {live['age_ms']['p99']:.1f} |")
+    lines += ["", "Capture (JPEG decoding) and preprocessing run on the capture thread, overlapping inference; on a "
+              "2-core machine they still share the cores inference uses, so the loss is largest for the fastest model.", ""]
+    lines += ["## Pipeline cost (seconds per deploy stage, as recorded by the run that made it)", "",
+              "| model | target | " + " | ".join(["model", "calibration", "float", "int8", "validate"]) + " |", "|---|---|---|---|---|---|---|"]
+    for model, mr in r["models"].items():
+        for t, st in mr["stage_seconds"].items():
+            lines.append(f"| {model} | {t} | " + " | ".join(_f(st.get(k), "{:.1f}") for k in ["model", "calibration", "float", "int8", "validate"]) + " |")
+    if r["scaling"]:
+        lines += ["", "## Scaling with the model (OpenVINO, random weights: cost only)", "",
+                  "| model | px | paper GFLOPs | fp32 p50 ms | int8 p50 ms | fp32 MB | int8 MB |", "|---|---|---|---|---|---|---|"]
+        for s in r["scaling"]:
+            lines.append(f"| {s['model']} | {s['resolution']} | {s['gflops']} | {s['fp32_p50_ms']:.2f} | {s['int8_p50_ms']:.2f} | {s['fp32_mb']} | {s['int8_mb']} |")
+        lines += ["", "![scaling](scaling.png)", ""]
+    write_atomic(out / "README.md", "\n".join(lines) + "\n")
+    _plots(r, out)
+
+
+def _plots(r: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models = list(r["models"])
+    engines = list(next(iter(r["models"].values()))["latency_ms"])
+    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(models)), 3.6))
+    width = 0.8 / len(engines)
+    for i, e in enumerate(engines):
+        vals = [r["models"][m]["latency_ms"].get(e, {}).get("p50", 0) for m in models]
+        ax.bar(np.arange(len(models)) + i * width, vals, width, label=e)
+    ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models)
+    ax.set_ylabel("p50 ms, batch 1")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"latency on {r['machine']['cpu']}, {r['machine']['threads']} threads")
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=90)
+    plt.close(fig)
+
+    rows = [(m, t, a) for m in models if r["models"][m]["accuracy"] for t, a in r["models"][m]["accuracy"].items() if a]
+    if rows:
+        fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(rows)), 3.2))
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [100 * a["float_top1"] for _, _, a in rows], 0.4, label="float", color="#888")
+        ax.bar(x + 0.2, [100 * a["int8_top1"] for _, _, a in rows], 0.4, label="int8", color="#2a7")
+        ax.set_xticks(x, [f"{m}\n{t}" for m, t, _ in rows])
+        ax.set_ylabel("top-1 %")
+        ax.set_ylim(0, 100)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "accuracy.png", dpi=90)
+        plt.close(fig)
+
+    if r["scaling"]:
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        g = [s["gflops"] for s in r["scaling"]]
+        for key, label in (("fp32_p50_ms", "fp32"), ("int8_p50_ms", "int8")):
+            ax.loglog(g, [s[key] for s in r["scaling"]], "o-", label=label)
+        for s in r["scaling"]:
+            ax.annotate(s["model"], (s["gflops"], s["fp32_p50_ms"]), fontsize=8)
+        ax.set_xlabel("paper GFLOPs")
+        ax.set_ylabel("p50 ms (OpenVINO)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "scaling.png", dpi=90)
+        plt.close(fig)
