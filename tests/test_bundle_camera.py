@@ -201,3 +201,25 @@ def test_make_run_uses_the_deployed_bundle(deployed, video):
                        capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert r.returncode == 0, r.stderr
     assert summary_of(r.stderr)["classified"] == 5
+
+
+def test_temporal_smoothing_lags_at_a_class_change(deployed, board_python, video, tmp_path):
+    path, labels = video
+    runs = {}
+    for smooth in (0, 8):
+        out = tmp_path / f"s{smooth}.jsonl"
+        r = run_board(board_python, deployed / "bundle", "--source", str(path), "--headless", "--json", str(out), "--smooth", str(smooth))
+        assert r.returncode == 0, r.stderr
+        runs[smooth] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert labels[14] != labels[15]  # the video changes class at frame 15
+
+    def switch(records):
+        return next(i for i in range(15, 30) if records[i]["index"] == labels[15])
+
+    # The smoothed output follows the change a few frames later than the raw one, and flickers no more.
+    assert switch(runs[0]) < switch(runs[8]) < 30
+
+    def flips(records):
+        return sum(a["index"] != b["index"] for a, b in zip(records, records[1:]))
+
+    assert flips(runs[8]) <= flips(runs[0])
