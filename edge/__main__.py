@@ -107,7 +107,6 @@ def main(argv=None) -> int:
     _validate_parser(sub)
     args = parser.parse_args(argv)
     from edge.bundle import Bundle
-    from edge.runners import MissingRuntime
 
     try:
         bundle = Bundle.load(args.bundle)
@@ -117,7 +116,7 @@ def main(argv=None) -> int:
             report = validate_bundle(bundle, args)
             return 0 if report["passed"] else 3
         return run(args, bundle)
-    except (UserError, MissingRuntime) as e:
+    except UserError as e:  # missing source, bundle, runtime: one line
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

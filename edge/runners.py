@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import UserError
 
-class MissingRuntime(RuntimeError):
+
+class MissingRuntime(UserError):
     """A runtime or converter package is not installed."""
 
 

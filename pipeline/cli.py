@@ -110,7 +110,7 @@ def _print_targets() -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="EfficientNet -> int8 edge deployment")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("deploy", help="all stages: model, calibration, float, int8, validate, report, bundle")
@@ -133,12 +133,17 @@ def main(argv=None) -> int:
     b.add_argument("--debug", action="store_true")
     sub.add_parser("models", help="list the EfficientNet family")
     sub.add_parser("targets", help="list the deployment targets")
+    return parser
+
+
+def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
+    extra: list[str] = []
+    if "--" in argv:  # what follows goes to the bundle's ./run.sh (the `run` command)
+        argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    args = _parser().parse_args(argv)
 
     from pipeline import PipelineError
-    from targets import MissingRuntime, UnknownTarget
 
     try:
         if args.command == "models":
@@ -167,7 +172,7 @@ def main(argv=None) -> int:
         if args.command == "deploy" and args.device:
             return _push(args, cfg)
         return 0
-    except (PipelineError, MissingRuntime, UnknownTarget) as e:
+    except PipelineError as e:  # every user-facing error: missing input, unknown name, missing runtime
         if getattr(args, "debug", False):
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)

@@ -1,11 +1,11 @@
-"""The deploy recipe, top to bottom: model -> calibration -> float artifact -> int8 artifact -> validation -> report.
+"""The deploy recipe, top to bottom: model -> calibration -> float artifact -> int8 artifact -> validation
+-> report -> bundle.
 
-Each step is a cached stage in the run folder (see runfolder.py); `deploy()` runs them all,
-and `run_until()` runs the chain up to one named stage, so every stage can be run alone.
+Each step is a cached stage in the run folder (see runfolder.py); `run_until()` runs the chain up
+to one named stage ("report" = all of it), so every stage can be run alone.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,9 +26,6 @@ from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, Stage, sha256
 from pipeline.sample_data import SAMPLE_PHOTOS, calibration_folder, sample_folder
 from pipeline import validate as val
-
-STAGES = ("model", "calibration", "float", "int8", "validate", "report")
-
 
 def progress(iterable, **kw):
     return tqdm(iterable, unit="img", leave=False, dynamic_ncols=True, **kw)
@@ -186,7 +183,9 @@ class Deploy:
             report["bundle"] = str(bundle.folder)
             self.log(f"[bundle] {bundle.folder} (and bundle.tar.gz): copy it to the board and run ./run.sh")
         else:
-            self.log("[bundle] not written: the int8 model failed the gate")
+            stale = " (the bundle/ already there is from an earlier passing run and holds that run's model)" if (
+                self.cfg.run_dir / "bundle").exists() else ""
+            self.log(f"[bundle] not written: the int8 model failed the gate{stale}")
         return report
 
     def bundle(self, report: dict) -> Stage:
@@ -236,12 +235,3 @@ def run_until(cfg: DeployConfig, stage: str, log=print):
         "report": deploy.report,
     }
     return steps[stage]()
-
-
-def deploy(cfg: DeployConfig, log=print) -> dict:
-    """Every stage; returns the report dict (its `passed` says whether the gate held)."""
-    return run_until(cfg, "report", log)
-
-
-def read_report(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "report.json").read_text())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from edge.errors import UserError
 from targets.base import MissingRuntime  # noqa: F401  (re-exported)
 
 TARGETS: dict[str, str] = {
@@ -16,7 +17,7 @@ TARGETS: dict[str, str] = {
 }
 
 
-class UnknownTarget(ValueError):
+class UnknownTarget(UserError):
     pass
 
 
