@@ -82,15 +82,62 @@ class OnnxRuntimeRunner:
 
 
 def load_runner(runtime: str, artifact: Path, threads: int = 0, precision: str = "f32", cache_dir: Path | None = None):
-    """The runner for a bundle's runtime name: openvino, onnxruntime or tensorrt."""
+    """The runner for a bundle's runtime name: openvino, onnxruntime, litert or tensorrt."""
     if runtime == "openvino":
         return OpenVINORunner(artifact, threads, precision)
     if runtime == "onnxruntime":
         return OnnxRuntimeRunner(artifact, threads)
+    if runtime == "litert":
+        return LiteRTRunner(artifact, threads)
     if runtime == "tensorrt":
         from edge import tensorrt_engine
 
         quantized = b"QuantizeLinear" in Path(artifact).read_bytes()
         engine = tensorrt_engine.build_engine(artifact, cache_dir or Path(artifact).parent / "engines", "int8" if quantized else "fp16")
         return tensorrt_engine.TensorRTRunner(engine)
-    raise ValueError(f"unknown runtime {runtime!r}; use openvino, onnxruntime or tensorrt")
+    raise ValueError(f"unknown runtime {runtime!r}; use openvino, onnxruntime, litert or tensorrt")
+
+
+class LiteRTRunner:
+    """A .tflite model in the LiteRT interpreter (ai-edge-litert; tflite-runtime as the fallback).
+
+    Takes NCHW float32 like every runner: transposes to the model's NHWC input and, for a
+    full-integer model, quantizes the input and dequantizes the output with the model's own
+    scale and zero-point.
+    """
+
+    def __init__(self, artifact: Path, threads: int = 0):
+        try:
+            import ai_edge_litert
+            from ai_edge_litert.interpreter import Interpreter
+
+            version, name = ai_edge_litert.__version__, "litert"
+        except ImportError:
+            Interpreter = require("tflite_runtime.interpreter", "ai-edge-litert", "the LiteRT runner").Interpreter
+            import tflite_runtime
+
+            version, name = tflite_runtime.__version__, "tflite-runtime"
+        self.threads = int(threads) if threads else (os.cpu_count() or 1)
+        self.interpreter = Interpreter(model_path=str(artifact), num_threads=self.threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.runtime = f"{name} {version} (CPU, XNNPACK)"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        outs = []
+        dtype = self.input["dtype"]
+        for i in range(batch.shape[0]):
+            x = np.ascontiguousarray(batch[i : i + 1].transpose(0, 2, 3, 1), dtype=np.float32)
+            if dtype != np.float32:
+                scale, zero = self.input["quantization"]
+                info = np.iinfo(dtype)
+                x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+            self.interpreter.set_tensor(self.input["index"], x)
+            self.interpreter.invoke()
+            y = self.interpreter.get_tensor(self.output["index"])
+            if self.output["dtype"] != np.float32:
+                scale, zero = self.output["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            outs.append(np.asarray(y, dtype=np.float32))
+        return np.concatenate(outs, axis=0)

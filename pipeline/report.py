@@ -28,6 +28,8 @@ def gate(cfg, validation: dict, ops: dict) -> tuple[bool, list[str]]:
         )
     if ops.get("compute_ops_int8_input", 0) == 0:
         reasons.append("the int8 artifact has no compute op with an int8 input: it is not quantized")
+    elif ops.get("full_integer") is False:
+        reasons.append(f"float ops remain in the full-integer artifact: {', '.join(ops['float_compute_ops'][:8])}")
     return not reasons, reasons
 
 

@@ -14,6 +14,7 @@ TARGETS: dict[str, str] = {
     "openvino": "targets.openvino",
     "onnx": "targets.onnx",
     "jetson": "targets.jetson",
+    "tflite": "targets.tflite",
 }
 
 
