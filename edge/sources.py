@@ -57,6 +57,44 @@ class ImageFolderSource:
         pass
 
 
+class Picamera2Source:
+    """The Raspberry Pi camera through Picamera2 (libcamera), when it is installed."""
+
+    live = True
+
+    def __init__(self, width: int = 0, height: int = 0, fps: float = 0):
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise UserError("--source picamera2 needs Picamera2: sudo apt install python3-picamera2") from None
+        self.camera = Picamera2()
+        size = (width or 1280, height or 720)
+        config = self.camera.create_video_configuration(main={"size": size, "format": "BGR888"})
+        self.camera.configure(config)
+        if fps:
+            self.camera.set_controls({"FrameRate": fps})
+        self.camera.start()
+        self.fps = fps or 30.0
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        try:
+            img = self.camera.capture_array()
+        except Exception:  # the camera went away: let the grabber reconnect
+            return False, None
+        return True, (img if img is not None and img.size else None)
+
+    def reopen(self) -> bool:
+        try:
+            self.camera.stop()
+            self.camera.start()
+            return True
+        except Exception:
+            return False
+
+    def release(self) -> None:
+        self.camera.stop()
+
+
 class VideoSource:
     """Anything cv2.VideoCapture opens: camera, V4L2 device, GStreamer pipeline, URL, video file."""
 
@@ -122,6 +160,8 @@ def describe_source(spec: str):
 
 def open_source(spec: str, width: int = 0, height: int = 0, fps: float = 0):
     spec = str(spec)
+    if spec == "picamera2":
+        return Picamera2Source(width, height, fps)
     if Path(spec).is_dir():
         return ImageFolderSource(Path(spec), fps)
     return VideoSource(spec, width, height, fps)

@@ -104,9 +104,17 @@ def deploy_model(model: str, target: str, bc: BenchConfig, weights: str | None, 
     }
 
 
+def bench_targets() -> tuple[str, ...]:
+    """The targets whose converters and runtimes are installed here."""
+    import importlib.util
+
+    have_litert = all(importlib.util.find_spec(m) for m in ("litert_torch", "ai_edge_litert"))
+    return ("openvino", "onnx") + (("tflite",) if have_litert else ())
+
+
 def engines_for(model: str, deployed: dict, threads: int) -> dict:
     """name -> (runtime label, infer function); every engine installed here."""
-    from edge.runners import OnnxRuntimeRunner, OpenVINORunner
+    from edge.runners import LiteRTRunner, OnnxRuntimeRunner, OpenVINORunner
 
     d = deployed["openvino"]["deploy"]
     torch_model = d._torch_model(d.model())
@@ -129,7 +137,11 @@ def engines_for(model: str, deployed: dict, threads: int) -> dict:
         "onnxruntime fp32": OnnxRuntimeRunner(deployed["onnx"]["float"], threads),
         "onnxruntime int8": OnnxRuntimeRunner(deployed["onnx"]["int8"], threads),
     }
-    for name, r in {**ov, **ort}.items():
+    litert = {}
+    if "tflite" in deployed:
+        litert = {"litert fp32": LiteRTRunner(deployed["tflite"]["float"], threads),
+                  "litert int8": LiteRTRunner(deployed["tflite"]["int8"], threads)}
+    for name, r in {**ov, **ort, **litert}.items():
         engines[name] = (r.runtime, r.infer)
     return engines
 
@@ -240,7 +252,7 @@ def run_bench(bc: BenchConfig, log=print) -> dict:
     for model in bc.models:
         get_spec(model)
         weights, real = _weights_for(model, log)
-        deployed = {t: deploy_model(model, t, bc, weights, real, log) for t in ("openvino", "onnx")}
+        deployed = {t: deploy_model(model, t, bc, weights, real, log) for t in bench_targets()}
         engines = engines_for(model, deployed, bc.threads)
         size = deployed["openvino"]["deploy"].preprocess.image_size
         log(f"[bench] {model}: interleaving {len(engines)} engines, {bc.runs} runs each")

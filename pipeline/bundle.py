@@ -35,15 +35,6 @@ echo "started; logs: journalctl -u effnet-edge -f"
 """
 
 
-def edge_code_digest() -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for p in sorted(EDGE_DIR.glob("*.py")):
-        h.update(p.name.encode() + p.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def _copy_artifact(src: Path, dest_dir: Path, stem: str) -> str:
     """Copy an artifact and its sidecars (an IR's .bin) under a new stem; the path relative to the bundle."""
     for part in src.parent.glob(f"{src.stem}.*"):
@@ -128,6 +119,10 @@ def _readme(config: dict, target) -> str:
         "tensorrt": "JetPack already has TensorRT and OpenCV: `pip install cuda-python numpy`. The first start builds "
         "the TensorRT engine on this board (minutes) and caches it in `model/engines/`, keyed by the ONNX file, "
         "the TensorRT version, the GPU and the precision.",
+        "litert": "`python3 -m pip install -r requirements.txt` (Raspberry Pi OS 64-bit: ai-edge-litert has aarch64 "
+        "wheels; tflite-runtime also works but ran int8 about 40x slower and needs numpy<2). The Pi camera: "
+        "`--source picamera2` (with `sudo apt install python3-picamera2`, and a venv made with --system-site-packages) "
+        "or a libcamera GStreamer pipeline.",
     }.get(config["runtime"], "`python3 -m pip install -r requirements.txt`")
     return f"""# {config['model']} → {config['target']} ({config['quant']})
 

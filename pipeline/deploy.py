@@ -6,6 +6,8 @@ to one named stage ("report" = all of it), so every stage can be run alone.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from pipeline.config import DeployConfig
 from pipeline.data import check_folder, fingerprint, labelled_samples, list_images
 from pipeline.family import get_spec
 from pipeline.models import load, save_checkpoint
-from pipeline.bundle import edge_code_digest, write_bundle, write_tarball
+from pipeline.bundle import write_bundle, write_tarball
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, Stage, sha256
 from pipeline.sample_data import SAMPLE_PHOTOS, calibration_folder, sample_folder
@@ -29,6 +31,16 @@ from pipeline import validate as val
 
 def progress(iterable, **kw):
     return tqdm(iterable, unit="img", leave=False, dynamic_ncols=True, **kw)
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """This project's own source: a new version of a recipe redoes what the old one made."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for p in sorted(f for d in ("pipeline", "targets", "calibration", "edge") for f in (root / d).glob("*.py")):
+        h.update(str(p.relative_to(root)).encode() + p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _once(name: str):
@@ -73,7 +85,8 @@ class Deploy:
     def model(self) -> Stage:
         weights = self.cfg.weights
         weights_id = weights if weights in (None, "random") else sha256(Path(weights)) if Path(weights).is_file() else weights
-        key = {"model": self.spec.name, "weights": weights_id, "num_classes": self.cfg.num_classes, "seed": self.cfg.seed}
+        key = {"model": self.spec.name, "code": code_digest(), "weights": weights_id, "num_classes": self.cfg.num_classes,
+               "seed": self.cfg.seed}
 
         def work(tmp: Path) -> dict:
             torch.manual_seed(self.cfg.seed)
@@ -89,7 +102,7 @@ class Deploy:
         if self.data_is_sample and not self.cfg.calib:
             source = str(calibration_folder(Path("runs") / "_sample_calibration"))
         folder_key = "random" if source == calibration.RANDOM else fingerprint(list_images(check_folder(source, "CALIB")))
-        key = {"source": source, "files": folder_key, "n": self.cfg.calib_size, "seed": self.cfg.seed, "preprocess": self.preprocess.to_dict()}
+        key = {"source": source, "code": code_digest(), "files": folder_key, "n": self.cfg.calib_size, "seed": self.cfg.seed, "preprocess": self.preprocess.to_dict()}
 
         def work(tmp: Path) -> dict:
             calib = calibration.build(source, self.cfg.calib_size, self.preprocess, self.cfg.seed, progress)
@@ -101,7 +114,8 @@ class Deploy:
     @_once("float")
     def float_artifact(self) -> Stage:
         model_stage = self.model()
-        key = {"target": self.cfg.target, "model": model_stage.digest, "preprocess": self.preprocess.to_dict()}
+        key = {"target": self.cfg.target, "code": code_digest(), "model": model_stage.digest,
+               "preprocess": self.preprocess.to_dict()}
 
         def work(tmp: Path) -> dict:
             model = self._torch_model(model_stage)
@@ -114,7 +128,8 @@ class Deploy:
     @_once("int8")
     def int8_artifact(self) -> Stage:
         model_stage, float_stage, calib_stage = self.model(), self.float_artifact(), self.calibration()
-        key = {"target": self.cfg.target, "float": float_stage.digest, "calibration": calib_stage.digest, "quant": asdict(self.cfg.quant)}
+        key = {"target": self.cfg.target, "code": code_digest(), "float": float_stage.digest,
+               "calibration": calib_stage.digest, "quant": asdict(self.cfg.quant)}
 
         def work(tmp: Path) -> dict:
             model = self._torch_model(model_stage)
@@ -131,6 +146,7 @@ class Deploy:
         images = list_images(self.data_dir)
         cfg = self.cfg
         key = {
+            "code": code_digest(),
             "model": model_stage.digest,
             "float": float_stage.digest,
             "int8": int8_stage.digest,
@@ -169,6 +185,10 @@ class Deploy:
                 "runtime": {"int8": int8_runner.runtime, "float": float_runner.runtime, "threads": int8_runner.threads},
                 "executed_precisions": getattr(int8_runner, "executed_precisions", dict)(),
             }
+            if hasattr(self.target, "layer_errors"):  # targets that can compare their int8 and float graphs layer by layer
+                batch = np.load(self.calibration().path("calibration.npy"))[:4]
+                result["layer_errors"] = self.target.layer_errors(
+                    float_stage.path(float_stage.result["artifact"]), int8_stage.path(int8_stage.result["artifact"]), batch)
             np.savez_compressed(tmp / "logits.npz", labels=y, **logits)
             return result
 
@@ -193,7 +213,7 @@ class Deploy:
         cfg = self.cfg
         key = {
             "validate": self.validation().digest,
-            "edge_code": edge_code_digest(),
+            "code": code_digest(),
             "settings": [asdict(cfg.camera), cfg.max_drop, cfg.threads, cfg.precision],
         }
 

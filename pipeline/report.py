@@ -68,6 +68,7 @@ def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         "runtime": v["runtime"],
         "int8_ops": ops,
         "executed_precisions": v["executed_precisions"],
+        "layer_errors": v.get("layer_errors"),
         "size_mb": {
             "float": _size_mb(float_stage.folder, float_stage.result["artifact"]),
             "int8": _size_mb(int8_stage.folder, int8_stage.result["artifact"]),
@@ -132,6 +133,12 @@ def markdown(r: dict, sample_count: int) -> str:
         "![latency](latency.png)",
         "",
     ]
+    if r.get("layer_errors"):
+        lines += ["## Layers with the largest int8 error", "",
+                  "Mean |int8 − float| / mean |float| of each op's output, on 4 calibration images, in graph order.", "",
+                  "| # | op | tensor | relative error |", "|---|---|---|---|"]
+        lines += [f"| {e['index']} | {e['op']} | `{e['tensor']}` | {e['relative_error']:.3f} |" for e in r["layer_errors"]]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ TARGETS: dict[str, str] = {
     "onnx": "targets.onnx",
     "jetson": "targets.jetson",
     "tflite": "targets.tflite",
+    "rpi": "targets.rpi",
 }
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-BOARD_PACKAGES = ["numpy", "opencv-python-headless==5.0.0.93", "openvino==2026.4.1", "onnxruntime==1.32.0", "paho-mqtt>=2.0"]
+BOARD_PACKAGES = ["numpy", "opencv-python-headless==5.0.0.93", "openvino==2026.4.1", "onnxruntime==1.32.0",
+                  "ai-edge-litert==2.3.0", "paho-mqtt>=2.0"]
 
 
 def board_venv() -> Path:

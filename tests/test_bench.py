@@ -26,6 +26,10 @@ def test_bench_writes_tables_and_plots(tmp_path):
     lite = saved["models"]["lite0"]
     engines = set(lite["latency_ms"])
     assert {"pytorch fp32", "openvino fp32", "openvino int8", "onnxruntime fp32", "onnxruntime int8"} <= engines
+    from pipeline.bench import bench_targets
+
+    if "tflite" in bench_targets():
+        assert {"litert fp32", "litert int8"} <= engines and lite["accuracy"]["tflite"]["images"] == 3
     for row in lite["latency_ms"].values():
         assert 0 < row["p50"] <= row["p90"] <= row["p99"] and row["runs"] == 20 and row["speedup_vs_pytorch"] > 0
     assert "f32" in lite["latency_ms"]["openvino fp32"]["runtime"]

@@ -137,7 +137,7 @@ def test_bad_input_is_one_line_and_keeps_earlier_artifacts(deploy_args, tmp_path
         (["--data", str(tmp_path / "missing")], "DATA folder"),
         (["--weights", str(tmp_path / "nope.pth")], "does not exist"),
         (["--model", "b9"], "valid models"),
-        (["--target", "coral"], "valid targets: jetson, onnx, openvino, tflite"),
+        (["--target", "coral"], "valid targets: jetson, onnx, openvino, rpi, tflite"),
         (["--calib", str(tmp_path / "missing")], "CALIB folder"),
     ]
     for extra, message in cases:

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("target,model", [("jetson", "b1"), ("onnx", "b0"), ("openvino", "b1")])
+@pytest.mark.parametrize("target,model", [("jetson", "b1"), ("onnx", "b0"), ("openvino", "b1"), ("tflite", "b0")])
 def test_make_deploy(target, model, colour_data, tmp_path):
     """`make deploy TARGET=... MODEL=...` with a checkpoint the test trains (hub weights are offline here)."""
     weights = write_tiny_checkpoint(model, tmp_path)

@@ -59,6 +59,19 @@ def test_make_deploy_real_lite_weights(model, tmp_path):
 
 
 @pytest.mark.e2e
+def test_make_deploy_rpi_lite0_real_weights(tmp_path):
+    """`make deploy TARGET=rpi MODEL=lite0`: a full-integer int8 .tflite that keeps every photo right."""
+    out = tmp_path / "rpi"
+    r = subprocess.run(["make", "-C", str(REPO), "deploy", "TARGET=rpi", "MODEL=lite0", f"OUT={out}", "SET=runs=20"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    _predictions_right(out)
+    report = json.loads((out / "report.json").read_text())
+    assert report["int8_ops"]["full_integer"] and report["int8_ops"]["input"]["dtype"] == "int8"
+    assert (out / "bundle" / "run.sh").exists()
+
+
+@pytest.mark.e2e
 def test_cli_module_entry_point_fails_gate_with_exit_3(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "pipeline", "deploy", "--out", str(tmp_path / "r"), "--max-drop", "-200", "--set", "runs=5"],

@@ -1,10 +1,10 @@
-"""TARGET=tflite (experimental) with the real litert-torch converter and the real LiteRT interpreter."""
+"""TARGET=tflite / rpi with the real litert-torch converter, ai-edge-quantizer and the LiteRT interpreter."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-pytest.importorskip("litert_torch", reason="TARGET=tflite needs pip install -e .[tflite]")
+pytest.importorskip("litert_torch", reason="TARGET=tflite needs pip install -e .[tflite] (make setup installs it)")
 pytest.importorskip("ai_edge_quantizer", reason="TARGET=tflite needs pip install -e .[tflite]")
 
 import targets  # noqa: E402
@@ -56,3 +56,35 @@ def test_runner_uses_the_models_own_quantization(artifacts):
 def test_int8_tflite_agrees_on_a_model_that_learnt_something(artifacts):
     logits = tflite.runner(artifacts["int8"]).infer(artifacts["test"])
     assert agreement(logits, artifacts["ref"]) >= 0.85
+
+
+def test_layer_errors_point_at_layers(artifacts):
+    rows = tflite.layer_errors(artifacts["fp32"], artifacts["int8"], artifacts["calib"][:2], worst=5)
+    assert len(rows) == 5 and all(r["relative_error"] >= 0 for r in rows)
+    assert [r["index"] for r in rows] == sorted(r["index"] for r in rows)  # graph order
+
+
+def test_rpi_bundle_runs_on_litert_without_torch(tiny_checkpoint, colour_data, tmp_path):
+    import json
+    import os
+    import subprocess
+
+    from board import board_venv
+    from pipeline.cli import main
+
+    out = tmp_path / "run"
+    assert main(["deploy", "--target", "rpi", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
+                 "--image-size", "64", "--calib-size", "16", "--out", str(out), "--set", "runs=5", "--set", "warmup=2"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["int8_ops"]["full_integer"] and report["runtime"]["int8"].startswith("litert")
+    assert report["runtime"]["threads"] == 4 and report["layer_errors"]
+    config = json.loads((out / "bundle" / "config.json").read_text())
+    assert config["runtime"] == "litert" and config["threads"] == 4 and config["camera"]["source"] == "/dev/video0"
+    reqs = (out / "bundle" / "requirements.txt").read_text()
+    assert "ai-edge-litert" in reqs and "torch" not in reqs
+    env = {**os.environ, "PYTHON": str(board_venv())}
+    r = subprocess.run([str(out / "bundle" / "run.sh"), "validate", "--data", str(colour_data), "--runs", "3",
+                        "--out", str(tmp_path / "v")], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    board = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert board["accuracy"]["int8"] == report["accuracy"]["int8"] and board["runtime"]["int8"].startswith("litert")

@@ -1,6 +1,5 @@
-"""Measure full-integer int8 TFLite recipes on the real Lite0 weights (groundwork for TARGET=tflite).
+"""Measure full-integer int8 TFLite recipes on the real Lite0 weights (the choice in targets/tflite.py).
 
-Not part of the pipeline yet: needs `pip install litert-torch==0.10.0 ai-edge-litert==2.3.0`.
 Each recipe quantizes the same model with the same 16 calibration photos; top-1 agreement with
 the float model is measured on 200 random crops and flips of the bundled photos, in the LiteRT
 interpreter (the PT2E rows on PT2E's own fake-quant model, which the conversion reproduces).
@@ -82,16 +81,23 @@ def tflite_logits(path: Path, test: np.ndarray) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def aeq(float_tflite: Path, calib: np.ndarray, activation_bits: int, out: Path) -> Path:
-    from ai_edge_quantizer import quantizer, recipe
+def aeq(float_tflite: Path, calib: np.ndarray, activation_bits: int, out: Path, true_minmax: bool = True) -> Path:
     from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import calibrator, quantizer, recipe
+    from ai_edge_quantizer.utils import qsv_utils
 
     signature = Interpreter(model_path=str(float_tflite)).get_signature_list()
     key = next(iter(signature))
     name = signature[key]["inputs"][0]
     q = quantizer.Quantizer(str(float_tflite))
     q.load_quantization_recipe(recipe.static_wi8_ai8() if activation_bits == 8 else recipe.static_wi8_ai16())
-    cal = q.calibrate({key: [{name: np.ascontiguousarray(calib[i : i + 1].transpose(0, 2, 3, 1))} for i in range(len(calib))]})
+    data = {key: [{name: np.ascontiguousarray(calib[i : i + 1].transpose(0, 2, 3, 1))} for i in range(len(calib))]}
+    if true_minmax:
+        c = calibrator.Calibrator(str(float_tflite), num_threads=2, qsv_update_func=qsv_utils.min_max_update)
+        c.calibrate(data, q._recipe_manager)
+        cal = c.get_model_qsvs()
+    else:
+        cal = q.calibrate(data)  # its default: a moving average of per-image min/max
     q.quantize(cal).export_model(str(out), overwrite=True)
     return out
 
@@ -115,8 +121,9 @@ def main() -> None:
         float_path = tmp / "float.tflite"
         litert_torch.convert(NHWC(model).eval(), (nhwc(calib[:1]),)).export(str(float_path))
         rows["float tflite"] = tflite_logits(float_path, test)
-        rows["ai-edge-quantizer a8w8"] = tflite_logits(aeq(float_path, calib, 8, tmp / "a8.tflite"), test)
-        rows["ai-edge-quantizer a16w8"] = tflite_logits(aeq(float_path, calib, 16, tmp / "a16.tflite"), test)
+        rows["AEQ a8w8 moving average"] = tflite_logits(aeq(float_path, calib, 8, tmp / "a8m.tflite", False), test)
+        rows["AEQ a8w8 true min/max"] = tflite_logits(aeq(float_path, calib, 8, tmp / "a8.tflite"), test)
+        rows["AEQ a16w8 true min/max"] = tflite_logits(aeq(float_path, calib, 16, tmp / "a16.tflite"), test)
         for label, logits in rows.items():
             print(f"{label:28} agreement {(logits.argmax(1) == ref).mean():.3f}")
 
