@@ -14,7 +14,7 @@ DEVICE_ARGS = $(if $(DEVICE),--device $(DEVICE)) $(if $(DEVICE_DIR),--device-dir
 	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(DEVICE_START)) \
 	$(if $(SOURCE),--source $(SOURCE))
 
-.PHONY: setup deploy stage push run bench test test-deps test-e2e models targets clean
+.PHONY: setup deploy stage push run train bench test test-deps test-e2e models targets clean
 
 .setup.stamp: pyproject.toml
 	$(PYTHON) -m pip install -e '.[all,dev]'
@@ -46,6 +46,11 @@ test: setup test-deps
 
 test-e2e: setup
 	$(PYTHON) -m pytest -m e2e
+
+train: setup  ## make train MODEL=b0 DATA=dir [VAL=dir] EPOCHS=10 [RESUME=1] [FREEZE=1]
+	$(PYTHON) -m pipeline train --model $(MODEL) --data $(DATA) $(if $(VAL),--val $(VAL)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+		$(if $(LR),--lr $(LR)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(IMAGE_SIZE),--image-size $(IMAGE_SIZE)) \
+		$(if $(OUT),--out $(OUT)) $(if $(RESUME),--resume) $(if $(FREEZE),--freeze-backbone)
 
 bench: setup  ## MODELS=lite0,b0,b1 QUICK=1 DATA=folder
 	$(PYTHON) -m pipeline bench $(if $(MODELS),--models $(MODELS)) $(if $(QUICK),--quick) $(if $(DATA),--data $(DATA))

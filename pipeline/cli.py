@@ -131,6 +131,20 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="a few-minute run: fewer runs, smaller scaling budget")
     b.add_argument("--threads", type=int, default=0)
     b.add_argument("--debug", action="store_true")
+    t = sub.add_parser("train", help="fine-tune on a labelled folder (new head); best.pt feeds make deploy WEIGHTS=")
+    t.add_argument("--model", default="b0")
+    t.add_argument("--data", required=True, help="labelled folder, one subfolder per class")
+    t.add_argument("--val", help="validation folder (default: hold out 20 %% of DATA, stratified)")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    t.add_argument("--freeze-backbone", action="store_true", help="train only the new head")
+    t.add_argument("--weights", help="start from this file; 'random' trains from scratch (default: pretrained)")
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--out", help="run folder (default runs/<model>-train)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    t.add_argument("--debug", action="store_true")
     sub.add_parser("models", help="list the EfficientNet family")
     sub.add_parser("targets", help="list the deployment targets")
     return parser
@@ -155,6 +169,13 @@ def main(argv=None) -> int:
 
             models = valid_models([m for m in args.models.split(",") if m])
             run_bench(BenchConfig(models=models, data=args.data, out=args.out, quick=args.quick, threads=args.threads))
+            return 0
+        if args.command == "train":
+            from pipeline.train import TrainConfig, train
+
+            train(TrainConfig(model=args.model, data=args.data, val=args.val, epochs=args.epochs, batch_size=args.batch_size,
+                              lr=args.lr, optimizer=args.optimizer, freeze_backbone=args.freeze_backbone, weights=args.weights,
+                              image_size=args.image_size, out=args.out, resume=args.resume))
             return 0
         from pipeline.deploy import run_until
 

@@ -1,0 +1,312 @@
+"""Fine-tune (or train from scratch) an EfficientNet on a labelled folder: the float model deploy starts from.
+
+`torchrun --nproc_per_node=N [--nnodes ...] -m pipeline train ...` runs the same code as N ranks of
+DistributedDataParallel (gloo on CPUs, NCCL on GPUs): distributed samplers, metrics summed over
+ranks, rank 0 alone writing checkpoints and logs.
+
+Transfer learning puts a new head on the folder's classes (optionally freezing the backbone),
+trains with AdamW or SGD under a cosine schedule, evaluates with the model table's own
+preprocessing (the one deploy uses), checkpoints every epoch (resumable) and keeps the best
+checkpoint by validation accuracy as `best.pt`, a checkpoint `make deploy WEIGHTS=` reads.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from edge.dataset import ClassTable, Sample, labelled_samples
+from edge.preprocess import INTERPOLATIONS, Preprocess, read_image
+from pipeline import PipelineError
+from pipeline.family import get_spec
+from pipeline.models import classifier, load, save_checkpoint
+from pipeline.runfolder import write_atomic
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "b0"
+    data: str = ""
+    val: str | None = None  # a labelled folder; None = hold out `val_split` of DATA
+    val_split: float = 0.2
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"  # or "sgd"
+    freeze_backbone: bool = False
+    weights: str | None = None  # start point: None = pretrained, "random" = from scratch, or a file
+    image_size: int | None = None
+    out: str | None = None
+    resume: bool = False
+    seed: int = 0
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / f"{self.model}-train"
+
+
+def _folder_classes(folder: str) -> list[str]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise PipelineError(f"DATA folder {root} does not exist; pass DATA=path/to/labelled/images")
+    names = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if len(names) < 2:
+        raise PipelineError(f"DATA folder {root} needs at least two class subfolders to train on")
+    return names
+
+
+class FolderDataset(torch.utils.data.Dataset):
+    """Images decoded with OpenCV; training adds random-resized-crop and flip, evaluation is deploy's preprocessing."""
+
+    def __init__(self, samples: list[Sample], pre: Preprocess, train: bool):
+        self.samples, self.pre, self.train = samples, pre, train
+        self.mean = np.asarray(pre.mean, np.float32)
+        self.std = np.asarray(pre.std, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _augment(self, bgr: np.ndarray) -> np.ndarray:
+        h, w = bgr.shape[:2]
+        for _ in range(10):  # RandomResizedCrop(scale=(0.08, 1), ratio=(3/4, 4/3)), as torchvision does
+            area = h * w * random.uniform(0.08, 1.0)
+            ratio = math.exp(random.uniform(math.log(3 / 4), math.log(4 / 3)))
+            cw, ch = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
+            if 0 < cw <= w and 0 < ch <= h:
+                x, y = random.randint(0, w - cw), random.randint(0, h - ch)
+                bgr = bgr[y : y + ch, x : x + cw]
+                break
+        size = self.pre.image_size
+        bgr = cv2.resize(bgr, (size, size), interpolation=INTERPOLATIONS[self.pre.interpolation])
+        if random.random() < 0.5:
+            bgr = bgr[:, ::-1]
+        rgb = bgr[:, :, ::-1].astype(np.float32) / 255.0
+        return np.ascontiguousarray(((rgb - self.mean) / self.std).transpose(2, 0, 1))
+
+    def __getitem__(self, i: int):
+        sample = self.samples[i]
+        img = read_image(sample.path)
+        if img is None:  # corrupt: a blank image with label -1, ignored by the loss and the metric
+            size = self.pre.image_size
+            return torch.zeros(3, size, size), -1
+        x = self._augment(img) if self.train else self.pre(img)
+        return torch.from_numpy(x), sample.label
+
+
+def _split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """A stratified hold-out: `fraction` of every class goes to validation."""
+    rng = random.Random(seed)
+    train, val = [], []
+    for label in sorted({s.label for s in samples}):
+        group = [s for s in samples if s.label == label]
+        rng.shuffle(group)
+        k = max(1, int(round(len(group) * fraction))) if len(group) > 1 else 0
+        val += group[:k]
+        train += group[k:]
+    return train, val
+
+
+def _model(cfg: TrainConfig, classes: list[str]) -> nn.Module:
+    """The starting model with a head for `classes` (kept only when it already predicts exactly those)."""
+    loaded = load(get_spec(cfg.model), cfg.weights)
+    model = loaded.model
+    if list(loaded.labels) != list(classes):
+        if hasattr(model, "reset_classifier"):  # timm
+            model.reset_classifier(len(classes))
+        else:  # torchvision
+            model.classifier[-1] = nn.Linear(classifier(model).in_features, len(classes))
+    if cfg.freeze_backbone:
+        for p in model.parameters():
+            p.requires_grad = False
+        for p in classifier(model).parameters():
+            p.requires_grad = True
+    return model
+
+
+class Dist:
+    """torchrun's world (RANK/WORLD_SIZE/LOCAL_RANK in the environment), or a world of one."""
+
+    def __init__(self):
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def device(self) -> torch.device:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank)
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
+
+    def sum(self, *values: float) -> list[float]:
+        """Values added up over all ranks (every rank gets the totals)."""
+        t = torch.tensor(values, dtype=torch.float64)
+        if self.world > 1:
+            self.dist.all_reduce(t)
+        return t.tolist()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self.dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and self.dist.is_initialized():
+            self.dist.destroy_process_group()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device, world: Dist | None = None) -> float:
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        keep = y >= 0
+        if keep.any():
+            pred = model(x[keep].to(device)).argmax(1).cpu()
+            correct += int((pred == y[keep]).sum())
+            total += int(keep.sum())
+    if world is not None:
+        correct, total = world.sum(correct, total)
+    return correct / total if total else 0.0
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Single process, or one rank of `torchrun --nproc_per_node=N` (DDP; rank 0 alone writes and logs)."""
+    world = Dist()
+    try:
+        return _train(cfg, world, log if world.main else (lambda *_: None))
+    finally:
+        world.close()
+
+
+def _train(cfg: TrainConfig, world: Dist, log) -> dict:
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data.distributed import DistributedSampler
+
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed + world.rank)  # each rank augments differently
+    classes = _folder_classes(cfg.data)
+    spec = get_spec(cfg.model)
+    pre = spec.preprocess.at_size(cfg.image_size) if cfg.image_size else spec.preprocess
+    table = ClassTable.plain(classes)
+    samples = labelled_samples(cfg.data, table)
+    train_s, val_s = (samples, labelled_samples(cfg.val, table)) if cfg.val else _split(samples, cfg.val_split, cfg.seed)
+    if not val_s:
+        raise PipelineError("no validation images: pass VAL=folder or put at least 2 images in every class")
+    device = world.device()
+    model = _model(cfg, classes).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = (torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+           if cfg.optimizer == "sgd" else torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
+    # Loader processes only where a GPU waits for data; on a CPU the cores are busy training anyway.
+    # They are spawned, not forked: a fork of a process holding OpenMP/runtime threads can crash.
+    loader_args = {"num_workers": min(4, os.cpu_count() or 1), "multiprocessing_context": "spawn",
+                   "persistent_workers": True} if device.type == "cuda" else {"num_workers": 0}
+    train_set, val_set = FolderDataset(train_s, pre, True), FolderDataset(val_s, pre, False)
+    train_sampler = DistributedSampler(train_set, world.world, world.rank, shuffle=True, seed=cfg.seed) if world.world > 1 else None
+    val_sampler = DistributedSampler(val_set, world.world, world.rank, shuffle=False) if world.world > 1 else None
+    per_rank = -(-len(train_s) // world.world)
+    train_loader = torch.utils.data.DataLoader(train_set, cfg.batch_size, shuffle=train_sampler is None, sampler=train_sampler,
+                                               drop_last=per_rank > cfg.batch_size, **loader_args)
+    val_loader = torch.utils.data.DataLoader(val_set, cfg.batch_size, sampler=val_sampler, **loader_args)
+    steps = cfg.epochs * max(1, len(train_loader))
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine to zero
+        opt, lambda step: (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")  # mixed precision on GPU only
+
+    run = cfg.run_dir
+    if world.main:
+        run.mkdir(parents=True, exist_ok=True)
+    world.barrier()
+    history, start, best = [], 0, -1.0
+    last = run / "last.pt"
+    if cfg.resume and last.exists():
+        state = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, start, best = state["history"], state["epoch"] + 1, state["best"]
+        log(f"[train] resuming after epoch {start} of {cfg.epochs}")
+
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world.world > 1 else model
+    loss_fn = nn.CrossEntropyLoss(ignore_index=-1)
+    for epoch in range(start, cfg.epochs):
+        net.train()
+        if train_sampler is not None:
+            train_sampler.set_epoch(epoch)
+        total, n = 0.0, 0
+        for x, y in tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True, disable=not world.main):
+            x, y = x.to(device), y.to(device)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                loss = loss_fn(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            total += float(loss.detach()) * len(y)
+            n += len(y)
+        acc = evaluate(model, val_loader, device, world)
+        total, n = world.sum(total, n)
+        history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_top1": acc, "lr": sched.get_last_lr()[0],
+                        "processes": world.world})
+        log(f"[train] epoch {epoch + 1}/{cfg.epochs}: loss {total / max(n, 1):.4f}, val top-1 {acc:.3f}")
+        if acc >= best:  # on a tie the later, longer-trained epoch wins
+            best = acc
+            if world.main:
+                tmp = run / ".best.pt.tmp"
+                save_checkpoint(tmp, spec, model, classes, epoch=epoch + 1, val_top1=acc)
+                os.replace(tmp, run / "best.pt")
+        if world.main:
+            tmp = run / ".last.pt.tmp"
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "epoch": epoch, "best": best, "history": history, "config": asdict(cfg)}, tmp)
+            os.replace(tmp, last)
+            write_atomic(run / "history.json", json.dumps(history, indent=2))
+        world.barrier()
+    if world.main:
+        _plot(history, run / "training.png")
+    summary = {"best": str(run / "best.pt"), "best_val_top1": best, "classes": classes, "epochs": len(history),
+               "train_images": len(train_s), "val_images": len(val_s)}
+    if world.main:
+        write_atomic(run / "train.json", json.dumps(summary, indent=2))
+    log(f"[train] best val top-1 {best:.3f}: make deploy MODEL={cfg.model} WEIGHTS={run / 'best.pt'} DATA=...")
+    return summary
+
+
+def _plot(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [100 * h["val_top1"] for h in history], "s-", color="#2a7", label="val top-1 %")
+    ax2.set_ylabel("val top-1 %")
+    fig.legend(loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

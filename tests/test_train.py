@@ -1,0 +1,74 @@
+"""Fine-tuning on a labelled folder, checkpoints, resume, and deploying the result."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from conftest import write_folder
+from pipeline.cli import main
+from pipeline.family import get_spec
+from pipeline.models import load
+
+
+def test_finetune_resume_and_deploy(tmp_path, colour_data):
+    data = write_folder(tmp_path / "train", per_class=10, seed=3)
+    out = tmp_path / "run"
+    common = ["train", "--model", "lite0", "--data", str(data), "--image-size", "64", "--batch-size", "8",
+              "--lr", "3e-3", "--out", str(out)]
+    assert main([*common, "--epochs", "1"]) == 0  # pretrained lite0, new 4-class head
+    first = json.loads((out / "history.json").read_text())
+    assert len(first) == 1 and (out / "best.pt").exists() and (out / "last.pt").exists()
+
+    assert main([*common, "--epochs", "3", "--resume"]) == 0  # picks up after epoch 1
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3] and history[0] == first[0]
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["classes"] == ["blue", "green", "red", "yellow"] and summary["best_val_top1"] >= 0.75
+    assert (out / "training.png").stat().st_size > 1000
+
+    loaded = load(get_spec("lite0"), str(out / "best.pt"))
+    assert loaded.labels == ["blue", "green", "red", "yellow"]
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert ckpt["val_top1"] == summary["best_val_top1"]
+
+    # The fine-tuned float model is what deploy quantizes: its classes map onto the folder by name.
+    run = tmp_path / "deploy"
+    assert main(["deploy", "--model", "lite0", "--weights", str(out / "best.pt"), "--data", str(colour_data),
+                 "--image-size", "64", "--calib-size", "16", "--out", str(run), "--set", "runs=3", "--set", "warmup=1",
+                 "--max-drop", "5"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["accuracy"]["float"]["top1"] >= 0.75 and report["accuracy"]["top1_agreement"] >= 0.85
+
+
+def test_train_needs_a_labelled_folder(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_torchrun_two_processes_train_checkpoint_and_resume(tmp_path):
+    """Two ranks of DistributedDataParallel on the CPU (gloo), through torchrun itself."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = write_folder(tmp_path / "train", per_class=8, seed=4)
+    out = tmp_path / "ddp"
+
+    def torchrun(epochs: int, *extra: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "pipeline", "train",
+               "--model", "lite0", "--weights", "random", "--data", str(data), "--image-size", "64", "--batch-size", "4",
+               "--epochs", str(epochs), "--out", str(out), *extra]
+        env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1], env=env, timeout=600)
+
+    r = torchrun(1)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.stdout.count("[train] epoch 1/1") == 1  # rank 0 alone logs
+    r = torchrun(2, "--resume")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "resuming after epoch 1" in r.stdout
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and all(h["processes"] == 2 for h in history)
+    assert (out / "best.pt").exists() and not list(out.glob(".*.tmp"))
+    assert load(get_spec("lite0"), str(out / "best.pt")).labels == ["blue", "green", "red", "yellow"]
