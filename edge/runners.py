@@ -92,10 +92,26 @@ def load_runner(runtime: str, artifact: Path, threads: int = 0, precision: str =
     if runtime == "tensorrt":
         from edge import tensorrt_engine
 
-        quantized = b"QuantizeLinear" in Path(artifact).read_bytes()
-        engine = tensorrt_engine.build_engine(artifact, cache_dir or Path(artifact).parent / "engines", "int8" if quantized else "fp16")
+        precision = "int8" if tensorrt_engine.is_qdq(artifact) else "fp16"
+        engine = tensorrt_engine.build_engine(artifact, cache_dir or Path(artifact).parent / "engines", precision)
         return tensorrt_engine.TensorRTRunner(engine)
     raise ValueError(f"unknown runtime {runtime!r}; use openvino, onnxruntime, litert or tensorrt")
+
+
+def quantize_input(x: np.ndarray, details: dict) -> np.ndarray:
+    """A float tensor in the dtype a LiteRT input wants, with the model's own scale and zero-point."""
+    dtype = details["dtype"]
+    if dtype == np.float32:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    scale, zero = details["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, details: dict) -> np.ndarray:
+    """A LiteRT tensor back to float with its scale and zero-point (a float one as it is)."""
+    scale, zero = details["quantization"]
+    return (y.astype(np.float32) - zero) * scale if scale else np.asarray(y, dtype=np.float32)
 
 
 class LiteRTRunner:
@@ -126,18 +142,8 @@ class LiteRTRunner:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         outs = []
-        dtype = self.input["dtype"]
         for i in range(batch.shape[0]):
-            x = np.ascontiguousarray(batch[i : i + 1].transpose(0, 2, 3, 1), dtype=np.float32)
-            if dtype != np.float32:
-                scale, zero = self.input["quantization"]
-                info = np.iinfo(dtype)
-                x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
-            self.interpreter.set_tensor(self.input["index"], x)
+            self.interpreter.set_tensor(self.input["index"], quantize_input(batch[i : i + 1].transpose(0, 2, 3, 1), self.input))
             self.interpreter.invoke()
-            y = self.interpreter.get_tensor(self.output["index"])
-            if self.output["dtype"] != np.float32:
-                scale, zero = self.output["quantization"]
-                y = (y.astype(np.float32) - zero) * scale
-            outs.append(np.asarray(y, dtype=np.float32))
+            outs.append(dequantize(self.interpreter.get_tensor(self.output["index"]), self.output))
         return np.concatenate(outs, axis=0)

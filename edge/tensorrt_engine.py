@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.files import file_sha256
+
 
 class TensorRTUnavailable(RuntimeError):
     pass
@@ -57,12 +59,9 @@ def gpu_name() -> str:
     return (name.decode() if isinstance(name, bytes) else str(name)).strip("\x00 ")
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def is_qdq(onnx_path: str | Path) -> bool:
+    """Whether an ONNX file carries Q/DQ nodes (an int8 model for explicit quantization)."""
+    return b"QuantizeLinear" in Path(onnx_path).read_bytes()
 
 
 def engine_cache_key(onnx_path: str | Path, trt_version: str, gpu: str, precision: str) -> str:

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +10,9 @@ import numpy as np
 from edge.dataset import labelled_samples
 from edge.errors import UserError
 from edge.evaluate import classify
+from edge.files import artifact_size_mb, write_atomic
 from edge.latency import measure
 from edge.metrics import accuracy, accuracy_gate, agreement
-
-
-def _size_mb(path: Path) -> float:
-    return round(sum(p.stat().st_size for p in path.parent.glob(f"{path.stem}.*")) / 2**20, 3)
 
 
 def validate_bundle(bundle, args) -> dict:
@@ -60,23 +55,16 @@ def validate_bundle(bundle, args) -> dict:
         "throughput_fps": lat["throughput_fps"],
         "float_latency_ms": latency.get("float"),
         "runtime": {k: r.runtime for k, r in runners.items()} | {"threads": runners["int8"].threads},
-        "size_mb": {k: _size_mb(bundle.root / cfg[a]) for k, a in (("int8", "artifact"), ("float", "float_artifact")) if cfg.get(a)},
+        "size_mb": {k: artifact_size_mb(bundle.root / cfg[a]) for k, a in (("int8", "artifact"), ("float", "float_artifact")) if cfg.get(a)},
         "calibration": cfg.get("host", {}).get("calibration"),
         "host": cfg.get("host"),
     }
     out_dir = Path(args.out) if args.out else bundle.root / "validation"
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write(out_dir / "report.json", json.dumps(report, indent=2))
-    _write(out_dir / "report.md", markdown(report))
+    write_atomic(out_dir / "report.json", json.dumps(report, indent=2))
+    write_atomic(out_dir / "report.md", markdown(report))
     print(f"{'PASSED' if report['passed'] else 'FAILED: ' + failure}; report in {out_dir}")
     return report
-
-
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _pct(x) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge.files import artifact_size_mb
 from edge.latency import percentiles
 from pipeline import PipelineError
 from pipeline.config import make_config
@@ -230,7 +231,8 @@ def scaling(bc: BenchConfig, log) -> list[dict]:
         rows.append({
             "model": model, "resolution": size, "gflops": get_spec(model).gflops,
             "fp32_p50_ms": lat["fp32"]["p50"], "int8_p50_ms": lat["int8"]["p50"],
-            "fp32_mb": _mb(fp32.path(fp32.result["artifact"])), "int8_mb": _mb(int8.path(int8.result["artifact"])),
+            "fp32_mb": artifact_size_mb(fp32.path(fp32.result["artifact"])),
+            "int8_mb": artifact_size_mb(int8.path(int8.result["artifact"])),
             "seconds": round(time.monotonic() - t0, 1),
         })
         log(f"[bench] scaling {model}: fp32 {lat['fp32']['p50']:.1f} ms, int8 {lat['int8']['p50']:.1f} ms")
@@ -238,10 +240,6 @@ def scaling(bc: BenchConfig, log) -> list[dict]:
             log(f"[bench] scaling stops after {model}: the {bc.scaling_budget_s:.0f} s budget is spent")
             break
     return rows
-
-
-def _mb(xml: Path) -> float:
-    return round(sum(p.stat().st_size for p in xml.parent.glob(f"{xml.stem}.*")) / 2**20, 2)
 
 
 def run_bench(bc: BenchConfig, log=print) -> dict:

@@ -4,16 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edge.files import artifact_size_mb
 from edge.metrics import accuracy_gate
 from pipeline.runfolder import write_atomic
 
 PARITY_RTOL = 1e-3  # float artifact vs PyTorch: max |diff| relative to the largest logit
-
-
-def _size_mb(folder: Path, artifact: str) -> float:
-    """An artifact's size including its sidecar files (an IR's .bin)."""
-    stem = Path(artifact).stem
-    return round(sum(p.stat().st_size for p in folder.glob(f"{stem}.*")) / 2**20, 3)
 
 
 def gate(cfg, validation: dict, ops: dict) -> tuple[bool, list[str]]:
@@ -70,8 +65,8 @@ def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         "executed_precisions": v["executed_precisions"],
         "layer_errors": v.get("layer_errors"),
         "size_mb": {
-            "float": _size_mb(float_stage.folder, float_stage.result["artifact"]),
-            "int8": _size_mb(int8_stage.folder, int8_stage.result["artifact"]),
+            "float": artifact_size_mb(float_stage.path(float_stage.result["artifact"])),
+            "int8": artifact_size_mb(int8_stage.path(int8_stage.result["artifact"])),
         },
         "calibration": calib,
         "stage_seconds": {name: s.seconds for name, s in stages.items()},

@@ -54,14 +54,13 @@ def runner(artifact: Path, threads: int = 0, precision: str = "f32"):
     """The real TensorRT engine where TensorRT and a GPU exist; ONNX Runtime as the reference elsewhere."""
     from edge import tensorrt_engine as trt_engine
 
-    ok, why = trt_engine.available()
-    quantized = describe(artifact)["quantize_ops"] > 0
+    ok, _ = trt_engine.available()
+    quantized = trt_engine.is_qdq(artifact)
     if ok:
         engine = trt_engine.build_engine(artifact, Path(artifact).parent / "engines", "int8" if quantized else "fp32")
         return trt_engine.TensorRTRunner(engine)
     r = onnx_target.runner(artifact, threads)
     r.runtime += f" as the {'int8' if quantized else 'float'} reference; TensorRT engine not built on this host"
-    r.tensorrt_missing = why
     return r
 
 

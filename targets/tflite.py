@@ -135,33 +135,29 @@ def layer_errors(float_artifact: Path, int8_artifact: Path, batch: np.ndarray, w
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    from edge.runners import dequantize, quantize_input
+
     def tensors(path: Path, x: np.ndarray) -> tuple[dict, list]:
         it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         it.allocate_tensors()
         inp = it.get_input_details()[0]
-        if inp["dtype"] != np.float32:
-            scale, zero = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], x)
+        it.set_tensor(inp["index"], quantize_input(x, inp))
         it.invoke()
         details = it.get_tensor_details()
         values = {}
         for t in details:
             try:
-                v = it.get_tensor(t["index"])
+                values[t["name"]] = dequantize(it.get_tensor(t["index"]), t)
             except ValueError:
                 continue
-            scale, zero = t["quantization"]
-            values[t["name"]] = (v.astype(np.float32) - zero) * scale if scale else v.astype(np.float32)
         order = [(o["op_name"], details[o["outputs"][0]]["name"]) for o in it._get_ops_details() if len(o["outputs"])]
         return values, order
 
     totals: dict[str, list[float]] = {}
     order = []
     for i in range(len(batch)):
-        x = np.ascontiguousarray(batch[i : i + 1].transpose(0, 2, 3, 1), dtype=np.float32)
+        x = batch[i : i + 1].transpose(0, 2, 3, 1)
         ref, order = tensors(float_artifact, x)
         got, _ = tensors(int8_artifact, x)
         for op, tensor in order:

@@ -59,26 +59,9 @@ def pt2e_fake_quant(model, calib, test, weights=True, activations=True) -> np.nd
 
 
 def tflite_logits(path: Path, test: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
+    from edge.runners import LiteRTRunner
 
-    it = Interpreter(model_path=str(path), num_threads=2)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    rows = []
-    for i in range(len(test)):
-        x = test[i : i + 1].transpose(0, 2, 3, 1)
-        if inp["dtype"] != np.float32:
-            s, z = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / s + z), info.min, info.max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        y = it.get_tensor(out["index"])
-        if out["dtype"] != np.float32:
-            s, z = out["quantization"]
-            y = (y.astype(np.float32) - z) * s
-        rows.append(y)
-    return np.concatenate(rows)
+    return LiteRTRunner(path, 2).infer(test)
 
 
 def aeq(float_tflite: Path, calib: np.ndarray, activation_bits: int, out: Path, true_minmax: bool = True) -> Path:

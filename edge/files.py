@@ -1,0 +1,31 @@
+"""Files on disk, shared by host and board: atomic writes, content hashes, artifact sizes."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a text file so readers see the old or the new content, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def artifact_size_mb(artifact: str | Path) -> float:
+    """An artifact's size including its sidecar files (an OpenVINO IR's .bin)."""
+    artifact = Path(artifact)
+    return round(sum(p.stat().st_size for p in artifact.parent.glob(f"{artifact.stem}.*")) / 2**20, 3)
