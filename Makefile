@@ -8,6 +8,7 @@ ARGS = --target $(TARGET) --model $(MODEL) \
 	$(if $(DATA),--data $(DATA)) $(if $(CALIB),--calib $(CALIB)) $(if $(CALIB_SIZE),--calib-size $(CALIB_SIZE)) \
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_DROP),--max-drop $(MAX_DROP)) \
 	$(if $(IMAGE_SIZE),--image-size $(IMAGE_SIZE)) $(if $(OUT),--out $(OUT)) \
+	$(if $(QUANT),--quant $(QUANT)) $(if $(TRAIN_DATA),--train-data $(TRAIN_DATA)) \
 	$(foreach s,$(SET),--set $(s)) $(if $(DEBUG),--debug)
 DEVICE_ARGS = $(if $(DEVICE),--device $(DEVICE)) $(if $(DEVICE_DIR),--device-dir $(DEVICE_DIR)) \
 	$(if $(SSH_PORT),--ssh-port $(SSH_PORT)) $(if $(SSH_KEY),--ssh-key $(SSH_KEY)) \

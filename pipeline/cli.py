@@ -11,7 +11,9 @@ STAGE_HELP = {
     "model": "load the float model and its weights into the run folder",
     "calibration": "choose and preprocess the calibration set",
     "float": "convert the float model to the target's float artifact",
-    "int8": "quantize to the target's int8 artifact",
+    "int8": "post-training quantization to the target's int8 artifact",
+    "qat": "QUANT=qat: quantization-aware training from the PTQ initialisation",
+    "auto": "QUANT=auto: PTQ with the most sensitive layers kept in float until MAX_DROP holds",
     "validate": "run float and int8 in the target runtime on DATA: accuracy, agreement, latency",
     "report": "write report.json/report.md and apply the MAX_DROP gate",
 }
@@ -27,6 +29,9 @@ def _deploy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, help="classes for WEIGHTS=random")
     p.add_argument("--image-size", type=int, help="input resolution (default: the model's own)")
     p.add_argument("--max-drop", type=float, help="allowed int8 top-1 drop in points (default 1.0)")
+    p.add_argument("--quant", choices=["ptq", "qat", "auto"],
+                   help="ptq (default): post-training; qat: quantization-aware training; auto: accuracy-aware PTQ")
+    p.add_argument("--train-data", help="labelled folder QAT trains on (default: DATA)")
     p.add_argument("--out", help="run folder (default runs/<model>-<target>-<quant>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config field, e.g. quant.preset=performance")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -81,8 +86,11 @@ def _config(args):
         "num_classes": args.num_classes,
         "image_size": args.image_size,
         "max_drop": args.max_drop,
+        "train_data": args.train_data,
         "out": args.out,
     }
+    if args.quant:
+        values["quant.mode"] = args.quant
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -13,9 +13,12 @@ from pipeline import PipelineError
 PROFILES = Path(__file__).resolve().parent / "profiles"
 
 
+MODES = ("ptq", "qat", "auto")
+
+
 @dataclass(frozen=True)
 class QuantConfig:
-    """Post-training quantization settings, turned into the NNCF call's arguments."""
+    """How to quantize: post-training (ptq), quantization-aware training (qat) or accuracy-aware PTQ (auto)."""
 
     mode: str = "ptq"
     # MIXED: symmetric int8 weights, asymmetric activations; EfficientNet's swish outputs
@@ -23,6 +26,18 @@ class QuantConfig:
     preset: str = "mixed"
     fast_bias_correction: bool = True
     ort_calibration: str = "MinMax"  # ONNX Runtime's CalibrationMethod for TARGET=onnx
+    # QUANT=qat: a few epochs at a low learning rate from the PTQ initialisation.
+    qat_epochs: int = 3
+    qat_lr: float = 1e-5
+    qat_batch_size: int = 16
+    qat_seed: int = 0
+    # QUANT=auto: how many layers may go back to float, and how many images rank them.
+    max_float_layers: int = 10
+    sensitivity_images: int = 32
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise PipelineError(f"unknown QUANT={self.mode!r}; use one of {', '.join(MODES)}")
 
     def nncf_kwargs(self, nncf, subset_size: int) -> dict:
         presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
@@ -51,6 +66,7 @@ class DeployConfig:
     target: str = "openvino"
     data: str | None = None  # labelled folder; None = the small embedded sample
     calib: str | None = None  # folder, or "random" said explicitly; None = DATA
+    train_data: str | None = None  # labelled folder QUANT=qat trains on; None = DATA
     calib_size: int = 300
     weights: str | None = None  # file, "random", or None = the model table's pretrained source
     num_classes: int | None = None
@@ -69,6 +85,11 @@ class DeployConfig:
     @property
     def quant_name(self) -> str:
         return f"int8-{self.quant.mode}"
+
+    def ptq_settings(self) -> dict:
+        """The settings the PTQ artifact depends on (QAT and auto settings do not redo it)."""
+        q = asdict(self.quant)
+        return {k: q[k] for k in ("preset", "fast_bias_correction", "ort_calibration")}
 
     @property
     def run_dir(self) -> Path:

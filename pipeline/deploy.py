@@ -129,20 +129,79 @@ class Deploy:
     def int8_artifact(self) -> Stage:
         model_stage, float_stage, calib_stage = self.model(), self.float_artifact(), self.calibration()
         key = {"target": self.cfg.target, "code": code_digest(), "float": float_stage.digest,
-               "calibration": calib_stage.digest, "quant": asdict(self.cfg.quant)}
+               "calibration": calib_stage.digest, "quant": self.cfg.ptq_settings()}
 
         def work(tmp: Path) -> dict:
             model = self._torch_model(model_stage)
             batch = np.load(calib_stage.path("calibration.npy"))
-            self.log(f"[int8] quantizing with {len(batch)} calibration images from {calib_stage.result['source']}")
+            self.log(f"[int8] post-training quantization with {len(batch)} calibration images from {calib_stage.result['source']}")
             path = self.target.quantize(model, float_stage.path(float_stage.result["artifact"]), batch, self.cfg.quant, tmp / "model")
             return {"artifact": path.name, "ops": self.target.describe(path)}
 
         return self.run.stage("int8", key, work)
 
+    @_once("qat")
+    def qat(self) -> Stage:
+        """QUANT=qat: NNCF quantization-aware training from the PTQ initialisation, exported like PTQ."""
+        from pipeline import qat
+
+        model_stage, calib_stage = self.model(), self.calibration()
+        train_dir = self._train_folder()
+        key = {"target": self.cfg.target, "code": code_digest(), "model": model_stage.digest, "calibration": calib_stage.digest,
+               "train": fingerprint(list_images(train_dir)), "quant": asdict(self.cfg.quant), "preprocess": self.preprocess.to_dict()}
+
+        def work(tmp: Path) -> dict:
+            qat.check_toolchain(self.log)
+            model, labels = self._torch_model(model_stage, with_labels=True)
+            samples = labelled_samples(train_dir, labels)
+            if not samples:
+                raise PipelineError(f"no labelled images in {train_dir} for QAT; pass TRAIN_DATA=folder (one subfolder per class)")
+            calib = np.load(calib_stage.path("calibration.npy"))
+            self.log(f"[qat] PTQ initialisation on {len(calib)} calibration images, then {self.cfg.quant.qat_epochs} epoch(s) "
+                     f"at lr {self.cfg.quant.qat_lr:g} on {len(samples)} images from {train_dir}")
+            folded, qmodel = qat.prepare(model, calib, self.cfg.quant, self.target.qat_preset)
+            history = qat.finetune(qmodel, folded, samples, self.preprocess, self.cfg.quant, self.log)
+            example = torch.from_numpy(calib[:1])
+            path = self.target.export_qat(qmodel, folded, example, calib, self.cfg.quant, tmp / "model")
+            return {"artifact": path.name, "ops": self.target.describe(path), "history": history, "train_images": len(samples),
+                    "train_folder": str(train_dir), "trained_on_validation_data": train_dir.resolve() == self.data_dir.resolve()}
+
+        return self.run.stage("qat", key, work)
+
+    @_once("auto")
+    def auto(self) -> Stage:
+        """QUANT=auto: PTQ, then the most sensitive layers back to float until MAX_DROP holds."""
+        from pipeline.accuracy_aware import Recovery
+        from pipeline.fold import fold_batchnorm
+
+        model_stage, float_stage, int8_stage, calib_stage = self.model(), self.float_artifact(), self.int8_artifact(), self.calibration()
+        cfg = self.cfg
+        key = {"code": code_digest(), "int8": int8_stage.digest, "data": fingerprint(list_images(self.data_dir)),
+               "quant": asdict(cfg.quant), "settings": [cfg.max_drop, cfg.max_images, cfg.threads, cfg.precision, cfg.runs]}
+
+        def work(tmp: Path) -> dict:
+            model, labels = self._torch_model(model_stage, with_labels=True)
+            calib = np.load(calib_stage.path("calibration.npy"))
+            x, y = self._validation_arrays(labels)
+            float_top1 = val.accuracy(val.torch_infer(model)(x), y)["top1"]
+            recovery = Recovery(
+                self.target, model, fold_batchnorm(model, torch.from_numpy(calib[:1])),
+                float_stage.path(float_stage.result["artifact"]), int8_stage.path(int8_stage.result["artifact"]),
+                calib, cfg.quant, x, y, float_top1, cfg.max_drop, cfg.threads, cfg.precision, cfg.runs, self.log,
+            )
+            result = recovery.run(tmp / "model")
+            return {**result, "ops": self.target.describe(tmp / result["artifact"])}
+
+        return self.run.stage("auto", key, work)
+
+    def shipped(self) -> Stage:
+        """The stage whose artifact is the int8 model validated, gated and bundled."""
+        return {"ptq": self.int8_artifact, "qat": self.qat, "auto": self.auto}[self.cfg.quant.mode]()
+
     @_once("validate")
     def validation(self) -> Stage:
-        model_stage, float_stage, int8_stage = self.model(), self.float_artifact(), self.int8_artifact()
+        model_stage, float_stage, ptq_stage, int8_stage = self.model(), self.float_artifact(), self.int8_artifact(), self.shipped()
+        compare_ptq = ptq_stage is not int8_stage
         images = list_images(self.data_dir)
         cfg = self.cfg
         key = {
@@ -150,6 +209,7 @@ class Deploy:
             "model": model_stage.digest,
             "float": float_stage.digest,
             "int8": int8_stage.digest,
+            "ptq": ptq_stage.digest,
             "data": fingerprint(images),
             "settings": [cfg.threads, cfg.precision, cfg.warmup, cfg.runs, cfg.max_images],
         }
@@ -161,7 +221,10 @@ class Deploy:
                 samples = samples[: cfg.max_images]
             float_runner = self.target.runner(float_stage.path(float_stage.result["artifact"]), cfg.threads, cfg.precision)
             int8_runner = self.target.runner(int8_stage.path(int8_stage.result["artifact"]), cfg.threads, cfg.precision)
-            out = val.classify_all(samples, self.preprocess, model, {"float": float_runner, "int8": int8_runner}, progress)
+            runners = {"float": float_runner, "int8": int8_runner}
+            if compare_ptq:
+                runners["ptq"] = self.target.runner(ptq_stage.path(ptq_stage.result["artifact"]), cfg.threads, cfg.precision)
+            out = val.classify_all(samples, self.preprocess, model, runners, progress)
             logits, y = out["logits"], out["labels"]
             if len(y) == 0:
                 raise PipelineError(f"all {len(out['skipped'])} images in {self.data_dir} are unreadable; check DATA")
@@ -185,6 +248,10 @@ class Deploy:
                 "runtime": {"int8": int8_runner.runtime, "float": float_runner.runtime, "threads": int8_runner.threads},
                 "executed_precisions": getattr(int8_runner, "executed_precisions", dict)(),
             }
+            if compare_ptq:
+                result["accuracy"]["ptq"] = val.accuracy(logits["ptq"], y)
+                result["accuracy"]["ptq_top1_agreement"] = val.agreement(logits["ptq"], logits["torch"])
+                result["latency_ms"]["ptq"] = val.latency(runners["ptq"], sample, cfg.warmup, cfg.runs)
             if hasattr(self.target, "layer_errors"):  # targets that can compare their int8 and float graphs layer by layer
                 batch = np.load(self.calibration().path("calibration.npy"))[:4]
                 result["layer_errors"] = self.target.layer_errors(
@@ -209,7 +276,7 @@ class Deploy:
         return report
 
     def bundle(self, report: dict) -> Stage:
-        model_stage, float_stage, int8_stage = self.model(), self.float_artifact(), self.int8_artifact()
+        model_stage, float_stage, int8_stage = self.model(), self.float_artifact(), self.shipped()
         cfg = self.cfg
         key = {
             "validate": self.validation().digest,
@@ -233,11 +300,31 @@ class Deploy:
             "calibration": self.calibration(),
             "float": self.float_artifact(),
             "int8": self.int8_artifact(),
-            "validate": self.validation(),
         }
+        if self.cfg.quant.mode != "ptq":
+            stages[self.cfg.quant.mode] = self.shipped()
+        stages["validate"] = self.validation()
         return write_report(self.cfg, self.spec, self.preprocess, stages, self.data_dir, self.data_is_sample, len(SAMPLE_PHOTOS), self.log)
 
     # -- helpers ------------------------------------------------------------------------------
+    def _train_folder(self) -> Path:
+        return check_folder(self.cfg.train_data, "TRAIN_DATA") if self.cfg.train_data else self.data_dir
+
+    def _validation_arrays(self, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """DATA's readable images, preprocessed, with their labels (for the accuracy-aware search)."""
+        from edge.preprocess import read_image
+
+        samples = labelled_samples(self.data_dir, labels)[: self.cfg.max_images or None]
+        xs, ys = [], []
+        for s in progress(samples, desc="validation images"):
+            img = read_image(s.path)
+            if img is not None:
+                xs.append(self.preprocess(img))
+                ys.append(s.label)
+        if not xs:
+            raise PipelineError(f"no readable labelled images in {self.data_dir}; QUANT=auto needs DATA")
+        return np.stack(xs).astype(np.float32), np.asarray(ys)
+
     def _torch_model(self, model_stage: Stage, with_labels: bool = False):
         loaded = load(self.spec, str(model_stage.path("model.pt")))
         return (loaded.model, loaded.labels) if with_labels else loaded.model
@@ -251,6 +338,8 @@ def run_until(cfg: DeployConfig, stage: str, log=print):
         "calibration": deploy.calibration,
         "float": deploy.float_artifact,
         "int8": deploy.int8_artifact,
+        "qat": deploy.qat,
+        "auto": deploy.auto,
         "validate": deploy.validation,
         "report": deploy.report,
     }

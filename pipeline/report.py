@@ -31,7 +31,9 @@ def gate(cfg, validation: dict, ops: dict) -> tuple[bool, list[str]]:
 def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sample: bool, sample_count: int, log=print) -> dict:
     run_dir = cfg.run_dir
     v = stages["validate"].result
-    float_stage, int8_stage, calib = stages["float"], stages["int8"], stages["calibration"].result
+    mode = cfg.quant.mode
+    float_stage, calib = stages["float"], stages["calibration"].result
+    int8_stage = stages[mode] if mode != "ptq" else stages["int8"]  # the artifact that ships
     ops = int8_stage.result["ops"]
     passed, reasons = gate(cfg, v, ops)
     lat = v["latency_ms"]["int8"]
@@ -71,6 +73,23 @@ def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         "calibration": calib,
         "stage_seconds": {name: s.seconds for name, s in stages.items()},
     }
+    if mode != "ptq":  # what QAT / accuracy-aware bought over plain PTQ, measured the same way
+        ptq_stage = stages["int8"]
+        report["ptq"] = {
+            "artifact": str(ptq_stage.path(ptq_stage.result["artifact"])),
+            "accuracy": v["accuracy"]["ptq"],
+            "top1_agreement": v["accuracy"]["ptq_top1_agreement"],
+            "latency_ms": v["latency_ms"]["ptq"],
+            "size_mb": artifact_size_mb(ptq_stage.path(ptq_stage.result["artifact"])),
+            "int8_ops": ptq_stage.result["ops"],
+        }
+    if mode == "qat":
+        q = int8_stage.result
+        report["qat"] = {k: q[k] for k in ("history", "train_images", "train_folder", "trained_on_validation_data")}
+    if mode == "auto":
+        a = int8_stage.result
+        report["auto"] = {k: a[k] for k in ("method", "reached_max_drop", "kept_float", "steps", "ptq", "final",
+                                              "validation_images", "sensitivity")}
     write_atomic(run_dir / "report.json", json.dumps(report, indent=2))
     write_atomic(run_dir / "report.md", markdown(report, sample_count))
     _plot(report, v, run_dir / "latency.png")
@@ -109,7 +128,9 @@ def markdown(r: dict, sample_count: int) -> str:
         f"| float ({r['runtime']['float']}) | {_pct(acc['float_artifact']['top1'])} | {_pct(acc['float_artifact']['top5'])} "
         f"| {_pct(r['float_parity']['top1_agreement'])} | {flat['p50']:.2f} | {flat['p90']:.2f} | {flat['p99']:.2f} "
         f"| {flat['throughput_fps']:.1f} | {r['size_mb']['float']} |",
-        f"| **int8** ({r['runtime']['int8']}) | {_pct(acc['int8']['top1'])} | {_pct(acc['int8']['top5'])} "
+        *_ptq_row(r),
+        f"| **int8{' ' + r['quant'].split('-')[1].upper() if 'ptq' in r else ''}** ({r['runtime']['int8']}) "
+        f"| {_pct(acc['int8']['top1'])} | {_pct(acc['int8']['top5'])} "
         f"| {_pct(acc['top1_agreement'])} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} "
         f"| {r['throughput_fps']:.1f} | {r['size_mb']['int8']} |",
         "",
@@ -128,6 +149,7 @@ def markdown(r: dict, sample_count: int) -> str:
         "![latency](latency.png)",
         "",
     ]
+    lines += _qat_section(r) + _auto_section(r)
     if r.get("layer_errors"):
         lines += ["## Layers with the largest int8 error", "",
                   "Mean |int8 − float| / mean |float| of each op's output, on 4 calibration images, in graph order.", "",
@@ -137,6 +159,56 @@ def markdown(r: dict, sample_count: int) -> str:
     return "\n".join(lines)
 
 
+def _ptq_row(r: dict) -> list[str]:
+    if "ptq" not in r:
+        return []
+    p, lat = r["ptq"], r["ptq"]["latency_ms"]
+    return [f"| int8 PTQ ({r['runtime']['int8']}) | {_pct(p['accuracy']['top1'])} | {_pct(p['accuracy']['top5'])} "
+            f"| {_pct(p['top1_agreement'])} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} "
+            f"| {lat['throughput_fps']:.1f} | {p['size_mb']} |"]
+
+
+def _qat_section(r: dict) -> list[str]:
+    if "qat" not in r:
+        return []
+    q = r["qat"]
+    lines = ["## Quantization-aware training", "",
+             f"Started from NNCF's PTQ initialisation; {len(q['history'])} epoch(s) on {q['train_images']} images "
+             f"from `{q['train_folder']}`, loss = cross-entropy + distillation from the float model.", ""]
+    if q["trained_on_validation_data"]:
+        lines += ["- **Note: QAT trained on the validation folder itself (no TRAIN_DATA given), so the QAT accuracy "
+                  "above is optimistic. Pass TRAIN_DATA=folder with other images.**", ""]
+    lines += ["| epoch | loss | top-1 agreement with float (training crops) |", "|---|---|---|"]
+    lines += [f"| {h['epoch']} | {h['loss']:.4f} | {_pct(h['train_agreement_with_float'])} |" for h in q["history"]]
+    return lines + [""]
+
+
+def _auto_section(r: dict) -> list[str]:
+    if "auto" not in r:
+        return []
+    a = r["auto"]
+    lines = ["## Accuracy-aware quantization", "",
+             f"Method: {a['method']}. On {a['validation_images']} validation images: PTQ top-1 {_pct(a['ptq']['top1'])} "
+             f"({a['ptq']['drop_points']:.2f} points below float, p50 {a['ptq']['p50_ms']:.2f} ms) → "
+             f"{_pct(a['final']['top1'])} ({a['final']['drop_points']:.2f} points, p50 {a['final']['p50_ms']:.2f} ms); "
+             f"MAX_DROP {'reached' if a['reached_max_drop'] else '**not reached**'}.", ""]
+    if a["kept_float"]:
+        lines += ["Layers kept out of int8 (float on the board). Sensitivity: relative error of the logits when this "
+                  "layer alone is int8 (PyTorch simulation); latency cost: the step in measured p50"
+                  + (" (CPU plugin per-node counters)." if "nncf" in a["method"] else " after re-quantizing without it."), "",
+                  "| layer | kind | sensitivity | latency cost ms | top-1 after |", "|---|---|---|---|---|"]
+        for k in a["kept_float"]:
+            sens = "—" if k.get("sensitivity") is None else f"{k['sensitivity']:.2e}"
+            cost = "—" if k.get("latency_cost_ms") is None else f"{k['latency_cost_ms']:+.3f}"
+            lines.append(f"| `{k['layer']}` | {k['kind']} | {sens} | {cost} | {_pct(k.get('top1_after'))} |")
+    else:
+        lines.append("No layer was kept out of int8.")
+    lines += ["", "Most sensitive layers (all measured):", "", "| layer | kind | sensitivity | top-1 agreement alone |",
+              "|---|---|---|---|"]
+    lines += [f"| `{s['layer']}` | {s['kind']} | {s['sensitivity']:.2e} | {_pct(s['top1_agreement'])} |" for s in a["sensitivity"][:8]]
+    return lines + [""]
+
+
 def _plot(report: dict, validation: dict, path: Path) -> None:
     import matplotlib
 
@@ -144,16 +216,17 @@ def _plot(report: dict, validation: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    names = ["float", "int8"]
-    lat = validation["latency_ms"]
+    lat, acc = validation["latency_ms"], report["accuracy"]
+    names = ["float", "ptq", "int8"] if "ptq" in lat else ["float", "int8"]
+    labels = {"float": "float", "ptq": "int8 PTQ", "int8": f"int8 {report['quant'].split('-')[1].upper()}" if "ptq" in lat else "int8"}
+    colours = {"float": "#888", "ptq": "#9cd", "int8": "#2a7"}
     p50 = [lat[n]["p50"] for n in names]
-    err = [[lat[n]["p50"] - lat[n]["p50"] for n in names], [lat[n]["p99"] - lat[n]["p50"] for n in names]]
-    ax1.bar(names, p50, yerr=err, capsize=6, color=["#888", "#2a7"])
+    err = [[0 for _ in names], [lat[n]["p99"] - lat[n]["p50"] for n in names]]
+    ax1.bar([labels[n] for n in names], p50, yerr=err, capsize=6, color=[colours[n] for n in names])
     ax1.set_ylabel("ms at batch 1 (p50, bar to p99)")
     ax1.set_title("latency")
-    acc = report["accuracy"]
-    top1 = [acc["float"]["top1"] or 0, acc["int8"]["top1"] or 0]
-    ax2.bar(names, [100 * t for t in top1], color=["#888", "#2a7"])
+    top1 = {"float": acc["float"]["top1"], "int8": acc["int8"]["top1"], "ptq": report.get("ptq", {}).get("accuracy", {}).get("top1")}
+    ax2.bar([labels[n] for n in names], [100 * (top1[n] or 0) for n in names], color=[colours[n] for n in names])
     ax2.set_ylim(0, 100)
     ax2.set_ylabel("top-1 %")
     ax2.set_title(f"accuracy on {acc['images']} images")

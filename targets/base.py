@@ -30,12 +30,20 @@ class Target(Protocol):
     device_runtime: str  # edge.runners.load_runner's name for it: openvino, onnxruntime, tensorrt
     device_requires: tuple[str, ...]  # pip requirements a board needs to run the artifact
     artifact_suffix: str
+    qat_preset: str | None  # NNCF preset QAT must use here (None = quant.preset)
 
     def convert_float(self, model, example, out: Path) -> Path:
         """Float PyTorch model -> float artifact at `out` (a path without suffix)."""
 
-    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path) -> Path:
-        """Float artifact (or model) + calibration batch -> int8 artifact at `out`."""
+    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
+        """Float artifact (or model) + calibration batch -> int8 artifact at `out`.
+
+        `exclude` names PyTorch modules (e.g. "blocks.0.0.conv_dw") to keep in float: the
+        accuracy-aware mode's lever. Targets that cannot keep a layer out raise UserError.
+        """
+
+    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+        """A model trained under NNCF fake quantization -> the target's int8 artifact, as PTQ exports it."""
 
     def runner(self, artifact: Path, threads: int = 0, precision: str = "f32") -> Runner:
         """Load an artifact in the target runtime."""

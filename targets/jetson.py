@@ -25,17 +25,19 @@ requires = ("nncf", "onnx", "onnxruntime")
 device_runtime = "tensorrt"  # the runner the bundle uses on the board
 device_requires = ("cuda-python",)  # TensorRT itself comes with JetPack
 artifact_suffix = ".onnx"
+qat_preset = "performance"  # symmetric activations: TensorRT needs zero-point 0
 
 convert_float = onnx_target.convert_float
 
 
-def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: Path) -> Path:
-    """Float PyTorch model + calibration batch -> symmetric int8 Q/DQ ONNX via NNCF (torch backend)."""
+def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
+    """Float PyTorch model + calibration batch -> symmetric int8 Q/DQ ONNX via NNCF (torch backend).
+
+    `exclude`: PyTorch module names kept out of int8 (TensorRT runs them in FP16).
+    """
     import torch
 
     nncf = require("nncf", "nncf", name)
-    from nncf.torch.quantization.layers import BaseQuantizer, QuantizerExportMode
-
     from pipeline.fold import fold_batchnorm
 
     example = torch.from_numpy(calibration[:1])
@@ -43,11 +45,21 @@ def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: P
     dataset = nncf.Dataset([torch.from_numpy(calibration[i : i + 1]) for i in range(len(calibration))])
     kwargs = quant.nncf_kwargs(nncf, len(calibration))
     kwargs["preset"] = nncf.QuantizationPreset.PERFORMANCE  # symmetric activations: TensorRT needs zero-point 0
+    if exclude:
+        kwargs["ignored_scope"] = nncf_ignored_scope(nncf, exclude)
     quantized = nncf.quantize(folded, dataset, **kwargs)
-    for module in quantized.modules():
-        if isinstance(module, BaseQuantizer):
-            module.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
-    return onnx_target.export_onnx(quantized.eval(), example, out)
+    return onnx_target.export_qdq(quantized, example, out)
+
+
+def nncf_ignored_scope(nncf, layers: tuple[str, ...]):
+    """PyTorch module names -> NNCF's torch graph node names ('blocks.0.0.conv_dw' -> 'blocks/0/0/conv_dw/conv2d/0')."""
+    import re
+
+    return nncf.IgnoredScope(patterns=[f"^{re.escape(layer.replace('.', '/'))}/(conv2d|linear)/\\d+$" for layer in layers])
+
+
+def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+    return onnx_target.export_qdq(qat_model, example, out)
 
 
 def runner(artifact: Path, threads: int = 0, precision: str = "f32"):

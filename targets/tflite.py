@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.runners import LiteRTRunner
+from pipeline import PipelineError
 from targets.base import require
 
 name = "tflite"
@@ -29,6 +30,7 @@ requires = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
 device_runtime = "litert"
 device_requires = ("ai-edge-litert==2.3.0  # tflite-runtime also works, far slower on int8 (fallback)",)
 artifact_suffix = ".tflite"
+qat_preset = None
 
 _COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"}
 # Ops that only move or reinterpret data; a float one of these is no float compute.
@@ -73,8 +75,10 @@ def convert_float(model, example, out: Path) -> Path:
     return path
 
 
-def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: Path) -> Path:
+def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
     """Float .tflite + calibration batch -> full-integer int8 .tflite (ai-edge-quantizer, static a8w8)."""
+    if exclude:
+        raise PipelineError(f"TARGET={name} is full-integer: it cannot keep layers in float; use QUANT=qat instead of QUANT=auto")
     require("ai_edge_quantizer", "ai-edge-quantizer", name)
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import calibrator, quantizer, recipe
@@ -94,6 +98,16 @@ def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: P
     path = Path(out).with_suffix(".tflite")
     result.export_model(str(path), overwrite=True)
     return path
+
+
+def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+    """LiteRT's converter cannot read NNCF's quantizers: the QAT-trained weights take this target's own
+    route (float .tflite, full-integer int8 with ranges calibrated again)."""
+    import sys
+
+    from pipeline.qat import requantize
+
+    return requantize(sys.modules[__name__], qat_model, float_model, example, calibration, quant, out)
 
 
 def runner(artifact: Path, threads: int = 0, precision: str = "f32") -> LiteRTRunner:

@@ -1,0 +1,116 @@
+"""Accuracy-aware quantization (QUANT=auto): when PTQ misses MAX_DROP, keep the layers that cost
+the most accuracy in float until the int8 model is within MAX_DROP of float top-1.
+
+OpenVINO: `nncf.quantize_with_accuracy_control`, which ranks and reverts layers itself.
+Other targets: the layers ranked by sensitivity (pipeline/sensitivity.py) go back to float one
+at a time, each step re-quantized by the target's own quantizer and validated in its own runtime,
+so every layer's accuracy gain and latency cost is measured, not estimated.
+Full-integer targets (TFLite) cannot keep a layer in float: QUANT=qat is their recovery.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edge.latency import measure
+from pipeline.sensitivity import layer_sensitivity
+
+
+def _top1(runner, x: np.ndarray, y: np.ndarray) -> float:
+    preds = np.array([int(np.argmax(runner.infer(x[i : i + 1]))) for i in range(len(x))])
+    return float((preds == y).mean())
+
+
+def _copy_artifact(src: Path, out: Path) -> Path:
+    """An artifact and its companions (OpenVINO's .bin) under `out`'s name."""
+    for f in src.parent.glob(src.stem + ".*"):
+        shutil.copy2(f, Path(out).with_suffix(f.suffix))
+    return Path(out).with_suffix(src.suffix)
+
+
+class Recovery:
+    """One accuracy-aware run: the target, its float artifact and PTQ artifact, and the validation images."""
+
+    def __init__(self, target, model, folded, float_artifact: Path, ptq_artifact: Path, calibration: np.ndarray, quant,
+                 val_x: np.ndarray, val_y: np.ndarray, float_top1: float, max_drop: float, threads: int = 0,
+                 precision: str = "f32", runs: int = 100, log=print):
+        self.target, self.model, self.folded = target, model, folded
+        self.float_artifact, self.ptq_artifact = float_artifact, ptq_artifact
+        self.calibration, self.quant = calibration, quant
+        self.val_x, self.val_y, self.float_top1, self.max_drop = val_x, val_y, float_top1, max_drop
+        self.threads, self.precision, self.runs, self.log = threads, precision, runs, log
+        self.sample = val_x[:1] if len(val_x) else calibration[:1]
+
+    def measure(self, artifact: Path) -> dict:
+        runner = self.target.runner(artifact, self.threads, self.precision)
+        top1 = _top1(runner, self.val_x, self.val_y)
+        p50 = measure(runner.infer, self.sample, warmup=10, runs=self.runs)["p50"]
+        return {"top1": top1, "drop_points": 100 * (self.float_top1 - top1), "p50_ms": p50}
+
+    def passes(self, m: dict) -> bool:
+        return m["drop_points"] <= self.max_drop + 1e-9
+
+    def run(self, out: Path) -> dict:
+        self.log(f"[auto] per-layer sensitivity on {min(len(self.calibration), self.quant.sensitivity_images)} calibration images")
+        sens = layer_sensitivity(self.folded, self.calibration, self.quant.sensitivity_images)
+        ptq = self.measure(self.ptq_artifact)
+        self.log(f"[auto] PTQ top-1 {100 * ptq['top1']:.1f} % vs float {100 * self.float_top1:.1f} % "
+                 f"(drop {ptq['drop_points']:.2f} points, allowed {self.max_drop})")
+        if self.passes(ptq):
+            path, kept, steps, method = _copy_artifact(self.ptq_artifact, out), [], [], "PTQ already within MAX_DROP"
+        elif hasattr(self.target, "quantize_accuracy_aware"):
+            path, kept, steps, method = self._nncf_accuracy_control(out, sens)
+        else:
+            path, kept, steps, method = self._greedy(out, sens, ptq)
+        final = self.measure(path)
+        self.log(f"[auto] {len(kept)} layer(s) kept in float; top-1 {100 * final['top1']:.1f} % "
+                 f"(drop {final['drop_points']:.2f} points), p50 {ptq['p50_ms']:.2f} -> {final['p50_ms']:.2f} ms")
+        return {
+            "artifact": path.name,
+            "method": method,
+            "reached_max_drop": self.passes(final),
+            "kept_float": kept,
+            "steps": steps,
+            "ptq": ptq,
+            "final": final,
+            "float_top1": self.float_top1,
+            "validation_images": int(len(self.val_y)),
+            "sensitivity": sorted(sens, key=lambda r: -r["sensitivity"])[:15],
+        }
+
+    def _greedy(self, out: Path, sens: list[dict], ptq: dict):
+        ranked = sorted(sens, key=lambda r: -r["sensitivity"])[: self.quant.max_float_layers]
+        work = Path(out).parent / "steps"
+        work.mkdir(exist_ok=True)
+        kept, steps, current, path = [], [{"float_layers": 0, **ptq}], ptq, None
+        for row in ranked:
+            if self.passes(current):
+                break
+            layers = tuple(r["layer"] for r in kept) + (row["layer"],)
+            self.log(f"[auto] step {len(layers)}: {row['layer']} ({row['kind']}, sensitivity {row['sensitivity']:.2e}) back to float")
+            path = self.target.quantize(self.model, self.float_artifact, self.calibration, self.quant, work / f"step{len(layers)}", exclude=layers)
+            m = self.measure(path)
+            kept.append({**row, "top1_after": m["top1"], "latency_cost_ms": m["p50_ms"] - current["p50_ms"]})
+            steps.append({"float_layers": len(layers), **m})
+            current = m
+        final = _copy_artifact(path, out) if path else _copy_artifact(self.ptq_artifact, out)
+        shutil.rmtree(work)
+        return final, kept, steps, f"sensitivity-ranked layers back to float one at a time (at most {self.quant.max_float_layers})"
+
+    def _nncf_accuracy_control(self, out: Path, sens: list[dict]):
+        self.log("[auto] nncf.quantize_with_accuracy_control on the validation images")
+        path = self.target.quantize_accuracy_aware(self.float_artifact, self.calibration, self.quant, self.val_x, self.val_y,
+                                                   self.max_drop, out)
+        already = set(self.target.float_compute_layers(self.ptq_artifact))
+        reverted = [layer for layer in self.target.float_compute_layers(path) if layer not in already]
+        by_name = {r["layer"]: r for r in sens}
+        ptq_times = self.target.layer_times(self.ptq_artifact, self.sample, threads=self.threads)
+        auto_times = self.target.layer_times(path, self.sample, threads=self.threads)
+        kept = []
+        for layer in reverted:
+            row = by_name.get(layer, {"layer": layer, "kind": "?", "sensitivity": None, "top1_agreement": None})
+            cost = auto_times[layer] - ptq_times[layer] if layer in auto_times and layer in ptq_times else None
+            kept.append({**row, "latency_cost_ms": cost})
+        return path, kept, [], "nncf.quantize_with_accuracy_control (layer latency from the CPU plugin's per-node counters)"
