@@ -15,7 +15,7 @@ DEVICE_ARGS = $(if $(DEVICE),--device $(DEVICE)) $(if $(DEVICE_DIR),--device-dir
 	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(DEVICE_START)) \
 	$(if $(SOURCE),--source $(SOURCE))
 
-.PHONY: setup deploy stage push run train bench test test-deps test-e2e models targets clean
+.PHONY: setup deploy stage push run train bench test test-deps test-e2e fashion-mnist models targets clean
 
 .setup.stamp: pyproject.toml
 	$(PYTHON) -m pip install -e '.[all,dev]'
@@ -35,17 +35,18 @@ run: setup  ## the deployed bundle's camera program here: make run TARGET=... MO
 stage: setup  ## one stage (and what it needs): make stage STAGE=int8 MODEL=b0
 	$(PYTHON) -m pipeline $(STAGE) $(ARGS)
 
-# Real peers some tests talk to on loopback: an ssh server, an MQTT broker, rsync (Debian packages).
+# Real peers some tests talk to on loopback (an ssh server, an MQTT broker, rsync) and real labelled
+# images (Fashion-MNIST), all from Debian packages.
 test-deps:
-	@if [ -x /usr/sbin/sshd ] && [ -x /usr/sbin/mosquitto ] && command -v rsync >/dev/null; then :; \
+	@if [ -x /usr/sbin/sshd ] && [ -x /usr/sbin/mosquitto ] && command -v rsync >/dev/null && [ -d /usr/share/datasets/fashion-mnist ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server mosquitto rsync >/dev/null; \
-	else echo "note: openssh-server/mosquitto/rsync missing and not root: the tests that need them will skip"; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server mosquitto rsync dataset-fashion-mnist >/dev/null; \
+	else echo "note: openssh-server/mosquitto/rsync/dataset-fashion-mnist missing and not root: the tests that need them will skip"; fi
 
 test: setup test-deps
 	$(PYTHON) -m pytest
 
-test-e2e: setup
+test-e2e: setup test-deps
 	$(PYTHON) -m pytest -m e2e
 
 train: setup  ## make train MODEL=b0 DATA=dir [VAL=dir] EPOCHS=10 [RESUME=1] [FREEZE=1]
@@ -55,6 +56,11 @@ train: setup  ## make train MODEL=b0 DATA=dir [VAL=dir] EPOCHS=10 [RESUME=1] [FR
 
 bench: setup  ## MODELS=lite0,b0,b1 QUICK=1 DATA=folder
 	$(PYTHON) -m pipeline bench $(if $(MODELS),--models $(MODELS)) $(if $(QUICK),--quick) $(if $(DATA),--data $(DATA))
+
+fashion-mnist: setup  ## real labelled images offline: Debian's dataset-fashion-mnist as data/fashion-mnist/{train,val}
+	@[ -d /usr/share/datasets/fashion-mnist ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
+		|| echo "note: run: sudo apt install dataset-fashion-mnist"
+	$(PYTHON) -m pipeline fashion-mnist --out data/fashion-mnist
 
 models targets: setup
 	$(PYTHON) -m pipeline $@

@@ -153,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run folder (default runs/<model>-train)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
     t.add_argument("--debug", action="store_true")
+    f = sub.add_parser("fashion-mnist", help="write a Fashion-MNIST subset (Debian's dataset-fashion-mnist) as train/ and val/ folders")
+    f.add_argument("--out", default="data/fashion-mnist")
+    f.add_argument("--train-per-class", type=int, default=100)
+    f.add_argument("--val-per-class", type=int, default=30)
+    f.add_argument("--debug", action="store_true")
     sub.add_parser("models", help="list the EfficientNet family")
     sub.add_parser("targets", help="list the deployment targets")
     return parser
@@ -177,6 +182,12 @@ def main(argv=None) -> int:
 
             models = valid_models([m for m in args.models.split(",") if m])
             run_bench(BenchConfig(models=models, data=args.data, out=args.out, quick=args.quick, threads=args.threads))
+            return 0
+        if args.command == "fashion-mnist":
+            from pipeline.fashion_mnist import export_folders
+
+            info = export_folders(args.out, args.train_per_class, args.val_per_class)
+            print(f"{info['train_images']} images in {info['train']}, {info['val_images']} in {info['val']}")
             return 0
         if args.command == "train":
             from pipeline.train import TrainConfig, train

@@ -95,3 +95,27 @@ def tiny_arrays(tiny_checkpoint) -> dict:
         ref = model(torch.from_numpy(test)).numpy()
     return {"model": model, "calib": calib, "test": test, "labels": labels, "ref": ref,
             "example": torch.zeros(1, 3, TINY_SIZE, TINY_SIZE)}
+
+
+@pytest.fixture(scope="session")
+def outlier_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny b0 with one outlier channel that per-tensor int8 cannot represent, outputs unchanged.
+
+    Channel 5 of the last block's projection gets +1000 and conv_head's BatchNorm mean absorbs it, so
+    float logits stay the same while conv_head's input range becomes ~1000 wide: int8 rounds every
+    other channel of that tensor to nothing. A real failure mode (outlier channels) with a known
+    culprit: features.8.0.
+    """
+    from pipeline.models import load
+
+    spec = get_spec("b0")
+    loaded = load(spec, str(tiny_checkpoint))
+    model = loaded.model.eval()
+    projection_bn = model.features[7][0].block[-1][1]
+    head_conv, head_bn = model.features[8][0], model.features[8][1]
+    with torch.no_grad():
+        projection_bn.bias[5] += 1000.0
+        head_bn.running_mean += 1000.0 * head_conv.weight[:, 5, 0, 0]
+    path = tmp_path_factory.mktemp("outlier") / "b0_outlier.pt"
+    save_checkpoint(path, spec, model, loaded.labels)
+    return path

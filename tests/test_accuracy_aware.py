@@ -1,0 +1,115 @@
+"""QUANT=auto: PTQ that misses MAX_DROP is recovered by keeping the culprit layer in float, on every
+target that can, with the layer, its measured sensitivity and its latency cost in the report."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.cli import main
+from pipeline.fold import fold_batchnorm
+from pipeline.models import load
+from pipeline.family import get_spec
+from pipeline.sensitivity import layer_sensitivity
+
+
+@pytest.fixture
+def auto_args(outlier_checkpoint, colour_data, tmp_path):
+    def args(target, *extra, out=None):
+        return ["deploy", "--target", target, "--model", "b0", "--weights", str(outlier_checkpoint), "--data", str(colour_data),
+                "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / (out or target)),
+                "--set", "runs=5", "--set", "warmup=2", *extra]
+
+    return args
+
+
+def test_outlier_model_is_float_exact_and_breaks_plain_ptq(auto_args, tmp_path, tiny_checkpoint, outlier_checkpoint, tiny_arrays):
+    """The fixture is what the other tests claim: float unchanged, PTQ far off (the gate fails)."""
+    spec = get_spec("b0")
+    a, b = load(spec, str(tiny_checkpoint)).model, load(spec, str(outlier_checkpoint)).model
+    x = torch.from_numpy(tiny_arrays["test"])
+    with torch.no_grad():
+        torch.testing.assert_close(b(x), a(x), rtol=1e-3, atol=1e-3)
+    assert main(auto_args("openvino", "--quant", "ptq", out="ptq")) == 3
+    report = json.loads((tmp_path / "ptq" / "report.json").read_text())
+    assert report["accuracy"]["int8"]["top1"] < 0.6
+
+
+def test_sensitivity_finds_the_outlier_layer(outlier_checkpoint, tiny_arrays):
+    model = load(get_spec("b0"), str(outlier_checkpoint)).model
+    folded = fold_batchnorm(model, torch.from_numpy(tiny_arrays["calib"][:1]))
+    rows = layer_sensitivity(folded, tiny_arrays["calib"], progress=False)
+    layers = [n for n, m in folded.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert [r["layer"] for r in rows] == layers  # every compute layer, in graph order
+    ranked = sorted(rows, key=lambda r: -r["sensitivity"])
+    assert ranked[0]["layer"] == "features.8.0" and ranked[0]["kind"] == "conv 1x1"
+    assert ranked[0]["sensitivity"] > 20 * ranked[1]["sensitivity"]
+    assert ranked[0]["top1_agreement"] < 0.8 and ranked[1]["top1_agreement"] >= 0.9
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnx", "jetson"])
+def test_auto_keeps_the_culprit_in_float_and_passes(auto_args, tmp_path, target):
+    assert main(auto_args(target, "--quant", "auto")) == 0
+    run = tmp_path / target
+    report = json.loads((run / "report.json").read_text())
+    assert report["passed"] and report["quant"] == "int8-auto" and "/auto/model." in report["artifact"]
+    auto = report["auto"]
+    assert auto["reached_max_drop"] and auto["ptq"]["top1"] < 0.6 and auto["final"]["top1"] >= 0.95
+    assert [k["layer"] for k in auto["kept_float"]] == ["features.8.0"]
+    kept = auto["kept_float"][0]
+    assert kept["sensitivity"] > 0.01 and kept["latency_cost_ms"] is not None
+    assert ("nncf.quantize_with_accuracy_control" in auto["method"]) == (target == "openvino")
+    # PTQ measured beside it in the validation stage, and the shipped model is still int8 elsewhere
+    assert report["ptq"]["accuracy"]["top1"] < 0.6 and report["accuracy"]["int8"]["top1"] >= 0.95
+    assert report["int8_ops"]["compute_ops_int8_input"] >= report["ptq"]["int8_ops"]["compute_ops_int8_input"] - 2 > 0
+    md = (run / "report.md").read_text()
+    assert "| int8 PTQ" in md and "**int8 AUTO**" in md and "Layers kept out of int8" in md and "`features.8.0`" in md
+    assert (run / "bundle" / "model").is_dir()
+
+
+def test_auto_with_ptq_already_good_keeps_nothing(tiny_checkpoint, colour_data, tmp_path):
+    args = ["deploy", "--target", "onnx", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
+            "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / "run"), "--set", "runs=5", "--quant", "auto"]
+    assert main(args) == 0
+    auto = json.loads((tmp_path / "run" / "report.json").read_text())["auto"]
+    assert auto["kept_float"] == [] and auto["method"] == "PTQ already within MAX_DROP" and auto["reached_max_drop"]
+
+
+def test_auto_reports_failure_honestly_when_budget_is_too_small(auto_args, tmp_path, capsys):
+    """No layer may go back to float: the search stops, the report says MAX_DROP was not reached, the gate fails."""
+    assert main(auto_args("onnx", "--quant", "auto", "--set", "quant.max_float_layers=0", out="nobudget")) == 3
+    report = json.loads((tmp_path / "nobudget" / "report.json").read_text())
+    assert report["auto"]["reached_max_drop"] is False and not report["passed"]
+    assert "**not reached**" in (tmp_path / "nobudget" / "report.md").read_text()
+    assert not (tmp_path / "nobudget" / "bundle").exists()
+
+
+def test_onnx_names_map_back_to_pytorch_modules(tmp_path):
+    """Layer exclusion hinges on naming: every exported Conv/Gemm maps to its module, torchvision and timm alike."""
+    from pipeline.models import build
+    from targets import onnx as onnx_target
+
+    for name in ("b0", "lite0"):
+        model = build(get_spec(name), 4).eval()
+        example = torch.zeros(1, 3, 32, 32)
+        path = onnx_target.convert_float(model, example, tmp_path / name)
+        modules = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+        assert set(onnx_target.compute_nodes(path)) == modules
+
+
+def test_unknown_quant_mode_is_one_clear_line(tmp_path, capsys):
+    assert main(["int8", "--set", "quant.mode=fp4", "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "error: unknown QUANT='fp4'; use one of ptq, qat, auto"
+
+
+def test_tflite_cannot_keep_layers_in_float(tiny_arrays, tmp_path):
+    from pipeline.config import QuantConfig
+    from pipeline import PipelineError
+    from targets import tflite
+
+    with pytest.raises(PipelineError, match="QUANT=qat"):
+        tflite.quantize(None, tmp_path / "x.tflite", np.zeros((1, 3, 8, 8), np.float32), QuantConfig(), tmp_path / "y",
+                        exclude=("conv_head",))

@@ -1,0 +1,137 @@
+"""QUANT=qat: NNCF QAT from the PTQ initialisation, exported per target, compared with PTQ in the report."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_SIZE
+from pipeline import PipelineError, qat
+from pipeline.cli import main
+from pipeline.config import QuantConfig
+from pipeline.data import labelled_samples
+from pipeline.family import get_spec
+from pipeline.models import load
+
+QUICK = QuantConfig(qat_epochs=1, qat_batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def train_folder(tmp_path_factory):
+    from conftest import write_folder
+
+    return write_folder(tmp_path_factory.mktemp("qat") / "train", per_class=6, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trained_with(tiny_checkpoint, tiny_arrays, train_folder):
+    """A tiny b0 after one QAT epoch (per NNCF preset), with the folded float model it started from."""
+    cache = {}
+
+    def make(preset=None):
+        if preset not in cache:
+            loaded = load(get_spec("b0"), str(tiny_checkpoint))
+            folded, qmodel = qat.prepare(loaded.model, tiny_arrays["calib"], QUICK, preset)
+            before = {k: v.clone() for k, v in qmodel.state_dict().items()}
+            samples = labelled_samples(train_folder, loaded.labels)
+            history = qat.finetune(qmodel, folded, samples, get_spec("b0").preprocess.at_size(TINY_SIZE),
+                                   QuantConfig(qat_epochs=1, qat_batch_size=8, qat_lr=1e-4), log=lambda *_: None)
+            cache[preset] = {"folded": folded, "qmodel": qmodel, "before": before, "history": history}
+        return cache[preset]
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def trained(trained_with):
+    return trained_with(None)
+
+
+def test_finetune_trains_weights_and_quantizer_ranges(trained):
+    after = trained["qmodel"].state_dict()
+    changed = {k for k, v in trained["before"].items() if v.dtype.is_floating_point and not torch.equal(v, after[k])}
+    assert any(k.endswith("weight") for k in changed)
+    assert any("_scale_param_storage" in k or "input_range" in k or "input_low" in k for k in changed)  # NNCF's ranges learn too
+    h = trained["history"]
+    assert len(h) == 1 and np.isfinite(h[0]["loss"]) and h[0]["processes"] == 1
+
+
+def test_trained_float_model_carries_the_qat_weights(trained):
+    tuned = qat.trained_float_model(trained["qmodel"], trained["folded"])
+    q = trained["qmodel"].state_dict()
+    for k, v in tuned.state_dict().items():
+        assert torch.equal(v, q[k])
+
+
+@pytest.mark.parametrize("target_name", ["openvino", "onnx", "jetson", "tflite"])
+def test_every_target_exports_the_qat_model_as_int8(trained_with, tiny_arrays, tmp_path, target_name):
+    import targets
+
+    target = targets.get_target(target_name)
+    trained = trained_with(target.qat_preset)
+    path = target.export_qat(trained["qmodel"], trained["folded"], tiny_arrays["example"], tiny_arrays["calib"], QuantConfig(),
+                             tmp_path / "qat")
+    info = target.describe(path)
+    assert info["compute_ops_int8_input"] > 0
+    if target_name == "tflite":
+        assert info["full_integer"] is True
+    if target_name == "jetson":
+        assert info["quantize_ops"] > 0 and info["nonzero_zero_points"] == 0  # TensorRT's symmetric Q/DQ
+    with torch.no_grad():
+        ref = trained["qmodel"](torch.from_numpy(tiny_arrays["test"])).numpy()
+    runner = target.runner(path, precision="f32")
+    got = np.concatenate([runner.infer(tiny_arrays["test"][i : i + 1]) for i in range(len(tiny_arrays["test"]))])
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.9
+    assert (got.argmax(1) == tiny_arrays["labels"]).mean() >= 0.85
+
+
+def test_qat_deploy_reports_float_ptq_and_qat(tiny_checkpoint, colour_data, train_folder, tmp_path):
+    args = ["deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
+            "--train-data", str(train_folder), "--quant", "qat", "--image-size", "64", "--calib-size", "16",
+            "--out", str(tmp_path / "run"), "--set", "runs=5", "--set", "warmup=2", "--set", "quant.qat_epochs=2"]
+    assert main(args) == 0
+    run = tmp_path / "run"
+    report = json.loads((run / "report.json").read_text())
+    assert report["passed"] and report["quant"] == "int8-qat" and report["artifact"].endswith("qat/model.xml")
+    assert report["ptq"]["artifact"].endswith("int8/model.xml")
+    assert report["accuracy"]["int8"]["top1"] >= 0.85 and report["ptq"]["accuracy"]["top1"] >= 0.85
+    assert report["latency_ms"]["p50"] > 0 and report["ptq"]["latency_ms"]["p50"] > 0
+    q = report["qat"]
+    assert [h["epoch"] for h in q["history"]] == [1, 2] and q["train_images"] == 24
+    assert q["train_folder"] == str(train_folder) and q["trained_on_validation_data"] is False
+    md = (run / "report.md").read_text()
+    assert "| float (PyTorch)" in md and "| int8 PTQ" in md and "**int8 QAT**" in md and "## Quantization-aware training" in md
+    assert (run / "bundle" / "model" / "int8.xml").exists()
+    # the bundle ships the QAT model, not the PTQ one
+    assert (run / "bundle" / "model" / "int8.xml").read_bytes() == (run / "qat" / "model.xml").read_bytes()
+
+
+def test_qat_on_the_validation_folder_is_flagged(tiny_checkpoint, colour_data, tmp_path):
+    args = ["qat", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data), "--quant", "qat",
+            "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / "run"), "--set", "quant.qat_epochs=1"]
+    assert main(args) == 0
+    record = json.loads((tmp_path / "run" / "qat" / "stage.json").read_text())
+    assert record["result"]["trained_on_validation_data"] is True
+
+
+def test_missing_compiler_is_one_clear_line(monkeypatch):
+    monkeypatch.setattr(qat.shutil, "which", lambda _: None)
+    with pytest.raises(PipelineError, match="apt install g\\+\\+"):
+        qat.check_toolchain(log=lambda *_: None)
+
+
+def test_missing_ninja_is_one_clear_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ninja", None)  # what an install without ninja looks like to `import ninja`
+    with pytest.raises(PipelineError, match="pip install ninja"):
+        qat.check_toolchain(log=lambda *_: None)
+
+
+def test_toolchain_builds_the_real_extension():
+    from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
+    from nncf.torch.quantization.reference import ReferenceQuantizedFunctions
+
+    qat.check_toolchain(log=lambda *_: None)
+    assert QuantizedFunctionsCPU._loaded_namespace is not ReferenceQuantizedFunctions
