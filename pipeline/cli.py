@@ -207,6 +207,8 @@ def main(argv=None) -> int:
             return _run_camera(args, cfg, extra)
         stage = "report" if args.command == "deploy" else args.command
         result = run_until(cfg, stage)
+        if result is None:  # a torchrun rank other than 0: it trained beside rank 0, which reports
+            return 0
         if stage == "report" and not result["passed"]:
             return EXIT_GATE
         if args.command == "deploy" and args.device:

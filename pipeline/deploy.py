@@ -61,11 +61,14 @@ class Deploy:
     """The state of one deploy run; each method is one stage."""
 
     def __init__(self, cfg: DeployConfig, log=print):
+        from pipeline.qat import Ranks
+
         self.cfg = cfg
-        self.log = log
+        self.world = Ranks()
+        self.log = log if self.world.main else (lambda *_: None)
         self.spec = get_spec(cfg.model)
         self.target = targets.get_target(cfg.target)
-        self.run = RunFolder(cfg.run_dir, log)
+        self.run = RunFolder(cfg.run_dir, self.log)
         self.data_dir, self.data_is_sample = self._data_folder()
         self._done: dict[str, Stage] = {}
 
@@ -142,31 +145,48 @@ class Deploy:
 
     @_once("qat")
     def qat(self) -> Stage:
-        """QUANT=qat: NNCF quantization-aware training from the PTQ initialisation, exported like PTQ."""
-        from pipeline import qat
+        """QUANT=qat: NNCF quantization-aware training from the PTQ initialisation, exported like PTQ.
 
+        Under torchrun, this rank (0) tells the others whether there is training to join (see follow_qat).
+        """
         model_stage, calib_stage = self.model(), self.calibration()
         train_dir = self._train_folder()
         key = {"target": self.cfg.target, "code": code_digest(), "model": model_stage.digest, "calibration": calib_stage.digest,
                "train": fingerprint(list_images(train_dir)), "quant": asdict(self.cfg.quant), "preprocess": self.preprocess.to_dict()}
 
         def work(tmp: Path) -> dict:
-            qat.check_toolchain(self.log)
-            model, labels = self._torch_model(model_stage, with_labels=True)
-            samples = labelled_samples(train_dir, labels)
-            if not samples:
-                raise PipelineError(f"no labelled images in {train_dir} for QAT; pass TRAIN_DATA=folder (one subfolder per class)")
-            calib = np.load(calib_stage.path("calibration.npy"))
-            self.log(f"[qat] PTQ initialisation on {len(calib)} calibration images, then {self.cfg.quant.qat_epochs} epoch(s) "
-                     f"at lr {self.cfg.quant.qat_lr:g} on {len(samples)} images from {train_dir}")
-            folded, qmodel = qat.prepare(model, calib, self.cfg.quant, self.target.qat_preset)
-            history = qat.finetune(qmodel, folded, samples, self.preprocess, self.cfg.quant, self.log)
+            self.world.announce(True)
+            folded, qmodel, history, samples, calib = self._qat_train()
             example = torch.from_numpy(calib[:1])
             path = self.target.export_qat(qmodel, folded, example, calib, self.cfg.quant, tmp / "model")
             return {"artifact": path.name, "ops": self.target.describe(path), "history": history, "train_images": len(samples),
                     "train_folder": str(train_dir), "trained_on_validation_data": train_dir.resolve() == self.data_dir.resolve()}
 
-        return self.run.stage("qat", key, work)
+        try:
+            return self.run.stage("qat", key, work)
+        finally:
+            self.world.announce(False)  # cached, or failed before training: the other ranks stop waiting
+
+    def _qat_train(self):
+        from pipeline import qat
+
+        qat.check_toolchain(self.log)
+        model, labels = self._torch_model(self.model(), with_labels=True)
+        train_dir = self._train_folder()
+        samples = labelled_samples(train_dir, labels)
+        if not samples:
+            raise PipelineError(f"no labelled images in {train_dir} for QAT; pass TRAIN_DATA=folder (one subfolder per class)")
+        calib = np.load(self.calibration().path("calibration.npy"))
+        self.log(f"[qat] PTQ initialisation on {len(calib)} calibration images, then {self.cfg.quant.qat_epochs} epoch(s) "
+                 f"at lr {self.cfg.quant.qat_lr:g} on {len(samples)} images from {train_dir}")
+        folded, qmodel = qat.prepare(model, calib, self.cfg.quant, self.target.qat_preset)
+        history = qat.finetune(qmodel, folded, samples, self.preprocess, self.cfg.quant, self.log)
+        return folded, qmodel, history, samples, calib
+
+    def follow_qat(self) -> None:
+        """A torchrun rank other than 0: wait for rank 0's word, then train beside it (rank 0 alone writes)."""
+        if self.world.wait():
+            self._qat_train()
 
     @_once("auto")
     def auto(self) -> Stage:
@@ -331,8 +351,14 @@ class Deploy:
 
 
 def run_until(cfg: DeployConfig, stage: str, log=print):
-    """Run the chain up to `stage` (earlier stages are reused from the run folder when unchanged)."""
+    """Run the chain up to `stage` (earlier stages are reused from the run folder when unchanged).
+
+    Under torchrun (WORLD_SIZE > 1) rank 0 runs the chain and the other ranks join QAT's training only.
+    """
     deploy = Deploy(cfg, log)
+    if not deploy.world.main:
+        deploy.follow_qat()
+        return None
     steps = {
         "model": deploy.model,
         "calibration": deploy.calibration,
@@ -343,4 +369,7 @@ def run_until(cfg: DeployConfig, stage: str, log=print):
         "validate": deploy.validation,
         "report": deploy.report,
     }
-    return steps[stage]()
+    try:
+        return steps[stage]()
+    finally:
+        deploy.world.announce(False)  # no QAT training in this run: the other ranks stop waiting

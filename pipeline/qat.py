@@ -26,6 +26,35 @@ from pipeline import PipelineError
 from pipeline.fold import fold_batchnorm
 
 
+class Ranks:
+    """torchrun's ranks around one deploy: rank 0 runs the stages and, when it reaches QAT training,
+    tells the others (a broadcast) whether to train beside it; a world of one needs no word."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.main = int(os.environ.get("RANK", "0")) == 0
+        self._said = False
+        if self.world > 1:
+            from pipeline.train import Dist
+
+            Dist()  # joins the process group
+
+    def _broadcast(self, value: int) -> int:
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.int64)
+        dist.broadcast(t, 0)
+        return int(t.item())
+
+    def announce(self, train: bool) -> None:
+        if self.world > 1 and self.main and not self._said:
+            self._said = True
+            self._broadcast(int(train))
+
+    def wait(self) -> bool:
+        return bool(self._broadcast(0))
+
+
 def check_toolchain(log=print) -> None:
     """NNCF builds a C++ extension for the quantizers' forward/backward on first use and, without a
     compiler, silently falls back to slow reference code. Build it now, or fail saying what is missing."""

@@ -135,3 +135,23 @@ def test_toolchain_builds_the_real_extension():
 
     qat.check_toolchain(log=lambda *_: None)
     assert QuantizedFunctionsCPU._loaded_namespace is not ReferenceQuantizedFunctions
+
+
+def test_torchrun_two_ranks_run_qat_and_rank0_alone_writes(tiny_checkpoint, colour_data, train_folder, tmp_path):
+    """`torchrun --nproc_per_node=2 -m pipeline deploy --quant qat`: both ranks train (gloo), one report."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "pipeline", "deploy",
+           "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data), "--train-data", str(train_folder),
+           "--quant", "qat", "--image-size", "64", "--calib-size", "16", "--out", str(out), "--set", "runs=5",
+           "--set", "quant.qat_epochs=1", "--set", "quant.qat_batch_size=4"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.stdout.count("[qat] epoch 1/1") == 1 and r.stdout.count("[report]") == 1  # rank 0 alone logs
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] and [h["processes"] for h in report["qat"]["history"]] == [2]
+    assert not list(out.glob(".tmp-*"))
