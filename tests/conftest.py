@@ -1,7 +1,12 @@
 """Shared fixtures: tiny models that have learnt something, and image folders the tests write."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# OpenVINO's and NNCF's usage telemetry fork a process per event (from a multithreaded process,
+# which JAX warns can deadlock); both stand down in CI, which this is.
+os.environ.setdefault("CI", "true")
 
 import cv2
 import numpy as np
