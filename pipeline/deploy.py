@@ -203,7 +203,8 @@ class Deploy:
             model, labels = self._torch_model(model_stage, with_labels=True)
             calib = np.load(calib_stage.path("calibration.npy"))
             x, y = self._validation_arrays(labels)
-            float_top1 = val.accuracy(val.torch_infer(model)(x), y)["top1"]
+            infer = val.torch_infer(model)
+            float_top1 = val.accuracy(np.concatenate([infer(x[i : i + 32]) for i in range(0, len(x), 32)]), y)["top1"]
             recovery = Recovery(
                 self.target, model, fold_batchnorm(model, torch.from_numpy(calib[:1])),
                 float_stage.path(float_stage.result["artifact"]), int8_stage.path(int8_stage.result["artifact"]),
