@@ -65,6 +65,8 @@ class Recovery:
         else:
             path, kept, steps, method = self._greedy(out, sens, ptq)
         final = self.measure(path)
+        for k in kept:  # NNCF reverts its layers together: each row's "after" is the final model
+            k.setdefault("top1_after", final["top1"])
         self.log(f"[auto] {len(kept)} layer(s) kept in float; top-1 {100 * final['top1']:.1f} % "
                  f"(drop {final['drop_points']:.2f} points), p50 {ptq['p50_ms']:.2f} -> {final['p50_ms']:.2f} ms")
         return {
