@@ -2,10 +2,10 @@
 the most accuracy in float until the int8 model is within MAX_DROP of float top-1.
 
 OpenVINO: `nncf.quantize_with_accuracy_control`, which ranks and reverts layers itself.
-Other targets: the layers ranked by sensitivity (pipeline/sensitivity.py) go back to float one
-at a time, each step re-quantized by the target's own quantizer and validated in its own runtime,
-so every layer's accuracy gain and latency cost is measured, not estimated.
-Full-integer targets (TFLite) cannot keep a layer in float: QUANT=qat is their recovery.
+Other targets: the layers ranked by sensitivity (pipeline/sensitivity.py) go to higher precision
+one at a time (float; int16 activations on full-integer TFLite), each step re-quantized by the
+target's own quantizer and validated in its own runtime, so every layer's accuracy gain and
+latency cost is measured, not estimated.
 """
 from __future__ import annotations
 
@@ -67,11 +67,12 @@ class Recovery:
         final = self.measure(path)
         for k in kept:  # NNCF reverts its layers together: each row's "after" is the final model
             k.setdefault("top1_after", final["top1"])
-        self.log(f"[auto] {len(kept)} layer(s) kept in float; top-1 {100 * final['top1']:.1f} % "
+        self.log(f"[auto] {len(kept)} layer(s) kept in {self.target.higher_precision}; top-1 {100 * final['top1']:.1f} % "
                  f"(drop {final['drop_points']:.2f} points), p50 {ptq['p50_ms']:.2f} -> {final['p50_ms']:.2f} ms")
         return {
             "artifact": path.name,
             "method": method,
+            "kept_precision": self.target.higher_precision,
             "reached_max_drop": self.passes(final),
             "kept_float": kept,
             "steps": steps,
@@ -91,7 +92,8 @@ class Recovery:
             if self.passes(current):
                 break
             layers = tuple(r["layer"] for r in kept) + (row["layer"],)
-            self.log(f"[auto] step {len(layers)}: {row['layer']} ({row['kind']}, sensitivity {row['sensitivity']:.2e}) back to float")
+            self.log(f"[auto] step {len(layers)}: {row['layer']} ({row['kind']}, sensitivity {row['sensitivity']:.2e}) "
+                     f"to {self.target.higher_precision}")
             path = self.target.quantize(self.model, self.float_artifact, self.calibration, self.quant, work / f"step{len(layers)}", exclude=layers)
             m = self.measure(path)
             kept.append({**row, "top1_after": m["top1"], "latency_cost_ms": m["p50_ms"] - current["p50_ms"]})
@@ -99,7 +101,8 @@ class Recovery:
             current = m
         final = _copy_artifact(path, out) if path else _copy_artifact(self.ptq_artifact, out)
         shutil.rmtree(work)
-        return final, kept, steps, f"sensitivity-ranked layers back to float one at a time (at most {self.quant.max_float_layers})"
+        return final, kept, steps, (f"sensitivity-ranked layers to {self.target.higher_precision} one at a time "
+                                    f"(at most {self.quant.max_float_layers})")
 
     def _nncf_accuracy_control(self, out: Path, sens: list[dict]):
         self.log("[auto] nncf.quantize_with_accuracy_control on the validation images")

@@ -88,7 +88,7 @@ def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         report["qat"] = {k: q[k] for k in ("history", "train_images", "train_folder", "trained_on_validation_data")}
     if mode == "auto":
         a = int8_stage.result
-        report["auto"] = {k: a[k] for k in ("method", "reached_max_drop", "kept_float", "steps", "ptq", "final",
+        report["auto"] = {k: a[k] for k in ("method", "kept_precision", "reached_max_drop", "kept_float", "steps", "ptq", "final",
                                               "validation_images", "sensitivity")}
     write_atomic(run_dir / "report.json", json.dumps(report, indent=2))
     write_atomic(run_dir / "report.md", markdown(report, sample_count))
@@ -196,7 +196,7 @@ def _auto_section(r: dict) -> list[str]:
              f"{_pct(a['final']['top1'])} ({a['final']['drop_points']:.2f} points, p50 {a['final']['p50_ms']:.2f} ms); "
              f"MAX_DROP {'reached' if a['reached_max_drop'] else '**not reached**'}.", ""]
     if a["kept_float"]:
-        lines += ["Layers kept out of int8 (float on the board). Sensitivity: relative error of the logits when this "
+        lines += [f"Layers kept out of int8 ({a['kept_precision']} on the board). Sensitivity: relative error of the logits when this "
                   "layer alone is int8 (PyTorch simulation); latency cost: the step in measured p50"
                   + (" (CPU plugin per-node counters)." if "nncf" in a["method"] else " after re-quantizing without it."), "",
                   "| layer | kind | sensitivity | latency cost ms | top-1 after |", "|---|---|---|---|---|"]

@@ -31,6 +31,7 @@ class Target(Protocol):
     device_requires: tuple[str, ...]  # pip requirements a board needs to run the artifact
     artifact_suffix: str
     qat_preset: str | None  # NNCF preset QAT must use here (None = quant.preset)
+    higher_precision: str  # what QUANT=auto keeps a sensitive layer in ("float", "int16 activations ...")
 
     def convert_float(self, model, example, out: Path) -> Path:
         """Float PyTorch model -> float artifact at `out` (a path without suffix)."""

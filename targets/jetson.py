@@ -25,6 +25,7 @@ requires = ("nncf", "onnx", "onnxruntime")
 device_runtime = "tensorrt"  # the runner the bundle uses on the board
 device_requires = ("cuda-python",)  # TensorRT itself comes with JetPack
 artifact_suffix = ".onnx"
+higher_precision = "float (FP16 in the TensorRT engine)"  # what QUANT=auto keeps a sensitive layer in
 qat_preset = "performance"  # symmetric activations: TensorRT needs zero-point 0
 
 convert_float = onnx_target.convert_float

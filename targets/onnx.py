@@ -25,6 +25,7 @@ requires = ("onnx", "onnxruntime")
 device_runtime = "onnxruntime"  # the runner the bundle uses on the board
 device_requires = ("onnxruntime==1.32.0",)
 artifact_suffix = ".onnx"
+higher_precision = "float"  # what QUANT=auto keeps a sensitive layer in
 qat_preset = None
 OPSET = 17
 

@@ -21,6 +21,7 @@ requires = ("openvino", "nncf")
 device_runtime = "openvino"  # the runner the bundle uses on the board
 device_requires = ("openvino==2026.4.1",)
 artifact_suffix = ".xml"
+higher_precision = "float"  # what QUANT=auto keeps a sensitive layer in
 qat_preset = None
 
 _COMPUTE_OPS = {"Convolution", "GroupConvolution", "MatMul"}

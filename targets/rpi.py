@@ -10,6 +10,7 @@ from targets.tflite import (  # noqa: F401  (the same converter, quantizer, runn
     convert_float,
     describe,
     export_qat,
+    higher_precision,
     device_requires,
     device_runtime,
     layer_errors,

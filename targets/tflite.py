@@ -16,6 +16,7 @@ error table shows where a model that misses the gate loses its accuracy.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -31,6 +32,7 @@ device_runtime = "litert"
 device_requires = ("ai-edge-litert==2.3.0  # tflite-runtime also works, far slower on int8 (fallback)",)
 artifact_suffix = ".tflite"
 qat_preset = None
+higher_precision = "int16 activations (16x8)"  # what QUANT=auto keeps a layer in: the file stays full-integer
 
 _COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"}
 # Ops that only move or reinterpret data; a float one of these is no float compute.
@@ -76,19 +78,29 @@ def convert_float(model, example, out: Path) -> Path:
 
 
 def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
-    """Float .tflite + calibration batch -> full-integer int8 .tflite (ai-edge-quantizer, static a8w8)."""
-    if exclude:
-        raise PipelineError(f"TARGET={name} is full-integer: it cannot keep layers in float; use QUANT=qat instead of QUANT=auto")
+    """Float .tflite + calibration batch -> full-integer int8 .tflite (ai-edge-quantizer, static a8w8).
+
+    `exclude`: PyTorch module names kept out of int8 the way a full-integer file can: the op and
+    the op producing its input run with int16 activations (16x8: int8 weights, int16 activations).
+    """
     require("ai_edge_quantizer", "ai-edge-quantizer", name)
     from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import calibrator, quantizer, recipe
+    from ai_edge_quantizer import calibrator, quantizer, recipe_manager
+    from ai_edge_quantizer.qtyping import TFLOperationName
     from ai_edge_quantizer.utils import qsv_utils
 
-    signature = Interpreter(model_path=str(float_artifact)).get_signature_list()
+    interpreter = Interpreter(model_path=str(float_artifact))
+    signature = interpreter.get_signature_list()
     key = next(iter(signature))
     input_name = signature[key]["inputs"][0]
+    recipe = recipe_manager.RecipeManager()
+    recipe.add_static_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED, activation_num_bits=8, weight_num_bits=8)
+    for op_name, tensor in _int16_scopes(interpreter, model, exclude):
+        # the quantizer matches scopes by the first of a fused op's ';'-joined names
+        recipe.add_static_config(regex=f"^{re.escape(tensor.split(';')[0])}(;|$)", operation_name=TFLOperationName(op_name),
+                                 activation_num_bits=16, weight_num_bits=8)
     q = quantizer.Quantizer(str(float_artifact))
-    q.load_quantization_recipe(recipe.static_wi8_ai8())
+    q.load_quantization_recipe(recipe.get_quantization_recipe())
     samples = [{input_name: np.ascontiguousarray(calibration[i : i + 1].transpose(0, 2, 3, 1))} for i in range(len(calibration))]
     # Quantizer.calibrate keeps a moving average of per-image min/max, which clips what a few images
     # reach; the calibrator itself takes the true min/max over the whole set (what ONNX Runtime's MinMax does).
@@ -98,6 +110,46 @@ def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: P
     path = Path(out).with_suffix(".tflite")
     result.export_model(str(path), overwrite=True)
     return path
+
+
+def torch_name(tensor_name: str) -> str | None:
+    """The Conv2d behind a litert-torch tensor name, e.g. '.../Sequential_features/Conv2dNormActivation_8/
+    torch.nn.modules.conv.Conv2d_0;2' -> 'features.8.0' (segments are 'module.Class_attribute')."""
+    for part in tensor_name.split(";"):
+        segments = [seg.rsplit(".", 1)[-1] for seg in part.split("/")]
+        if len(segments) > 2 and segments[-1].split("_", 1)[0] == "Conv2d":
+            return ".".join(seg.split("_", 1)[1] for seg in segments[2:])  # past the NHWC wrapper and its `inner`
+    return None
+
+
+def _int16_scopes(interpreter, model, layers: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(op name, output tensor name) of each excluded layer's op and of the op producing its input."""
+    if not layers:
+        return []
+    from torch import nn
+
+    tensors = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    ops = [o for o in interpreter._get_ops_details() if len(o["outputs"])]
+    producer = {o["outputs"][0]: o for o in ops}
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)] if model is not None else []
+    by_layer = {}
+    for o in ops:
+        if o["op_name"] in _COMPUTE_OPS:
+            layer = torch_name(tensors[o["outputs"][0]])
+            if layer is None and o["op_name"] == "FULLY_CONNECTED" and len(linears) == 1:
+                layer = linears[0]  # the classifier's output is the graph output, named by the signature
+            by_layer[layer] = o
+    unknown = sorted(set(layers) - set(by_layer))
+    if unknown:
+        raise PipelineError(f"no TFLite op for layer(s) {', '.join(unknown)}")
+    scopes = []
+    for layer in layers:
+        op = by_layer[layer]
+        scopes.append((op["op_name"], tensors[op["outputs"][0]]))
+        source = producer.get(op["inputs"][0])
+        if source is not None and source["op_name"] not in _DATA_OPS:
+            scopes.append((source["op_name"], tensors[source["outputs"][0]]))
+    return scopes
 
 
 def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:

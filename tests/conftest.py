@@ -124,3 +124,23 @@ def outlier_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("outlier") / "b0_outlier.pt"
     save_checkpoint(path, spec, model, loaded.labels)
     return path
+
+
+@pytest.fixture(scope="session")
+def gain_outlier_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny b0 with one channel scaled up 200x before conv_head and conv_head's weights for it scaled
+    down 200x: outputs unchanged, an outlier channel for per-tensor int8 activations (the bias-shifted
+    fixture above would overflow int16 kernels' 32-bit bias; this one does not)."""
+    from pipeline.models import load
+
+    spec = get_spec("b0")
+    loaded = load(spec, str(tiny_checkpoint))
+    model = loaded.model.eval()
+    projection_bn, head_conv = model.features[7][0].block[-1][1], model.features[8][0]
+    with torch.no_grad():
+        projection_bn.weight[5] *= 200.0
+        projection_bn.bias[5] *= 200.0
+        head_conv.weight[:, 5] /= 200.0
+    path = tmp_path_factory.mktemp("gain") / "b0_gain.pt"
+    save_checkpoint(path, spec, model, loaded.labels)
+    return path

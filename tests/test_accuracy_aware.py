@@ -105,11 +105,31 @@ def test_unknown_quant_mode_is_one_clear_line(tmp_path, capsys):
     assert err == "error: unknown QUANT='fp4'; use one of ptq, qat, auto"
 
 
-def test_tflite_cannot_keep_layers_in_float(tiny_arrays, tmp_path):
-    from pipeline.config import QuantConfig
-    from pipeline import PipelineError
+def test_tflite_auto_keeps_the_culprit_in_int16_and_stays_full_integer(gain_outlier_checkpoint, colour_data, tmp_path):
+    """TFLite cannot keep a layer in float without losing full-integer: the culprit and its input's
+    producer run with int16 activations instead (16x8), and the gate's full-integer check still holds."""
+    args = ["deploy", "--target", "tflite", "--model", "b0", "--weights", str(gain_outlier_checkpoint), "--data", str(colour_data),
+            "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / "run"), "--set", "runs=5", "--quant", "auto"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    auto = report["auto"]
+    assert auto["ptq"]["top1"] < 0.6 and auto["reached_max_drop"] and report["passed"]
+    assert [k["layer"] for k in auto["kept_float"]] == ["features.8.0"] and auto["kept_precision"].startswith("int16")
+    ops = report["int8_ops"]
+    assert ops["full_integer"] is True and ops["op_types"].get("CONV_2D:int16") == 2  # the culprit and its producer
+    assert "int16 activations (16x8) on the board" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_tflite_names_map_back_to_pytorch_modules(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from pipeline.models import build
     from targets import tflite
 
-    with pytest.raises(PipelineError, match="QUANT=qat"):
-        tflite.quantize(None, tmp_path / "x.tflite", np.zeros((1, 3, 8, 8), np.float32), QuantConfig(), tmp_path / "y",
-                        exclude=("conv_head",))
+    model = build(get_spec("lite0"), 4).eval()
+    path = tflite.convert_float(model, torch.zeros(1, 3, 32, 32), tmp_path / "lite0")
+    it = Interpreter(model_path=str(path))
+    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
+    mapped = {tflite.torch_name(names[o["outputs"][0]]) for o in it._get_ops_details()
+              if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")}
+    assert mapped == {n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
