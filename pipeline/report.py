@@ -225,11 +225,13 @@ def _plot(report: dict, validation: dict, path: Path) -> None:
     colours = {"float": "#888", "ptq": "#9cd", "int8": "#2a7"}
     p50 = [lat[n]["p50"] for n in names]
     err = [[0 for _ in names], [lat[n]["p99"] - lat[n]["p50"] for n in names]]
-    ax1.bar([labels[n] for n in names], p50, yerr=err, capsize=6, color=[colours[n] for n in names])
+    bars = ax1.bar([labels[n] for n in names], p50, yerr=err, capsize=6, color=[colours[n] for n in names])
+    ax1.bar_label(bars, fmt="p50 %.2f", label_type="edge", padding=2)
     ax1.set_ylabel("ms at batch 1 (p50, bar to p99)")
     ax1.set_title("latency")
     top1 = {"float": acc["float"]["top1"], "int8": acc["int8"]["top1"], "ptq": report.get("ptq", {}).get("accuracy", {}).get("top1")}
-    ax2.bar([labels[n] for n in names], [100 * (top1[n] or 0) for n in names], color=[colours[n] for n in names])
+    bars = ax2.bar([labels[n] for n in names], [100 * (top1[n] or 0) for n in names], color=[colours[n] for n in names])
+    ax2.bar_label(bars, fmt="%.1f", label_type="center")  # a point or two of difference is invisible at this scale
     ax2.set_ylim(0, 100)
     ax2.set_ylabel("top-1 %")
     ax2.set_title(f"accuracy on {acc['images']} images")
