@@ -1,8 +1,9 @@
-"""Files on disk, shared by host and board: atomic writes, content hashes, artifact sizes."""
+"""Files on disk, shared by host and board: atomic writes, content hashes, artifact sizes and copies."""
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -29,3 +30,11 @@ def artifact_size_mb(artifact: str | Path) -> float:
     """An artifact's size including its sidecar files (an OpenVINO IR's .bin)."""
     artifact = Path(artifact)
     return round(sum(p.stat().st_size for p in artifact.parent.glob(f"{artifact.stem}.*")) / 2**20, 3)
+
+
+def copy_artifact(src: str | Path, out: str | Path) -> Path:
+    """Copy an artifact and its sidecar files (an OpenVINO IR's .bin) to `out`'s folder and stem."""
+    src, out = Path(src), Path(out)
+    for part in src.parent.glob(f"{src.stem}.*"):
+        shutil.copyfile(part, out.with_suffix(part.suffix))
+    return out.with_suffix(src.suffix)

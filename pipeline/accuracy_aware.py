@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.files import copy_artifact
 from edge.latency import measure
 from pipeline.sensitivity import layer_sensitivity
 
@@ -21,13 +22,6 @@ from pipeline.sensitivity import layer_sensitivity
 def _top1(runner, x: np.ndarray, y: np.ndarray) -> float:
     preds = np.array([int(np.argmax(runner.infer(x[i : i + 1]))) for i in range(len(x))])
     return float((preds == y).mean())
-
-
-def _copy_artifact(src: Path, out: Path) -> Path:
-    """An artifact and its companions (OpenVINO's .bin) under `out`'s name."""
-    for f in src.parent.glob(src.stem + ".*"):
-        shutil.copy2(f, Path(out).with_suffix(f.suffix))
-    return Path(out).with_suffix(src.suffix)
 
 
 class Recovery:
@@ -54,17 +48,19 @@ class Recovery:
 
     def run(self, out: Path) -> dict:
         self.log(f"[auto] per-layer sensitivity on {min(len(self.calibration), self.quant.sensitivity_images)} calibration images")
-        sens = layer_sensitivity(self.folded, self.calibration, self.quant.sensitivity_images)
+        ranked = sorted(layer_sensitivity(self.folded, self.calibration, self.quant.sensitivity_images),
+                        key=lambda r: -r["sensitivity"])
         ptq = self.measure(self.ptq_artifact)
         self.log(f"[auto] PTQ top-1 {100 * ptq['top1']:.1f} % vs float {100 * self.float_top1:.1f} % "
                  f"(drop {ptq['drop_points']:.2f} points, allowed {self.max_drop})")
         if self.passes(ptq):
-            path, kept, steps, method = _copy_artifact(self.ptq_artifact, out), [], [], "PTQ already within MAX_DROP"
+            path, kept, steps, method, final = copy_artifact(self.ptq_artifact, out), [], [], "PTQ already within MAX_DROP", ptq
         elif hasattr(self.target, "quantize_accuracy_aware"):
-            path, kept, steps, method = self._nncf_accuracy_control(out, sens)
-        else:
-            path, kept, steps, method = self._greedy(out, sens, ptq)
-        final = self.measure(path)
+            path, kept, steps, method = self._nncf_accuracy_control(out, ranked)
+            final = self.measure(path)
+        else:  # each step is measured as it is made; the last one is the final model
+            path, kept, steps, method = self._greedy(out, ranked, ptq)
+            final = {k: steps[-1][k] for k in ptq}
         for k in kept:  # NNCF reverts its layers together: each row's "after" is the final model
             k.setdefault("top1_after", final["top1"])
         self.log(f"[auto] {len(kept)} layer(s) kept in {self.target.higher_precision}; top-1 {100 * final['top1']:.1f} % "
@@ -80,15 +76,14 @@ class Recovery:
             "final": final,
             "float_top1": self.float_top1,
             "validation_images": int(len(self.val_y)),
-            "sensitivity": sorted(sens, key=lambda r: -r["sensitivity"])[:15],
+            "sensitivity": ranked[:15],
         }
 
-    def _greedy(self, out: Path, sens: list[dict], ptq: dict):
-        ranked = sorted(sens, key=lambda r: -r["sensitivity"])[: self.quant.max_float_layers]
+    def _greedy(self, out: Path, ranked: list[dict], ptq: dict):
         work = Path(out).parent / "steps"
         work.mkdir(exist_ok=True)
         kept, steps, current, path = [], [{"float_layers": 0, **ptq}], ptq, None
-        for row in ranked:
+        for row in ranked[: self.quant.max_float_layers]:
             if self.passes(current):
                 break
             layers = tuple(r["layer"] for r in kept) + (row["layer"],)
@@ -99,18 +94,18 @@ class Recovery:
             kept.append({**row, "top1_after": m["top1"], "latency_cost_ms": m["p50_ms"] - current["p50_ms"]})
             steps.append({"float_layers": len(layers), **m})
             current = m
-        final = _copy_artifact(path, out) if path else _copy_artifact(self.ptq_artifact, out)
+        final = copy_artifact(path, out) if path else copy_artifact(self.ptq_artifact, out)
         shutil.rmtree(work)
         return final, kept, steps, (f"sensitivity-ranked layers to {self.target.higher_precision} one at a time "
                                     f"(at most {self.quant.max_float_layers})")
 
-    def _nncf_accuracy_control(self, out: Path, sens: list[dict]):
+    def _nncf_accuracy_control(self, out: Path, ranked: list[dict]):
         self.log("[auto] nncf.quantize_with_accuracy_control on the validation images")
         path = self.target.quantize_accuracy_aware(self.float_artifact, self.calibration, self.quant, self.val_x, self.val_y,
                                                    self.max_drop, out)
         already = set(self.target.float_compute_layers(self.ptq_artifact))
         reverted = [layer for layer in self.target.float_compute_layers(path) if layer not in already]
-        by_name = {r["layer"]: r for r in sens}
+        by_name = {r["layer"]: r for r in ranked}
         ptq_times = self.target.layer_times(self.ptq_artifact, self.sample, threads=self.threads)
         auto_times = self.target.layer_times(path, self.sample, threads=self.threads)
         kept = []

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from edge.bundle import BUNDLE_FORMAT
+from edge.files import copy_artifact
 from pipeline.data import class_table
 
 EDGE_DIR = Path(__file__).resolve().parent.parent / "edge"
@@ -36,10 +37,8 @@ echo "started; logs: journalctl -u effnet-edge -f"
 
 
 def _copy_artifact(src: Path, dest_dir: Path, stem: str) -> str:
-    """Copy an artifact and its sidecars (an IR's .bin) under a new stem; the path relative to the bundle."""
-    for part in src.parent.glob(f"{src.stem}.*"):
-        shutil.copyfile(part, dest_dir / f"{stem}{part.suffix}")
-    return f"model/{stem}{src.suffix}"
+    """Copy an artifact and its sidecars under a new stem; the path relative to the bundle."""
+    return f"model/{copy_artifact(src, dest_dir / stem).name}"
 
 
 def write_bundle(dest: Path, cfg, spec, target, preprocess, labels: list[str], report: dict, int8: Path, float_: Path) -> None:
