@@ -13,8 +13,10 @@ of DistributedDataParallel (see pipeline/train.py's Dist); rank 0 alone writes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
+import re
 import shutil
 
 import numpy as np
@@ -76,15 +78,20 @@ def check_toolchain(log=print) -> None:
                             "install g++ and ninja, remove ~/.cache/torch_extensions/*/nncf and run again")
 
 
-def prepare(model: nn.Module, calibration: np.ndarray, quant, preset: str | None) -> tuple[nn.Module, nn.Module]:
-    """(BatchNorm-folded float model, the same with NNCF quantizers initialised by PTQ on `calibration`)."""
+def prepare(model: nn.Module, calibration: np.ndarray, quant, preset: str | None,
+            exclude: tuple[str, ...] = ()) -> tuple[nn.Module, nn.Module]:
+    """(BatchNorm-folded float model, the same with NNCF quantizers initialised by PTQ on `calibration`).
+
+    NNCF's PyTorch PTQ, shared by QAT's initialisation and the Jetson target's PTQ; `exclude`
+    names PyTorch modules left unquantized.
+    """
     import nncf
 
-    example = torch.from_numpy(calibration[:1])
-    folded = fold_batchnorm(model, example)
-    kwargs = quant.nncf_kwargs(nncf, len(calibration))
-    if preset:
-        kwargs["preset"] = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}[preset]
+    folded = fold_batchnorm(model, torch.from_numpy(calibration[:1]))
+    kwargs = (dataclasses.replace(quant, preset=preset) if preset else quant).nncf_kwargs(nncf, len(calibration))
+    if exclude:  # NNCF's torch graph names 'blocks.0.0.conv_dw' as 'blocks/0/0/conv_dw/conv2d/0'
+        kwargs["ignored_scope"] = nncf.IgnoredScope(
+            patterns=[f"^{re.escape(layer.replace('.', '/'))}/(conv2d|linear)/\\d+$" for layer in exclude])
     dataset = nncf.Dataset([torch.from_numpy(calibration[i : i + 1]) for i in range(len(calibration))])
     return folded, nncf.quantize(copy.deepcopy(folded), dataset, **kwargs)
 

@@ -34,29 +34,15 @@ convert_float = onnx_target.convert_float
 def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
     """Float PyTorch model + calibration batch -> symmetric int8 Q/DQ ONNX via NNCF (torch backend).
 
-    `exclude`: PyTorch module names kept out of int8 (TensorRT runs them in FP16).
+    The same PTQ QAT starts from. `exclude`: PyTorch module names kept out of int8 (TensorRT runs them in FP16).
     """
     import torch
 
-    nncf = require("nncf", "nncf", name)
-    from pipeline.fold import fold_batchnorm
+    require("nncf", "nncf", name)
+    from pipeline.qat import prepare
 
-    example = torch.from_numpy(calibration[:1])
-    folded = fold_batchnorm(model, example)
-    dataset = nncf.Dataset([torch.from_numpy(calibration[i : i + 1]) for i in range(len(calibration))])
-    kwargs = quant.nncf_kwargs(nncf, len(calibration))
-    kwargs["preset"] = nncf.QuantizationPreset.PERFORMANCE  # symmetric activations: TensorRT needs zero-point 0
-    if exclude:
-        kwargs["ignored_scope"] = nncf_ignored_scope(nncf, exclude)
-    quantized = nncf.quantize(folded, dataset, **kwargs)
-    return onnx_target.export_qdq(quantized, example, out)
-
-
-def nncf_ignored_scope(nncf, layers: tuple[str, ...]):
-    """PyTorch module names -> NNCF's torch graph node names ('blocks.0.0.conv_dw' -> 'blocks/0/0/conv_dw/conv2d/0')."""
-    import re
-
-    return nncf.IgnoredScope(patterns=[f"^{re.escape(layer.replace('.', '/'))}/(conv2d|linear)/\\d+$" for layer in layers])
+    _, quantized = prepare(model, calibration, quant, qat_preset, exclude)
+    return onnx_target.export_qdq(quantized, torch.from_numpy(calibration[:1]), out)
 
 
 def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:

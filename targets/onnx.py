@@ -75,8 +75,7 @@ def torch_name(node_name: str) -> str:
     for seg in node_name.strip("/").split("/")[:-1]:
         parts.append(seg[len(prev) + 1 :] if prev and seg.startswith(prev + ".") else seg)
         prev = seg
-    path = ".".join(parts)
-    return path
+    return ".".join(parts)
 
 
 def compute_nodes(artifact: Path) -> dict[str, str]:
