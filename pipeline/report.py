@@ -125,14 +125,10 @@ def markdown(r: dict, sample_count: int) -> str:
         "| | top-1 | top-5 | top-1 agreement with float | p50 ms | p90 ms | p99 ms | images/s | size MB |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| float (PyTorch) | {_pct(acc['float']['top1'])} | {_pct(acc['float']['top5'])} | — | | | | | |",
-        f"| float ({r['runtime']['float']}) | {_pct(acc['float_artifact']['top1'])} | {_pct(acc['float_artifact']['top5'])} "
-        f"| {_pct(r['float_parity']['top1_agreement'])} | {flat['p50']:.2f} | {flat['p90']:.2f} | {flat['p99']:.2f} "
-        f"| {flat['throughput_fps']:.1f} | {r['size_mb']['float']} |",
+        _row(f"float ({r['runtime']['float']})", acc["float_artifact"], r["float_parity"]["top1_agreement"], flat, r["size_mb"]["float"]),
         *_ptq_row(r),
-        f"| **int8{' ' + r['quant'].split('-')[1].upper() if 'ptq' in r else ''}** ({r['runtime']['int8']}) "
-        f"| {_pct(acc['int8']['top1'])} | {_pct(acc['int8']['top5'])} "
-        f"| {_pct(acc['top1_agreement'])} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} "
-        f"| {r['throughput_fps']:.1f} | {r['size_mb']['int8']} |",
+        _row(f"**int8{' ' + r['quant'].split('-')[1].upper() if 'ptq' in r else ''}** ({r['runtime']['int8']})", acc["int8"],
+             acc["top1_agreement"], {**lat, "throughput_fps": r["throughput_fps"]}, r["size_mb"]["int8"]),
         "",
         f"- Gate: int8 top-1 may fall at most {acc['max_drop_points']} points below float.",
         f"- Float conversion check: max |logit difference| vs PyTorch {r['float_parity']['max_abs_diff']:.2e} "
@@ -159,13 +155,17 @@ def markdown(r: dict, sample_count: int) -> str:
     return "\n".join(lines)
 
 
+def _row(label: str, accuracy: dict, agreement, lat: dict, size_mb) -> str:
+    """One line of the accuracy/latency table: an artifact measured in its runtime."""
+    return (f"| {label} | {_pct(accuracy['top1'])} | {_pct(accuracy['top5'])} | {_pct(agreement)} | {lat['p50']:.2f} "
+            f"| {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['throughput_fps']:.1f} | {size_mb} |")
+
+
 def _ptq_row(r: dict) -> list[str]:
     if "ptq" not in r:
         return []
-    p, lat = r["ptq"], r["ptq"]["latency_ms"]
-    return [f"| int8 PTQ ({r['runtime']['int8']}) | {_pct(p['accuracy']['top1'])} | {_pct(p['accuracy']['top5'])} "
-            f"| {_pct(p['top1_agreement'])} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} "
-            f"| {lat['throughput_fps']:.1f} | {p['size_mb']} |"]
+    p = r["ptq"]
+    return [_row(f"int8 PTQ ({r['runtime']['int8']})", p["accuracy"], p["top1_agreement"], p["latency_ms"], p["size_mb"])]
 
 
 def _qat_section(r: dict) -> list[str]:
