@@ -1,12 +1,17 @@
 # Short forms of `python -m pipeline ...`; the CLI and this file call the same functions.
-PYTHON ?= python3
+# Everything runs in a virtual environment: the active one, else the project's own .venv, made by
+# `make setup` (Debian's system Python refuses pip installs, and a fresh machine has nothing).
+ENV_DIR ?= $(or $(VIRTUAL_ENV),$(CURDIR)/.venv)
+PYTHON ?= $(ENV_DIR)/bin/python
+BOOTSTRAP_PYTHON ?= python3
+SETUP_STAMP = $(ENV_DIR)/.effnet-edge-setup
 TARGET ?= openvino
 MODEL ?= lite0
 STAGE ?= report
 
 ARGS = --target $(TARGET) --model $(MODEL) \
 	$(if $(DATA),--data $(DATA)) $(if $(CALIB),--calib $(CALIB)) $(if $(CALIB_SIZE),--calib-size $(CALIB_SIZE)) \
-	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_DROP),--max-drop $(MAX_DROP)) \
+	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_DROP),--max-drop $(MAX_DROP)) $(if $(filter-out 0,$(STRICT)),--strict) \
 	$(if $(IMAGE_SIZE),--image-size $(IMAGE_SIZE)) $(if $(OUT),--out $(OUT)) \
 	$(if $(QUANT),--quant $(QUANT)) $(if $(TRAIN_DATA),--train-data $(TRAIN_DATA)) \
 	$(foreach s,$(SET),--set $(s)) $(if $(DEBUG),--debug)
@@ -17,11 +22,19 @@ DEVICE_ARGS = $(if $(DEVICE),--device $(DEVICE)) $(if $(DEVICE_DIR),--device-dir
 
 .PHONY: setup deploy stage push run train bench test test-deps test-e2e fashion-mnist models targets clean
 
-.setup.stamp: pyproject.toml
-	$(PYTHON) -m pip install -e '.[all,dev]'
+$(ENV_DIR)/bin/python:
+	@$(BOOTSTRAP_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+		|| { echo "error: $(BOOTSTRAP_PYTHON) is older than 3.10; pass BOOTSTRAP_PYTHON=python3.11"; exit 1; }
+	@$(BOOTSTRAP_PYTHON) -m venv $(ENV_DIR) || { echo "error: cannot make a virtual environment: sudo apt install python3-venv"; exit 1; }
+
+# pip installs the project (PyTorch included); then NNCF's C++ extension is built once, so no
+# later command waits on a compiler (a missing one is one line naming `apt install g++`).
+$(SETUP_STAMP): pyproject.toml | $(ENV_DIR)/bin/python
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[all,dev]'
+	$(PYTHON) -m pipeline toolchain
 	touch $@
 
-setup: .setup.stamp
+setup: $(SETUP_STAMP)
 
 deploy: setup  ## DEVICE=user@host also copies the bundle to a board (DEVICE_INSTALL=1, DEVICE_START=foreground|service)
 	$(PYTHON) -m pipeline deploy $(ARGS) $(DEVICE_ARGS)
@@ -40,7 +53,7 @@ stage: setup  ## one stage (and what it needs): make stage STAGE=int8 MODEL=b0
 test-deps:
 	@if [ -x /usr/sbin/sshd ] && [ -x /usr/sbin/mosquitto ] && command -v rsync >/dev/null && [ -d /usr/share/datasets/fashion-mnist ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server mosquitto rsync dataset-fashion-mnist >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server mosquitto rsync dataset-fashion-mnist python3-venv >/dev/null; \
 	else echo "note: openssh-server/mosquitto/rsync/dataset-fashion-mnist missing and not root: the tests that need them will skip"; fi
 
 test: setup test-deps
@@ -66,4 +79,4 @@ models targets: setup
 	$(PYTHON) -m pipeline $@
 
 clean:
-	rm -rf runs .setup.stamp
+	rm -rf runs $(SETUP_STAMP)

@@ -26,6 +26,7 @@ class CalibrationSet:
     source: str
     random: bool = False
     skipped: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # the file behind each row of `batch`
 
     def summary(self) -> dict:
         return {"source": self.source, "count": int(len(self.batch)), "random": self.random, "skipped": len(self.skipped)}
@@ -58,7 +59,7 @@ def build(source: str | Path, n: int, preprocess: Preprocess, seed: int = 0, pro
         batch = rng.standard_normal((n, 3, size, size), dtype=np.float32)
         return CalibrationSet(batch, RANDOM, random=True)
     folder = check_folder(source, "CALIB")
-    arrays, skipped = [], []
+    arrays, skipped, files = [], [], []
     candidates = choose(folder, n * 2, seed)  # spares, in case some files are corrupt
     it = progress(candidates, desc="calibration images", total=min(n, len(candidates))) if progress else candidates
     for path in it:
@@ -69,9 +70,10 @@ def build(source: str | Path, n: int, preprocess: Preprocess, seed: int = 0, pro
             skipped.append(str(path))
             continue
         arrays.append(preprocess(img))
+        files.append(str(path))
     if not arrays:
         raise PipelineError(f"no readable images in calibration folder {folder}; all {len(skipped)} were corrupt")
-    return CalibrationSet(np.stack(arrays), str(folder), skipped=skipped)
+    return CalibrationSet(np.stack(arrays), str(folder), skipped=skipped, files=files)
 
 
 def batches(calibration: np.ndarray, batch_size: int = 1):

@@ -12,7 +12,7 @@ from edge.errors import UserError
 from edge.evaluate import classify
 from edge.files import artifact_size_mb, write_atomic
 from edge.latency import measure
-from edge.metrics import accuracy, accuracy_gate, agreement
+from edge.metrics import accuracy, agreement, fidelity, paired_counts
 
 
 def validate_bundle(bundle, args) -> dict:
@@ -32,15 +32,23 @@ def validate_bundle(bundle, args) -> dict:
     latency = {k: measure(r.infer, sample, args.warmup, args.runs) for k, r in runners.items()}
     acc_int8 = accuracy(logits["int8"], y)
     acc_float = accuracy(logits["float"], y) if "float" in logits else None
-    failure = accuracy_gate(acc_float["top1"], acc_int8["top1"], cfg["thresholds"]["max_drop"]) if acc_float else None
+    fid = None
+    if "float" in logits:  # the host's rule: passed / failed / inconclusive from the paired outcomes
+        agree = int((logits["float"].argmax(1) == logits["int8"].argmax(1)).sum())
+        fid = fidelity(paired_counts(logits["float"], logits["int8"], y), agree, len(y), cfg["thresholds"]["max_drop"])
+    verdict = fid["verdict"] if fid else "inconclusive"
     lat = latency["int8"]
     report = {
         "model": cfg["model"],
         "target": cfg["target"],
         "quant": cfg["quant"],
         "measured_on": f"device {platform.node()} ({platform.machine()})",
-        "passed": failure is None,
-        "failures": [failure] if failure else [],
+        "verdict": verdict,
+        "passed": verdict == "passed",
+        "ships": verdict == "passed" or (verdict == "inconclusive" and not args.strict),
+        "strict": bool(args.strict),
+        "failures": [fid["reason"]] if verdict == "failed" else [],
+        "fidelity": fid,
         "artifact": str(bundle.root / cfg["artifact"]),
         "accuracy": {
             "float": acc_float,
@@ -63,7 +71,8 @@ def validate_bundle(bundle, args) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / "report.json", json.dumps(report, indent=2))
     write_atomic(out_dir / "report.md", markdown(report))
-    print(f"{'PASSED' if report['passed'] else 'FAILED: ' + failure}; report in {out_dir}")
+    reason = fid["reason"] if fid else "the bundle has no float model to compare with"
+    print(f"{verdict.upper()}: {reason}; report in {out_dir}")
     return report
 
 
@@ -76,9 +85,9 @@ def markdown(r: dict) -> str:
     host_acc = host.get("accuracy", {})
     host_lat = host.get("latency_ms", {})
     lines = [
-        f"# {r['model']} → {r['target']} ({r['quant']}) on the device: {'PASSED' if r['passed'] else 'FAILED'}",
+        f"# {r['model']} → {r['target']} ({r['quant']}) on the device: {r['verdict'].upper()}",
         "",
-        *[f"- **FAILED:** {f}" for f in r["failures"]],
+        *([f"**Verdict: {r['verdict']}.** {r['fidelity']['reason']}.", ""] if r["fidelity"] else []),
         f"Measured on {r['measured_on']} with {r['runtime']['int8']}, {r['runtime']['threads']} threads; "
         f"{acc['images']} images ({acc['skipped']} unreadable, skipped).",
         "",

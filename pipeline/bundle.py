@@ -22,7 +22,10 @@ SERVICE = "effnet-edge.service"
 RUN_SH = """#!/bin/sh
 # The camera program:  ./run.sh --source 0 [--headless] [--json out.jsonl] [--topk 3]   (./run.sh --help)
 # Accuracy on this board:  ./run.sh validate --data path/to/labelled/images
-cd "$(dirname "$0")" && exec "${PYTHON:-python3}" -m edge "$@"
+# Python: $PYTHON, else the bundle's own .venv (made by `make push DEVICE_INSTALL=1`), else python3.
+cd "$(dirname "$0")" || exit 1
+[ -z "$PYTHON" ] && [ -x .venv/bin/python ] && PYTHON=.venv/bin/python
+exec "${PYTHON:-python3}" -m edge "$@"
 """
 
 INSTALL_SERVICE_SH = """#!/bin/sh
@@ -59,8 +62,12 @@ def write_bundle(dest: Path, cfg, spec, target, preprocess, labels: list[str], r
         "classes": "labels.json",
         "camera": {"source": cfg.camera.source, "width": cfg.camera.width, "height": cfg.camera.height, "fps": cfg.camera.fps},
         "thresholds": {"max_drop": cfg.max_drop},
+        # "unverified": the host's images were too few to resolve MAX_DROP (an inconclusive verdict).
+        "verdict": report["verdict"],
+        "verified": report["verdict"] == "passed",
         "host": {
             "accuracy": report["accuracy"],
+            "fidelity": report["fidelity"],
             "latency_ms": report["latency_ms"],
             "throughput_fps": report["throughput_fps"],
             "runtime": report["runtime"]["int8"],
@@ -118,11 +125,11 @@ def _readme(config: dict, target) -> str:
         "tensorrt": "JetPack already has TensorRT and OpenCV: `pip install cuda-python numpy`. The first start builds "
         "the TensorRT engine on this board (minutes) and caches it in `model/engines/`, keyed by the ONNX file, "
         "the TensorRT version, the GPU and the precision.",
-        "litert": "`python3 -m pip install -r requirements.txt` (Raspberry Pi OS 64-bit: ai-edge-litert has aarch64 "
+        "litert": "`python3 -m venv --system-site-packages .venv && .venv/bin/pip install -r requirements.txt` (run.sh uses `.venv` when it is there) (Raspberry Pi OS 64-bit: ai-edge-litert has aarch64 "
         "wheels; tflite-runtime also works but ran int8 about 40x slower and needs numpy<2). The Pi camera: "
-        "`--source picamera2` (with `sudo apt install python3-picamera2`, and a venv made with --system-site-packages) "
+        "`--source picamera2` (with `sudo apt install python3-picamera2`) "
         "or a libcamera GStreamer pipeline.",
-    }.get(config["runtime"], "`python3 -m pip install -r requirements.txt`")
+    }.get(config["runtime"], "`python3 -m venv --system-site-packages .venv && .venv/bin/pip install -r requirements.txt` (run.sh uses `.venv` when it is there)")
     return f"""# {config['model']} → {config['target']} ({config['quant']})
 
 Runs without PyTorch: numpy, OpenCV and {config['runtime']} only.
@@ -138,6 +145,7 @@ Runs without PyTorch: numpy, OpenCV and {config['runtime']} only.
 Measured on the host ({host['machine']}, {host['runtime']}, {host['date']}) on `{host['data']}`:
 int8 top-1 {acc['int8']['top1']:.3f} vs float {acc['float']['top1']:.3f} ({acc['images']} images),
 agreement {acc['top1_agreement']:.3f}; latency p50 {host['latency_ms']['p50']:.2f} ms.
+Verdict: **{config['verdict']}**{'' if config['verified'] else ' (unverified: ' + host['fidelity']['reason'] + ')'}.
 """
 
 

@@ -29,6 +29,8 @@ def _deploy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, help="classes for WEIGHTS=random")
     p.add_argument("--image-size", type=int, help="input resolution (default: the model's own)")
     p.add_argument("--max-drop", type=float, help="allowed int8 top-1 drop in points (default 1.0)")
+    p.add_argument("--strict", action="store_true", default=None,
+                   help="an inconclusive verdict (too few images to resolve MAX_DROP) fails too, exit 3")
     p.add_argument("--quant", choices=["ptq", "qat", "auto"],
                    help="ptq (default): post-training; qat: quantization-aware training; auto: accuracy-aware PTQ")
     p.add_argument("--train-data", help="labelled folder QAT trains on (default: DATA)")
@@ -86,6 +88,7 @@ def _config(args):
         "num_classes": args.num_classes,
         "image_size": args.image_size,
         "max_drop": args.max_drop,
+        "strict": args.strict,
         "train_data": args.train_data,
         "out": args.out,
     }
@@ -160,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--debug", action="store_true")
     sub.add_parser("models", help="list the EfficientNet family")
     sub.add_parser("targets", help="list the deployment targets")
+    sub.add_parser("toolchain", help="build NNCF's C++ extension now (make setup does), or say what is missing")
     return parser
 
 
@@ -177,6 +181,12 @@ def main(argv=None) -> int:
             return _print_models()
         if args.command == "targets":
             return _print_targets()
+        if args.command == "toolchain":
+            from pipeline.qat import check_toolchain
+
+            check_toolchain()
+            print("NNCF's C++ extension is built and loads")
+            return 0
         if args.command == "bench":
             from pipeline.bench import BenchConfig, run_bench, valid_models
 
@@ -209,7 +219,7 @@ def main(argv=None) -> int:
         result = run_until(cfg, stage)
         if result is None:  # a torchrun rank other than 0: it trained beside rank 0, which reports
             return 0
-        if stage == "report" and not result["passed"]:
+        if stage == "report" and not result["ships"]:
             return EXIT_GATE
         if args.command == "deploy" and args.device:
             return _push(args, cfg)

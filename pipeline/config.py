@@ -72,6 +72,7 @@ class DeployConfig:
     num_classes: int | None = None
     image_size: int | None = None  # None = the model table's resolution
     max_drop: float = 1.0  # allowed int8 top-1 drop, percentage points
+    strict: bool = False  # an inconclusive verdict (too few images to resolve MAX_DROP) fails too
     max_images: int | None = None  # cap on validation images
     threads: int = 0  # 0 = the runtime's default
     precision: str = "f32"  # OpenVINO inference precision hint for both float and int8

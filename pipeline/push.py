@@ -53,7 +53,7 @@ def copy(bundle: Path, device: Device, log=print) -> None:
     _run(device.sh('mkdir -p "$1"', device.dest), f"ssh to {device.address}", capture=True)
     ssh_cmd = shlex.join(["ssh", *device.ssh_options(), "-p", str(device.port)])
     if shutil.which("rsync"):
-        cmd = ["rsync", "-az", "--delete", "--exclude", "model/engines/", "-e", ssh_cmd, f"{bundle}/", f"{device.address}:{device.dest}/"]
+        cmd = ["rsync", "-az", "--delete", "--exclude", "model/engines/", "--exclude", ".venv/", "-e", ssh_cmd, f"{bundle}/", f"{device.address}:{device.dest}/"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode == 0:
             log(f"[push] rsync {bundle} -> {device.address}:{device.dest}")
@@ -65,9 +65,17 @@ def copy(bundle: Path, device: Device, log=print) -> None:
     log(f"[push] scp {bundle} -> {device.address}:{device.dest}")
 
 
+# A venv of the bundle's own (run.sh uses it): current Debian and Raspberry Pi OS refuse pip into the
+# system Python, and --system-site-packages keeps what the OS ships (JetPack's TensorRT and OpenCV, Picamera2).
+INSTALL_SH = """cd "$1" || exit 1
+[ -x .venv/bin/python ] || python3 -m venv --system-site-packages .venv || {
+  echo "error: cannot make a virtual environment on the board: sudo apt install python3-venv" >&2; exit 1; }
+exec .venv/bin/python -m pip install -q -r requirements.txt"""
+
+
 def install(device: Device, log=print) -> None:
-    log("[push] installing the bundle's requirements on the board")
-    _run(device.sh('cd "$1" && python3 -m pip install -r requirements.txt', device.dest), "remote pip install")
+    log("[push] installing the bundle's requirements into the bundle's .venv on the board")
+    _run(device.sh(INSTALL_SH, device.dest), "remote install (venv + pip install -r requirements.txt)", capture=True)
 
 
 def start(device: Device, mode: str, source: str | None = None, extra: list[str] | None = None) -> int:

@@ -5,27 +5,31 @@ import json
 from pathlib import Path
 
 from edge.files import artifact_size_mb
-from edge.metrics import accuracy_gate
+from edge.metrics import fidelity
 from pipeline.runfolder import write_atomic
 
 PARITY_RTOL = 1e-3  # float artifact vs PyTorch: max |diff| relative to the largest logit
 
 
-def gate(cfg, validation: dict, ops: dict) -> tuple[bool, list[str]]:
-    """Whether the int8 artifact may ship, and every reason it may not."""
-    acc = validation["accuracy"]
-    reasons = [r for r in [accuracy_gate(acc["float"]["top1"], acc["int8"]["top1"], cfg.max_drop)] if r]
+def gate(cfg, validation: dict, ops: dict) -> dict:
+    """The verdict (passed, failed or inconclusive), the fidelity figures behind it, and every failure."""
+    extra = validation.get("agreement_unlabelled") or {"images": 0, "agree": 0}
+    fid = fidelity(validation["paired"], validation["agree"] + extra["agree"], validation["images"] + extra["images"], cfg.max_drop)
+    fid["agreement_sources"] = {"validation": validation["images"], "calibration": extra["images"]}
+    failures = [fid["reason"]] if fid["verdict"] == "failed" else []
     parity = validation["float_parity"]
     if parity["relative_diff"] > PARITY_RTOL:
-        reasons.append(
+        failures.append(
             f"the float artifact differs from PyTorch by {parity['relative_diff']:.2e} of the logit scale "
             f"(tolerance {PARITY_RTOL:g}): the conversion is wrong"
         )
     if ops.get("compute_ops_int8_input", 0) == 0:
-        reasons.append("the int8 artifact has no compute op with an int8 input: it is not quantized")
+        failures.append("the int8 artifact has no compute op with an int8 input: it is not quantized")
     elif ops.get("full_integer") is False:
-        reasons.append(f"float ops remain in the full-integer artifact: {', '.join(ops['float_compute_ops'][:8])}")
-    return not reasons, reasons
+        failures.append(f"float ops remain in the full-integer artifact: {', '.join(ops['float_compute_ops'][:8])}")
+    verdict = "failed" if failures else fid["verdict"]
+    return {"verdict": verdict, "failures": failures, "fidelity": fid,
+            "ships": verdict == "passed" or (verdict == "inconclusive" and not cfg.strict)}
 
 
 def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sample: bool, sample_count: int, log=print) -> dict:
@@ -35,14 +39,18 @@ def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
     float_stage, calib = stages["float"], stages["calibration"].result
     int8_stage = stages[mode] if mode != "ptq" else stages["int8"]  # the artifact that ships
     ops = int8_stage.result["ops"]
-    passed, reasons = gate(cfg, v, ops)
+    verdict = gate(cfg, v, ops)
     lat = v["latency_ms"]["int8"]
     report = {
         "model": spec.name,
         "target": cfg.target,
         "quant": cfg.quant_name,
-        "passed": passed,
-        "failures": reasons,
+        "verdict": verdict["verdict"],
+        "passed": verdict["verdict"] == "passed",
+        "ships": verdict["ships"],
+        "strict": cfg.strict,
+        "failures": verdict["failures"],
+        "fidelity": verdict["fidelity"],
         "artifact": str(int8_stage.path(int8_stage.result["artifact"])),
         "float_artifact": str(float_stage.path(float_stage.result["artifact"])),
         "weights": stages["model"].result["weights"],
@@ -93,9 +101,16 @@ def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
     write_atomic(run_dir / "report.json", json.dumps(report, indent=2))
     write_atomic(run_dir / "report.md", markdown(report, sample_count))
     _plot(report, v, run_dir / "latency.png")
-    verdict = "PASSED" if passed else "FAILED: " + "; ".join(reasons)
-    log(f"[report] {run_dir / 'report.md'}: {verdict}")
+    log(f"[report] {run_dir / 'report.md'}: {headline(report)}")
     return report
+
+
+def headline(r: dict) -> str:
+    """One line: the verdict and why."""
+    if r["verdict"] == "failed":
+        return "FAILED: " + "; ".join(r["failures"])
+    word = "PASSED" if r["verdict"] == "passed" else "INCONCLUSIVE" + (" (STRICT: counts as a failure)" if r["strict"] else "")
+    return f"{word}: {r['fidelity']['reason']}"
 
 
 def _pct(x) -> str:
@@ -104,12 +119,7 @@ def _pct(x) -> str:
 
 def markdown(r: dict, sample_count: int) -> str:
     acc, lat, flat = r["accuracy"], r["latency_ms"], r["float_latency_ms"]
-    lines = [
-        f"# {r['model']} → {r['target']} ({r['quant']}): {'PASSED' if r['passed'] else 'FAILED'}",
-        "",
-    ]
-    for reason in r["failures"]:
-        lines.append(f"- **FAILED:** {reason}")
+    lines = [f"# {r['model']} → {r['target']} ({r['quant']}): {r['verdict'].upper()}", "", *_verdict_lines(r)]
     if r["calibration"]["random"]:
         lines.append("- **WARNING: calibrated on RANDOM data (CALIB=random). Accuracy of this int8 model is not to be trusted.**")
     if r["data"]["embedded_sample"]:
@@ -130,7 +140,8 @@ def markdown(r: dict, sample_count: int) -> str:
         _row(f"**int8{' ' + r['quant'].split('-')[1].upper() if 'ptq' in r else ''}** ({r['runtime']['int8']})", acc["int8"],
              acc["top1_agreement"], {**lat, "throughput_fps": r["throughput_fps"]}, r["size_mb"]["int8"]),
         "",
-        f"- Gate: int8 top-1 may fall at most {acc['max_drop_points']} points below float.",
+        f"- Gate: int8 top-1 may fall at most {acc['max_drop_points']} points below float. Passed when the whole 95 % "
+        "interval of the drop is within that, failed when the whole interval is beyond it, inconclusive otherwise.",
         f"- Float conversion check: max |logit difference| vs PyTorch {r['float_parity']['max_abs_diff']:.2e} "
         f"({r['float_parity']['relative_diff']:.1e} of the logit scale).",
         f"- Latency: batch 1, {lat['runs']} timed runs after warm-up, {r['runtime']['threads']} threads.",
@@ -153,6 +164,38 @@ def markdown(r: dict, sample_count: int) -> str:
         lines += [f"| {e['index']} | {e['op']} | `{e['tensor']}` | {e['relative_error']:.3f} |" for e in r["layer_errors"]]
         lines.append("")
     return "\n".join(lines)
+
+
+def _verdict_lines(r: dict) -> list[str]:
+    """What the verdict is, why, how sure, and what to do next."""
+    f = r["fidelity"]
+    lo, hi = f["drop_ci95_points"]
+    src = f["agreement_sources"]
+    where = f"{src['validation']} validation images" + (f" + {src['calibration']} unlabelled calibration images" if src["calibration"] else "")
+    word = {"passed": "passed", "failed": "failed", "inconclusive": "inconclusive"}[r["verdict"]]
+    lines = [f"**Verdict: {word}.** " + (" ".join(f"{x}." for x in r["failures"]) if r["failures"] else f"{f['reason']}."), ""]
+    if r["verdict"] == "inconclusive":
+        lines += [f"**The int8 model is unverified: the bundle is {'not written (STRICT)' if r['strict'] else 'written and marked unverified'}. "
+                  "Validate on more labelled images (DATA=folder) to settle it.**", ""]
+    a_lo, a_hi = f["agreement_ci95"] or (None, None)
+    lines += [
+        "| fidelity to float | measured | 95 % interval | images |",
+        "|---|---|---|---|",
+        f"| int8 top-1 drop (points) | {f['drop_points']:+.2f} | {lo:+.2f} to {hi:+.2f} | {f['images']} labelled |",
+        f"| top-1 agreement with float | {_pct(f['agreement'])} | {_pct(a_lo)} to {_pct(a_hi)} | {where} |",
+        "",
+        f"Paired outcomes: {f['paired']['both_right']} right in both, {f['paired']['float_only']} right only in float, "
+        f"{f['paired']['int8_only']} right only in int8, {f['paired']['both_wrong']} wrong in both."
+        + (" Calibration images count toward agreement (it needs no labels); int8 was calibrated on them, "
+           "so agreement there can be a little optimistic." if src["calibration"] else ""),
+        "",
+    ]
+    if r["data"]["embedded_sample"]:
+        lines += [f"**Next:** run it on your own labelled images: `make deploy TARGET={r['target']} MODEL={r['model']} "
+                  "DATA=path/to/labelled/images` (one subfolder per class).", ""]
+    elif r["verdict"] == "inconclusive" and f["images_to_resolve"]:
+        lines += [f"**Next:** about {f['images_to_resolve']} labelled images would resolve MAX_DROP={f['max_drop_points']:g}.", ""]
+    return lines
 
 
 def _row(label: str, accuracy: dict, agreement, lat: dict, size_mb) -> str:

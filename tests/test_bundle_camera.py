@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -85,6 +86,9 @@ def test_camera_on_video_matches_validation_path(deployed, board_python, video, 
     out = tmp_path / "out.jsonl"
     r = run_board(board_python, bundle, "--source", str(path), "--headless", "--json", str(out), "--topk", "3")
     assert r.returncode == 0, r.stderr
+    # 48 host images cannot resolve MAX_DROP=1: the start-up line says the model is unverified.
+    assert json.loads((bundle / "config.json").read_text())["verified"] is False
+    assert "(unverified:" in r.stderr.splitlines()[0]
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 60 and all(REQUIRED_KEYS <= set(rec) for rec in records)
     assert [rec["frame"] for rec in records] == list(range(60))  # a file is read in order, every frame
@@ -185,18 +189,23 @@ def test_validate_on_the_board_matches_the_host(deployed, board_python, colour_d
     assert r.returncode == 0, r.stdout + r.stderr
     board = json.loads((tmp_path / "v" / "report.json").read_text())
     host = json.loads((deployed / "report.json").read_text())
-    for key in ("model", "target", "quant", "passed"):
+    for key in ("model", "target", "quant", "verdict"):
         assert board[key] == host[key]
     assert board["accuracy"]["images"] == host["accuracy"]["images"]
     assert board["accuracy"]["int8"] == host["accuracy"]["int8"]
     assert board["accuracy"]["float"] == host["accuracy"]["float_artifact"]
     assert board["latency_ms"]["p50"] > 0 and board["size_mb"]["int8"] == host["size_mb"]["int8"]
     assert "on the device" in (tmp_path / "v" / "report.md").read_text()
+    # The board applies the host's rule: 48 images leave MAX_DROP=1 unresolved, which --strict fails.
+    assert board["verdict"] == "inconclusive" and board["fidelity"]["images_to_resolve"] > 48
+    r = run_board(board_python, deployed / "bundle", "validate", "--data", str(colour_data), "--runs", "2", "--strict",
+                  "--out", str(tmp_path / "s"))
+    assert r.returncode == 3 and r.stdout.startswith("INCONCLUSIVE:"), r.stdout + r.stderr
 
 
 def test_make_run_uses_the_deployed_bundle(deployed, video):
     path, _ = video
-    r = subprocess.run(["python3", "-m", "pipeline", "run", "--out", str(deployed), "--source", str(path), "--",
+    r = subprocess.run([sys.executable, "-m", "pipeline", "run", "--out", str(deployed), "--source", str(path), "--",
                         "--headless", "--max-frames", "5", "--json", "/dev/null"],
                        capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert r.returncode == 0, r.stderr

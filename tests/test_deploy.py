@@ -6,12 +6,14 @@ import shutil
 
 import pytest
 
+from conftest import ships
 from pipeline.cli import main
 
 REQUIRED = [
     "model", "target", "quant", "artifact", "accuracy.float.top1", "accuracy.float.top5", "accuracy.int8.top1",
     "accuracy.int8.top5", "accuracy.top1_agreement", "accuracy.images", "accuracy.skipped", "latency_ms.p50",
     "latency_ms.p90", "latency_ms.p99", "throughput_fps", "size_mb.float", "size_mb.int8", "calibration", "passed",
+    "verdict", "fidelity.drop_points", "fidelity.drop_ci95_points", "fidelity.agreement", "fidelity.agreement_ci95",
 ]
 
 
@@ -47,7 +49,7 @@ def test_deploy_reports_and_caches(deploy_args, tmp_path, colour_data, capsys):
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     for key in REQUIRED:
         _get(report, key)
-    assert report["passed"] is True and report["model"] == "b0" and report["target"] == "openvino"
+    assert ships(report) and report["model"] == "b0" and report["target"] == "openvino"
     assert report["quant"] == "int8-ptq" and report["artifact"].endswith("int8/model.xml")
     acc = report["accuracy"]
     assert acc["images"] == 48 and acc["skipped"] == 0
@@ -62,7 +64,7 @@ def test_deploy_reports_and_caches(deploy_args, tmp_path, colour_data, capsys):
     assert report["size_mb"]["int8"] < report["size_mb"]["float"] / 2
     assert report["float_parity"]["relative_diff"] < 1e-3
     md = (tmp_path / "run" / "report.md").read_text()
-    assert "PASSED" in md and "int8" in md and (tmp_path / "run" / "latency.png").stat().st_size > 1000
+    assert report["verdict"].upper() in md and "int8" in md and (tmp_path / "run" / "latency.png").stat().st_size > 1000
 
     # Unchanged re-run: every stage is skipped.
     capsys.readouterr()
@@ -89,7 +91,7 @@ def test_deploy_reports_and_caches(deploy_args, tmp_path, colour_data, capsys):
 def test_deploy_onnx_targets(deploy_args, tmp_path, target):
     assert main(deploy_args("--target", target)) == 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["passed"] and report["target"] == target and report["artifact"].endswith("int8/model.onnx")
+    assert ships(report) and report["target"] == target and report["artifact"].endswith("int8/model.onnx")
     assert report["accuracy"]["top1_agreement"] >= 0.85 and report["accuracy"]["int8"]["top1"] >= 0.85
     assert report["float_parity"]["relative_diff"] < 1e-3
     assert report["int8_ops"]["batchnorm_ops"] == 0 and report["int8_ops"]["int8_macs_share"] > 0.97
@@ -103,7 +105,7 @@ def test_gate_failure_exits_non_zero_and_keeps_artifacts(deploy_args, tmp_path, 
     # int8 would have to beat float by 200 points: the gate must fail.
     assert main(deploy_args("--max-drop", "-200")) == 3
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["passed"] is False and "MAX_DROP=-200" in report["failures"][0]
+    assert report["verdict"] == "failed" and report["passed"] is False and "MAX_DROP=-200" in report["failures"][0]
     assert "FAILED" in (tmp_path / "run" / "report.md").read_text()
     assert (tmp_path / "run" / "int8" / "model.xml").exists() and (tmp_path / "run" / "int8" / "model.bin").exists()
     assert "FAILED" in capsys.readouterr().out
@@ -182,3 +184,29 @@ def test_help_everywhere(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
     assert e.value.code == 0 and "usage" in capsys.readouterr().out
+
+
+def test_verdict_passed_inconclusive_strict(deploy_args, tmp_path, capsys):
+    """48 images resolve a 30-point MAX_DROP (passed) but not a 1-point one (inconclusive: exit 0, bundle
+    marked unverified); --strict turns inconclusive into exit 3 with no new bundle."""
+    assert main(deploy_args("--max-drop", "30")) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    fid = report["fidelity"]
+    assert report["verdict"] == "passed" and report["passed"] and fid["drop_ci95_points"][1] <= 30
+    assert fid["paired"]["both_right"] + fid["paired"]["float_only"] + fid["paired"]["int8_only"] + fid["paired"]["both_wrong"] == 48
+    assert json.loads((tmp_path / "run" / "bundle" / "config.json").read_text())["verified"] is True
+
+    assert main(deploy_args("--max-drop", "1", out="small")) == 0
+    report = json.loads((tmp_path / "small" / "report.json").read_text())
+    fid = report["fidelity"]
+    assert report["verdict"] == "inconclusive" and not report["passed"] and report["ships"]
+    assert fid["drop_ci95_points"][0] <= 1 < fid["drop_ci95_points"][1] and fid["images_to_resolve"] > 48
+    md = (tmp_path / "small" / "report.md").read_text()
+    assert "**Verdict: inconclusive.**" in md and f"about {fid['images_to_resolve']} images would resolve it" in md
+    config = json.loads((tmp_path / "small" / "bundle" / "config.json").read_text())
+    assert config["verified"] is False and config["verdict"] == "inconclusive"
+
+    capsys.readouterr()
+    assert main(deploy_args("--max-drop", "1", "--strict", out="strict")) == 3
+    assert "INCONCLUSIVE (STRICT" in capsys.readouterr().out
+    assert not (tmp_path / "strict" / "bundle").exists()

@@ -113,10 +113,17 @@ def sshd(tmp_path):
 
 
 def test_push_copies_installs_and_starts(deployed, video, sshd, capfd):
+    """The board's Python is a venv made on the board from the bundle's own requirements, never the system one."""
     push.copy(deployed / "bundle", sshd)
     board = Path(sshd.dest)
     assert (board / "run.sh").is_file() and (board / "config.json").read_text() == (deployed / "bundle" / "config.json").read_text()
-    push.copy(deployed / "bundle", sshd)  # a second push updates in place
+    push.install(sshd)
+    venv_python = board / ".venv" / "bin" / "python"
+    r = subprocess.run([str(venv_python), "-c", "import cv2, openvino; import importlib.util as u; print(u.find_spec('torch'))"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "None", r.stderr
+    push.copy(deployed / "bundle", sshd)  # a second push updates in place and keeps the board's venv
+    assert venv_python.exists()
     rc = push.start(sshd, "foreground", str(video), ["--json", str(board / "out.jsonl")])
     assert rc == 0
     lines = (board / "out.jsonl").read_text().splitlines()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_SIZE
+from conftest import TINY_SIZE, ships
 from pipeline import PipelineError, qat
 from pipeline.cli import main
 from pipeline.config import QuantConfig
@@ -95,7 +95,7 @@ def test_qat_deploy_reports_float_ptq_and_qat(tiny_checkpoint, colour_data, trai
     assert main(args) == 0
     run = tmp_path / "run"
     report = json.loads((run / "report.json").read_text())
-    assert report["passed"] and report["quant"] == "int8-qat" and report["artifact"].endswith("qat/model.xml")
+    assert ships(report) and report["quant"] == "int8-qat" and report["artifact"].endswith("qat/model.xml")
     assert report["ptq"]["artifact"].endswith("int8/model.xml")
     assert report["accuracy"]["int8"]["top1"] >= 0.85 and report["ptq"]["accuracy"]["top1"] >= 0.85
     assert report["latency_ms"]["p50"] > 0 and report["ptq"]["latency_ms"]["p50"] > 0
@@ -153,5 +153,5 @@ def test_torchrun_two_ranks_run_qat_and_rank0_alone_writes(tiny_checkpoint, colo
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert r.stdout.count("[qat] epoch 1/1") == 1 and r.stdout.count("[report]") == 1  # rank 0 alone logs
     report = json.loads((out / "report.json").read_text())
-    assert report["passed"] and [h["processes"] for h in report["qat"]["history"]] == [2]
+    assert ships(report) and [h["processes"] for h in report["qat"]["history"]] == [2]
     assert not list(out.glob(".tmp-*"))

