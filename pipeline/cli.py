@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -72,7 +73,9 @@ def _run_camera(args, cfg, extra: list[str]) -> int:
     run_sh = cfg.run_dir / "bundle" / "run.sh"
     if not run_sh.exists():
         raise PipelineError(f"no bundle at {run_sh.parent}; run make deploy TARGET={cfg.target} MODEL={cfg.model} first")
-    return subprocess.run([str(run_sh), *(["--source", args.source] if args.source else []), *extra]).returncode
+    # The host's own Python has OpenCV and the runtimes; a board uses its bundle's .venv or python3.
+    env = {**os.environ, "PYTHON": os.environ.get("PYTHON") or sys.executable}
+    return subprocess.run([str(run_sh), *(["--source", args.source] if args.source else []), *extra], env=env).returncode
 
 
 def _config(args):

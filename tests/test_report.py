@@ -1,23 +1,35 @@
-"""The gate's reasons, one by one."""
+"""The gate's verdict and reasons, one by one."""
 from __future__ import annotations
 
 from pipeline.config import DeployConfig
 from pipeline.report import gate
 
 
-def _validation(float_top1=0.9, int8_top1=0.9, rel=1e-6):
-    return {"accuracy": {"float": {"top1": float_top1}, "int8": {"top1": int8_top1}}, "float_parity": {"relative_diff": rel}}
+def _validation(both_right=900, float_only=5, int8_only=5, both_wrong=90, rel=1e-6):
+    n = both_right + float_only + int8_only + both_wrong
+    return {"paired": {"both_right": both_right, "float_only": float_only, "int8_only": int8_only, "both_wrong": both_wrong},
+            "agree": n - float_only - int8_only, "images": n, "float_parity": {"relative_diff": rel}}
 
 
 def test_gate_passes_an_honest_int8_model():
-    assert gate(DeployConfig(), _validation(), {"compute_ops_int8_input": 50}) == (True, [])
+    g = gate(DeployConfig(), _validation(), {"compute_ops_int8_input": 50})
+    assert g["verdict"] == "passed" and g["failures"] == [] and g["ships"]
 
 
 def test_gate_reasons():
     cfg = DeployConfig(max_drop=1.0)
-    ok, reasons = gate(cfg, _validation(0.90, 0.88, 1e-2), {"compute_ops_int8_input": 0})
-    assert not ok and len(reasons) == 3
-    assert "2.00 points below float" in reasons[0] and "conversion is wrong" in reasons[1] and "not quantized" in reasons[2]
-    ok, reasons = gate(cfg, _validation(), {"compute_ops_int8_input": 50, "full_integer": False,
-                                            "float_compute_ops": ["LOGISTIC:float32"]})
-    assert not ok and reasons == ["float ops remain in the full-integer artifact: LOGISTIC:float32"]
+    g = gate(cfg, _validation(700, 150, 10, 140, 1e-2), {"compute_ops_int8_input": 0})
+    assert g["verdict"] == "failed" and not g["ships"] and len(g["failures"]) == 3
+    reasons = g["failures"]
+    assert "the loss is real" in reasons[0] and "conversion is wrong" in reasons[1] and "not quantized" in reasons[2]
+    g = gate(cfg, _validation(), {"compute_ops_int8_input": 50, "full_integer": False, "float_compute_ops": ["LOGISTIC:float32"]})
+    assert g["verdict"] == "failed" and g["failures"] == ["float ops remain in the full-integer artifact: LOGISTIC:float32"]
+
+
+def test_too_few_images_is_inconclusive_and_strict_stops_it():
+    few = _validation(3, 0, 0, 0)
+    g = gate(DeployConfig(), few, {"compute_ops_int8_input": 50})
+    assert g["verdict"] == "inconclusive" and g["ships"] and g["fidelity"]["images_to_resolve"] > 100
+    assert not gate(DeployConfig(strict=True), few, {"compute_ops_int8_input": 50})["ships"]
+    # a conversion failure is a failure however few the images
+    assert gate(DeployConfig(), _validation(3, 0, 0, 0, 1e-2), {"compute_ops_int8_input": 50})["verdict"] == "failed"
