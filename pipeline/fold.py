@@ -32,7 +32,7 @@ def fold_batchnorm(model: nn.Module, check_input: torch.Tensor | None = None) ->
         children = list(parent.named_children())
         for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
             if (
-                type(conv) is nn.Conv2d
+                isinstance(conv, nn.Conv2d)  # timm's Conv2dSame too: folding keeps its class and padding
                 and isinstance(bn, nn.BatchNorm2d)
                 and bn.num_features == conv.out_channels
                 and bn.track_running_stats

