@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from edge.errors import UserError
 from edge.evaluate import classify
 from edge.files import artifact_size_mb, write_atomic
 from edge.latency import measure
+from edge.isa import describe as describe_isa
+from edge.isa import detect as detect_isa
 from edge.metrics import accuracy, agreement, fidelity, paired_counts
 
 
@@ -38,11 +41,16 @@ def validate_bundle(bundle, args) -> dict:
         fid = fidelity(paired_counts(logits["float"], logits["int8"], y), agree, len(y), cfg["thresholds"]["max_drop"])
     verdict = fid["verdict"] if fid else "inconclusive"
     lat = latency["int8"]
+    board_isa, made_for = detect_isa(), cfg.get("int8_isa")
+    if made_for and board_isa != made_for and made_for != "gpu":
+        print(f"warning: this int8 model was made for {describe_isa(made_for)}; this board is {describe_isa(board_isa)}. "
+              "Its int8 results can differ from the host's: this validation is the one that counts.", file=sys.stderr)
     report = {
         "model": cfg["model"],
         "target": cfg["target"],
         "quant": cfg["quant"],
         "measured_on": f"device {platform.node()} ({platform.machine()})",
+        "int8_isa": {"made_for": made_for, "board": board_isa},
         "verdict": verdict,
         "passed": verdict == "passed",
         "ships": verdict == "passed" or (verdict == "inconclusive" and not args.strict),
@@ -88,6 +96,7 @@ def markdown(r: dict) -> str:
         f"# {r['model']} → {r['target']} ({r['quant']}) on the device: {r['verdict'].upper()}",
         "",
         *([f"**Verdict: {r['verdict']}.** {r['fidelity']['reason']}.", ""] if r["fidelity"] else []),
+        f"int8 made for {r['int8_isa']['made_for'] or '?'}; this board's int8 ISA: {r['int8_isa']['board']}. "
         f"Measured on {r['measured_on']} with {r['runtime']['int8']}, {r['runtime']['threads']} threads; "
         f"{acc['images']} images ({acc['skipped']} unreadable, skipped).",
         "",

@@ -64,6 +64,7 @@ def write_bundle(dest: Path, cfg, spec, target, preprocess, labels: list[str], r
         "thresholds": {"max_drop": cfg.max_drop},
         # "unverified": the host's images were too few to resolve MAX_DROP (an inconclusive verdict).
         "verdict": report["verdict"],
+        "int8_isa": report["int8_isa"]["made_for"],
         "verified": report["verdict"] == "passed",
         "host": {
             "accuracy": report["accuracy"],

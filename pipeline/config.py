@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from edge import isa as int8_isa
 from pipeline import PipelineError
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
@@ -34,6 +35,8 @@ class QuantConfig:
     # QUANT=auto: how many layers may go back to float, and how many images rank them.
     max_float_layers: int = 10
     sensitivity_images: int = 32
+    # The int8 ISA the artifact is made for: make_config sets it from board.isa (default: this machine's).
+    isa: str = field(default_factory=int8_isa.detect)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -43,11 +46,43 @@ class QuantConfig:
         presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
         if self.preset not in presets:
             raise PipelineError(f"unknown quant.preset {self.preset!r}; use one of {sorted(presets)}")
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+        # x86 without VNNI sums u8×s8 pairs in 16 bits: 7-bit weights on every layer leave the headroom.
+        overflow_fix = OverflowFix.ENABLE if int8_isa.saturates(self.isa) else OverflowFix.DISABLE
         return {
             "preset": presets[self.preset],
             "subset_size": subset_size,
             "fast_bias_correction": self.fast_bias_correction,
+            "advanced_parameters": AdvancedQuantizationParameters(overflow_fix=overflow_fix),
         }
+
+    @property
+    def ort_reduce_range(self) -> bool:
+        """ONNX Runtime's 7-bit weights, for the same reason as NNCF's overflow fix."""
+        return int8_isa.saturates(self.isa)
+
+    def recipe(self, target: str) -> dict:
+        """The ISA-dependent quantizer settings, as the report states them."""
+        if target in ("openvino", "jetson"):
+            return {"nncf.overflow_fix": "ENABLE" if int8_isa.saturates(self.isa) else "DISABLE"}
+        if target == "onnx":
+            return {"onnxruntime.reduce_range": self.ort_reduce_range}
+        return {"none": "XNNPACK's int8 kernels widen products to 16/32 bits on x86 and Arm alike"}
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    """The board the int8 artifact is made for. `isa`: its int8 arithmetic (edge/isa.py), or auto = this machine's."""
+
+    isa: str = "auto"
+
+    def __post_init__(self):
+        if self.isa != "auto":
+            int8_isa.check(self.isa)
+
+    def resolved_isa(self) -> str:
+        return int8_isa.detect() if self.isa == "auto" else self.isa
 
 
 @dataclass(frozen=True)
@@ -81,6 +116,7 @@ class DeployConfig:
     seed: int = 0
     out: str | None = None
     quant: QuantConfig = field(default_factory=QuantConfig)
+    board: BoardConfig = field(default_factory=BoardConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
 
     @property
@@ -90,7 +126,7 @@ class DeployConfig:
     def ptq_settings(self) -> dict:
         """The settings the PTQ artifact depends on (QAT and auto settings do not redo it)."""
         q = asdict(self.quant)
-        return {k: q[k] for k in ("preset", "fast_bias_correction", "ort_calibration")}
+        return {k: q[k] for k in ("preset", "fast_bias_correction", "ort_calibration", "isa")}
 
     @property
     def run_dir(self) -> Path:
@@ -145,4 +181,6 @@ def load_profile(target: str) -> dict:
 def make_config(target: str, values: dict) -> DeployConfig:
     """Defaults <- the target's profile YAML <- explicit values (CLI flags and KEY=value)."""
     cfg = override(DeployConfig(target=target), load_profile(target))
-    return override(cfg, {k: v for k, v in values.items() if v is not None})
+    cfg = override(cfg, {k: v for k, v in values.items() if v is not None})
+    # The quantizer follows the board's int8 arithmetic (see QuantConfig.nncf_kwargs / ort_reduce_range).
+    return dataclasses.replace(cfg, quant=dataclasses.replace(cfg.quant, isa=cfg.board.resolved_isa()))

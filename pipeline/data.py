@@ -20,6 +20,18 @@ def labelled_samples(folder: str | Path, labels: list[str]) -> list[Sample]:
     return _labelled_samples(folder, class_table(labels))
 
 
+def holdout_split(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """(train, validation): half of each class each, chosen by a hash of the file name (stable across runs)."""
+    by_label: dict[int, list[Sample]] = {}
+    for s in samples:
+        by_label.setdefault(s.label, []).append(s)
+    train = set()
+    for group in by_label.values():
+        ordered = sorted(group, key=lambda s: hashlib.sha256(str(s.path).encode()).hexdigest())
+        train.update(ordered[0::2])
+    return [s for s in samples if s in train], [s for s in samples if s not in train]
+
+
 def fingerprint(paths: list[Path]) -> str:
     """A cheap content key for a set of files: names, sizes and modification times."""
     h = hashlib.sha256()

@@ -21,7 +21,7 @@ import targets
 from edge.preprocess import Preprocess
 from pipeline import PipelineError
 from pipeline.config import DeployConfig
-from pipeline.data import check_folder, fingerprint, labelled_samples, list_images
+from pipeline.data import check_folder, fingerprint, holdout_split, labelled_samples, list_images
 from pipeline.family import get_spec
 from pipeline.models import fix_same_padding, load, save_checkpoint
 from pipeline.bundle import write_bundle, write_tarball
@@ -161,8 +161,10 @@ class Deploy:
             folded, qmodel, history, samples, calib = self._qat_train()
             example = torch.from_numpy(calib[:1])
             path = self.target.export_qat(qmodel, folded, example, calib, self.cfg.quant, tmp / "model")
+            (tmp / "train_files.json").write_text(json.dumps([str(s.path) for s in samples]))
             return {"artifact": path.name, "ops": self.target.describe(path), "history": history, "train_images": len(samples),
-                    "train_folder": str(train_dir), "trained_on_validation_data": train_dir.resolve() == self.data_dir.resolve()}
+                    "train_folder": str(train_dir), "train_split": self._splits_data,
+                    "trained_on_validation_data": not self._splits_data and train_dir.resolve() == self.data_dir.resolve()}
 
         try:
             return self.run.stage("qat", key, work)
@@ -175,7 +177,7 @@ class Deploy:
         qat.check_toolchain(self.log)
         model, labels = self._torch_model(self.model(), with_labels=True)
         train_dir = self._train_folder()
-        samples = labelled_samples(train_dir, labels)
+        samples = self._train_samples(labels)
         if not samples:
             raise PipelineError(f"no labelled images in {train_dir} for QAT; pass TRAIN_DATA=folder (one subfolder per class)")
         calib = np.load(self.calibration().path("calibration.npy"))
@@ -235,13 +237,13 @@ class Deploy:
             "ptq": ptq_stage.digest,
             "data": fingerprint(images),
             "settings": [cfg.threads, cfg.precision, cfg.warmup, cfg.runs, cfg.max_images],
+            "split": self._splits_data,
         }
 
         def work(tmp: Path) -> dict:
             model, labels = self._torch_model(model_stage, with_labels=True)
-            samples = labelled_samples(self.data_dir, labels)
-            if cfg.max_images:
-                samples = samples[: cfg.max_images]
+            samples = self._validation_samples(labels)
+            (tmp / "files.json").write_text(json.dumps([str(s.path) for s in samples]))
             float_runner = self.target.runner(float_stage.path(float_stage.result["artifact"]), cfg.threads, cfg.precision)
             int8_runner = self.target.runner(int8_stage.path(int8_stage.result["artifact"]), cfg.threads, cfg.precision)
             runners = {"float": float_runner, "int8": int8_runner}
@@ -356,11 +358,26 @@ class Deploy:
     def _train_folder(self) -> Path:
         return check_folder(self.cfg.train_data, "TRAIN_DATA") if self.cfg.train_data else self.data_dir
 
+    @property
+    def _splits_data(self) -> bool:
+        """QAT with no TRAIN_DATA trains on half of DATA and every stage validates on the other half."""
+        return self.cfg.quant.mode == "qat" and not self.cfg.train_data
+
+    def _train_samples(self, labels: list[str]):
+        samples = labelled_samples(self._train_folder(), labels)
+        return holdout_split(samples)[0] if self._splits_data else samples
+
+    def _validation_samples(self, labels: list[str]):
+        samples = labelled_samples(self.data_dir, labels)
+        if self._splits_data:
+            samples = holdout_split(samples)[1]
+        return samples[: self.cfg.max_images or None]
+
     def _validation_arrays(self, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """DATA's readable images, preprocessed, with their labels (for the accuracy-aware search)."""
         from edge.preprocess import read_image
 
-        samples = labelled_samples(self.data_dir, labels)[: self.cfg.max_images or None]
+        samples = self._validation_samples(labels)
         xs, ys = [], []
         for s in progress(samples, desc="validation images"):
             img = read_image(s.path)

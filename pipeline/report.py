@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 from edge.files import artifact_size_mb
+from edge.isa import describe as describe_isa
+from edge.isa import detect as detect_isa
 from edge.metrics import fidelity
 from pipeline.runfolder import write_atomic
 
@@ -79,6 +81,7 @@ def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
             "int8": artifact_size_mb(int8_stage.path(int8_stage.result["artifact"])),
         },
         "calibration": calib,
+        "int8_isa": {"made_for": cfg.quant.isa, "validated_on": detect_isa(), "recipe": cfg.quant.recipe(cfg.target)},
         "stage_seconds": {name: s.seconds for name, s in stages.items()},
     }
     if mode != "ptq":  # what QAT / accuracy-aware bought over plain PTQ, measured the same way
@@ -93,7 +96,7 @@ def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         }
     if mode == "qat":
         q = int8_stage.result
-        report["qat"] = {k: q[k] for k in ("history", "train_images", "train_folder", "trained_on_validation_data")}
+        report["qat"] = {k: q.get(k) for k in ("history", "train_images", "train_folder", "train_split", "trained_on_validation_data")}
     if mode == "auto":
         a = int8_stage.result
         report["auto"] = {k: a[k] for k in ("method", "kept_precision", "reached_max_drop", "kept_float", "steps", "ptq", "final",
@@ -148,6 +151,7 @@ def markdown(r: dict, sample_count: int) -> str:
         f"- int8 graph: {r['int8_ops']['compute_ops_int8_input']} of {r['int8_ops']['compute_ops']} compute ops read int8 "
         f"inputs ({100 * r['int8_ops']['int8_macs_share']:.1f} % of multiply-adds)"
         + (f"; the runtime executes its compute layers in {r['executed_precisions']}." if r["executed_precisions"] else "."),
+        *_isa_lines(r["int8_isa"]),
         f"- Calibration: {r['calibration']['count']} images from `{r['calibration']['source']}`"
         f"{' (RANDOM)' if r['calibration']['random'] else ''}.",
         f"- Artifact: `{r['artifact']}`",
@@ -164,6 +168,16 @@ def markdown(r: dict, sample_count: int) -> str:
         lines += [f"| {e['index']} | {e['op']} | `{e['tensor']}` | {e['relative_error']:.3f} |" for e in r["layer_errors"]]
         lines.append("")
     return "\n".join(lines)
+
+
+def _isa_lines(i: dict) -> list[str]:
+    recipe = ", ".join(f"{k}={v}" for k, v in i["recipe"].items()) if "none" not in i["recipe"] else i["recipe"]["none"]
+    lines = [f"- int8 made for **{describe_isa(i['made_for'])}** (quantizer: {recipe}); "
+             f"validated on this host's **{describe_isa(i['validated_on'])}**."]
+    if i["made_for"] != i["validated_on"]:
+        lines.append("- **The board's int8 arithmetic differs from this host's: its results can differ from these. "
+                     "Run `./run.sh validate --data DIR` on the board.**")
+    return lines
 
 
 def _verdict_lines(r: dict) -> list[str]:
@@ -217,7 +231,9 @@ def _qat_section(r: dict) -> list[str]:
     q = r["qat"]
     lines = ["## Quantization-aware training", "",
              f"Started from NNCF's PTQ initialisation; {len(q['history'])} epoch(s) on {q['train_images']} images "
-             f"from `{q['train_folder']}`, loss = cross-entropy + distillation from the float model.", ""]
+             f"from `{q['train_folder']}`" + (" (half of each class of DATA; every row of this report is validated on "
+                                              "the other half, which QAT never saw)" if q.get("train_split") else "")
+             + ", loss = cross-entropy + distillation from the float model.", ""]
     if (r["accuracy"]["int8"]["top1"] or 0) > (r["accuracy"]["float"]["top1"] or 0):
         lines += ["- QAT's int8 top-1 is above the float model's: QAT is also more training on TRAIN_DATA, "
                   "which the float model did not get. Compare with PTQ for what quantization alone costs.", ""]

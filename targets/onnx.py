@@ -106,6 +106,7 @@ def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: P
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, quant.ort_calibration),
+            reduce_range=quant.ort_reduce_range,  # 7-bit weights where the board's int8 kernels can saturate
             nodes_to_exclude=[nodes[layer] for layer in exclude],
         )
     if exclude:

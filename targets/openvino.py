@@ -68,9 +68,16 @@ def quantize_accuracy_aware(float_artifact: Path, calibration: np.ndarray, quant
 
     int8_model = nncf.quantize_with_accuracy_control(
         float_model, _dataset(nncf, calibration), nncf.Dataset(list(zip(val_x, val_y)), lambda item: item[0][None]), top1,
-        max_drop=max_drop_points / 100, drop_type=nncf.DropType.ABSOLUTE, **quant.nncf_kwargs(nncf, len(calibration)),
+        max_drop=max_drop_points / 100, drop_type=nncf.DropType.ABSOLUTE, **_accuracy_control_kwargs(quant.nncf_kwargs(nncf, len(calibration))),
     )
     return _save(ov, int8_model, out)
+
+
+def _accuracy_control_kwargs(kwargs: dict) -> dict:
+    """nncf.quantize's keyword arguments as quantize_with_accuracy_control spells them."""
+    kwargs = dict(kwargs)
+    kwargs["advanced_quantization_parameters"] = kwargs.pop("advanced_parameters")
+    return kwargs
 
 
 def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:

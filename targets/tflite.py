@@ -117,7 +117,7 @@ def torch_name(tensor_name: str) -> str | None:
     torch.nn.modules.conv.Conv2d_0;2' -> 'features.8.0' (segments are 'module.Class_attribute')."""
     for part in tensor_name.split(";"):
         segments = [seg.rsplit(".", 1)[-1] for seg in part.split("/")]
-        if len(segments) > 2 and segments[-1].split("_", 1)[0] == "Conv2d":
+        if len(segments) > 2 and "Conv2d" in segments[-1].split("_", 1)[0]:  # Conv2d, timm's Conv2dSame, StaticSameConv2d
             return ".".join(seg.split("_", 1)[1] for seg in segments[2:])  # past the NHWC wrapper and its `inner`
     return None
 

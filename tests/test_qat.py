@@ -109,12 +109,19 @@ def test_qat_deploy_reports_float_ptq_and_qat(tiny_checkpoint, colour_data, trai
     assert (run / "bundle" / "model" / "int8.xml").read_bytes() == (run / "qat" / "model.xml").read_bytes()
 
 
-def test_qat_on_the_validation_folder_is_flagged(tiny_checkpoint, colour_data, tmp_path):
-    args = ["qat", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data), "--quant", "qat",
-            "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / "run"), "--set", "quant.qat_epochs=1"]
+def test_qat_without_train_data_never_trains_on_its_validation_images(tiny_checkpoint, colour_data, tmp_path):
+    """No TRAIN_DATA: QAT trains on half of each class of DATA, and float, PTQ and QAT are all validated on the other half."""
+    args = ["deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data), "--quant", "qat",
+            "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / "run"), "--set", "quant.qat_epochs=1",
+            "--set", "runs=3", "--set", "warmup=1"]
     assert main(args) == 0
-    record = json.loads((tmp_path / "run" / "qat" / "stage.json").read_text())
-    assert record["result"]["trained_on_validation_data"] is True
+    run = tmp_path / "run"
+    trained = set(json.loads((run / "qat" / "train_files.json").read_text()))
+    validated = set(json.loads((run / "validate" / "files.json").read_text()))
+    assert len(trained) == len(validated) == 24 and not trained & validated  # 48 images, 12 per class, halved
+    report = json.loads((run / "report.json").read_text())
+    assert report["qat"]["train_split"] is True and report["qat"]["trained_on_validation_data"] is False
+    assert report["accuracy"]["images"] == 24 and "which QAT never saw" in (run / "report.md").read_text()
 
 
 def test_missing_compiler_is_one_clear_line(monkeypatch):
@@ -137,6 +144,7 @@ def test_toolchain_builds_the_real_extension():
     assert QuantizedFunctionsCPU._loaded_namespace is not ReferenceQuantizedFunctions
 
 
+@pytest.mark.e2e  # ~70 s; torchrun's training path is also covered by test_train's two-rank run
 def test_torchrun_two_ranks_run_qat_and_rank0_alone_writes(tiny_checkpoint, colour_data, train_folder, tmp_path):
     """`torchrun --nproc_per_node=2 -m pipeline deploy --quant qat`: both ranks train (gloo), one report."""
     import os

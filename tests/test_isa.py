@@ -1,0 +1,77 @@
+"""int8 that follows the board's arithmetic: the ISA is detected or declared, and the quantizer follows it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge.isa import detect
+from pipeline import PipelineError
+from pipeline.cli import main
+from pipeline.config import make_config
+
+ZEN3 = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma bmi2\n"
+ZEN4 = ZEN3.replace("bmi2", "bmi2 avx512f avx512bw avx512_vnni avx512_bf16")
+PI4 = "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+PI5 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n"
+
+
+def test_detect_reads_the_int8_instructions():
+    assert detect(ZEN3, "x86_64") == "avx2"
+    assert detect(ZEN4, "x86_64") == "avx512-vnni"
+    assert detect(ZEN3.replace("bmi2", "bmi2 avx_vnni"), "x86_64") == "avx-vnni"
+    assert detect(PI4, "aarch64") == "arm-neon" and detect(PI5, "aarch64") == "arm-dotprod"
+    assert detect("", "riscv64") == "unknown"
+
+
+def test_profiles_declare_their_boards_and_settings_are_checked():
+    assert make_config("rpi", {}).quant.isa == "arm-neon"
+    assert make_config("jetson", {}).quant.isa == "gpu"
+    assert make_config("openvino", {}).quant.isa == detect()  # deploying for this machine
+    assert make_config("onnx", {"board.isa": "avx2"}).quant.ort_reduce_range is True
+    assert make_config("onnx", {"board.isa": "avx512-vnni"}).quant.ort_reduce_range is False
+    with pytest.raises(PipelineError, match="unknown int8 ISA 'zen3'; use auto or one of avx512-vnni"):
+        make_config("onnx", {"board.isa": "zen3"})
+
+
+def _onnx_7bit_share(path) -> float:
+    """Share of int8 weight tensors that use 7 bits at most."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    peaks = [int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max())
+             for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2]  # weights, not zero points
+    return float(np.mean([p <= 64 for p in peaks]))
+
+
+def _ir_7bit_share(path) -> float:
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    peaks = [int(np.abs(op.get_data().astype(np.int32)).max()) for op in model.get_ops()
+             if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+    return float(np.mean([p <= 64 for p in peaks]))
+
+
+@pytest.mark.parametrize("target,measure", [("onnx", _onnx_7bit_share), ("openvino", _ir_7bit_share)])
+def test_forcing_the_other_cpu_kind_changes_the_recipe(target, measure, tiny_checkpoint, colour_data, tmp_path):
+    """Deploying for an AVX2-only board from any host: 7-bit weights (headroom for 16-bit sums), said in the report."""
+    ranges = {}
+    for board in ("avx2", "avx512-vnni"):
+        out = tmp_path / board
+        args = ["deploy", "--target", target, "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
+                "--image-size", "64", "--calib-size", "16", "--out", str(out), "--set", "runs=3", "--set", "warmup=1",
+                "--set", f"board.isa={board}"]
+        assert main(args) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert report["int8_isa"]["made_for"] == board and report["int8_isa"]["validated_on"] == detect()
+        ranges[board] = measure(out / "int8" / ("model.onnx" if target == "onnx" else "model.xml"))
+        md = (out / "report.md").read_text()
+        assert f"int8 made for **{board}" in md
+        assert json.loads((out / "bundle" / "config.json").read_text())["int8_isa"] == board
+    # ONNX Runtime's reduce_range narrows every weight; NNCF's overflow fix the layers fed by u8 activations.
+    assert ranges["avx512-vnni"] == 0 and ranges["avx2"] >= (1.0 if target == "onnx" else 0.25)
+    recipe = json.loads((tmp_path / "avx2" / "report.json").read_text())["int8_isa"]["recipe"]
+    assert recipe == ({"onnxruntime.reduce_range": True} if target == "onnx" else {"nncf.overflow_fix": "ENABLE"})
