@@ -32,8 +32,13 @@ def test_bad_keys_and_values_are_one_line_errors():
 def test_quant_config_becomes_nncf_arguments():
     import nncf
 
-    kw = QuantConfig(preset="performance").nncf_kwargs(nncf, 10)
+    from nncf.quantization.advanced_parameters import OverflowFix
+
+    kw = QuantConfig(preset="performance", isa="avx512-vnni").nncf_kwargs(nncf, 10)
+    advanced = kw.pop("advanced_parameters")
     assert kw == {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": 10, "fast_bias_correction": True}
+    assert advanced.overflow_fix == OverflowFix.DISABLE  # 32-bit int8 sums: full 8-bit weights
+    assert QuantConfig(isa="avx2").nncf_kwargs(nncf, 10)["advanced_parameters"].overflow_fix == OverflowFix.ENABLE
     with pytest.raises(PipelineError, match="unknown quant.preset"):
         QuantConfig(preset="fast").nncf_kwargs(nncf, 1)
 
