@@ -186,8 +186,7 @@ def _verdict_lines(r: dict) -> list[str]:
     lo, hi = f["drop_ci95_points"]
     src = f["agreement_sources"]
     where = f"{src['validation']} validation images" + (f" + {src['calibration']} unlabelled calibration images" if src["calibration"] else "")
-    word = {"passed": "passed", "failed": "failed", "inconclusive": "inconclusive"}[r["verdict"]]
-    lines = [f"**Verdict: {word}.** " + (" ".join(f"{x}." for x in r["failures"]) if r["failures"] else f"{f['reason']}."), ""]
+    lines = [f"**Verdict: {r['verdict']}.** " + (" ".join(f"{x}." for x in r["failures"]) if r["failures"] else f"{f['reason']}."), ""]
     if r["verdict"] == "inconclusive":
         lines += [f"**The int8 model is unverified: the bundle is {'not written (STRICT)' if r['strict'] else 'written and marked unverified'}. "
                   "Validate on more labelled images (DATA=folder) to settle it.**", ""]
