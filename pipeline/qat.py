@@ -82,13 +82,14 @@ def prepare(model: nn.Module, calibration: np.ndarray, quant, preset: str | None
             exclude: tuple[str, ...] = ()) -> tuple[nn.Module, nn.Module]:
     """(BatchNorm-folded float model, the same with NNCF quantizers initialised by PTQ on `calibration`).
 
-    NNCF's PyTorch PTQ, shared by QAT's initialisation and the Jetson target's PTQ; `exclude`
+    NNCF's PyTorch PTQ, QAT's initialisation; `exclude`
     names PyTorch modules left unquantized.
     """
     import nncf
 
     folded = fold_batchnorm(model, torch.from_numpy(calibration[:1]))
     kwargs = (dataclasses.replace(quant, preset=preset) if preset else quant).nncf_kwargs(nncf, len(calibration))
+    kwargs["fast_bias_correction"] = True  # NNCF's PyTorch backend has no other; training then tunes the biases
     if exclude:  # NNCF's torch graph names 'blocks.0.0.conv_dw' as 'blocks/0/0/conv_dw/conv2d/0'
         kwargs["ignored_scope"] = nncf.IgnoredScope(
             patterns=[f"^{re.escape(layer.replace('.', '/'))}/(conv2d|linear)/\\d+$" for layer in exclude])

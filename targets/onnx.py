@@ -84,21 +84,78 @@ def compute_nodes(artifact: Path) -> dict[str, str]:
     return {torch_name(n.name): n.name for n in onnx.load(str(artifact)).graph.node if n.op_type in _COMPUTE_OPS}
 
 
+def nncf_quantize(float_artifact: Path, calibration: np.ndarray, quant, exclude: tuple[str, ...] = ()):
+    """Float ONNX -> NNCF's int8 Q/DQ ONNX model (in memory), with the quantizer settings `quant` gives.
+
+    `exclude`: PyTorch module names whose Conv/Gemm stays float (NNCF's ignored scope).
+    """
+    onnx = require("onnx", "onnx", name)
+    nncf = require("nncf", "nncf", name)
+    kwargs = quant.nncf_kwargs(nncf, len(calibration))
+    if exclude:
+        kwargs["ignored_scope"] = nncf.IgnoredScope(names=[_nodes_for(float_artifact, exclude)[layer] for layer in exclude])
+    dataset = nncf.Dataset([{"input": calibration[i : i + 1]} for i in range(len(calibration))])
+    return nncf.quantize(onnx.load(str(float_artifact)), dataset, **kwargs)
+
+
+def bias_corrected(model, float_artifact: Path, calibration: np.ndarray, quant, exclude: tuple[str, ...] = ()):
+    """A BatchNorm-folded copy of `model` carrying the biases NNCF's bias correction computes for its
+    int8 version, or None under quant.bias_correction=off.
+
+    For quantizers without bias correction (ONNX Runtime's, ai-edge-quantizer): each layer's bias
+    absorbs the mean shift int8 rounding causes in its output, measured on the calibration set
+    through the layers before it. NNCF computes it on `float_artifact` (this model's float ONNX)
+    with the same per-channel int8 weights and the board's overflow fix.
+    """
+    if quant.bias_correction == "off":
+        return None
+    import torch
+    from onnx import numpy_helper
+
+    from pipeline.fold import fold_batchnorm
+
+    int8 = nncf_quantize(float_artifact, calibration, quant, exclude)
+    tensors = {t.name: t for t in int8.graph.initializer}
+    folded = fold_batchnorm(model, calibration_example(calibration))
+    modules = dict(folded.named_modules())
+    for node in int8.graph.node:
+        if node.op_type in ("Conv", "Gemm") and len(node.input) > 2 and node.input[2] in tensors:
+            bias = modules[torch_name(node.name)].bias
+            bias.data = torch.from_numpy(numpy_helper.to_array(tensors[node.input[2]]).copy()).to(bias.dtype)
+    return folded
+
+
+def calibration_example(calibration: np.ndarray):
+    import torch
+
+    return torch.from_numpy(calibration[:1])
+
+
+def _nodes_for(float_artifact: Path, layers: tuple[str, ...]) -> dict[str, str]:
+    nodes = compute_nodes(float_artifact)
+    unknown = sorted(set(layers) - set(nodes))
+    if unknown:
+        raise PipelineError(f"no Conv/Gemm node for layer(s) {', '.join(unknown)} in {float_artifact}")
+    return nodes
+
+
 def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
     """Float ONNX + calibration batch -> QDQ int8 ONNX with ONNX Runtime's static quantization.
 
-    `exclude`: PyTorch module names whose Conv/Gemm stays float (ONNX Runtime's nodes_to_exclude).
+    ONNX Runtime's quantizer has no bias correction: it quantizes a float model that carries NNCF's
+    corrected biases (targets/bias_correction.py). `exclude`: PyTorch module names whose Conv/Gemm
+    stays float (ONNX Runtime's nodes_to_exclude).
     """
     require("onnxruntime", "onnxruntime", name)
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     path = Path(out).with_suffix(".onnx")
-    nodes = compute_nodes(float_artifact)
-    unknown = sorted(set(exclude) - set(nodes))
-    if unknown:
-        raise PipelineError(f"no Conv/Gemm node for layer(s) {', '.join(unknown)} in {float_artifact}")
+    nodes = _nodes_for(float_artifact, exclude)
     with tempfile.TemporaryDirectory() as tmp:
+        corrected = bias_corrected(model, float_artifact, calibration, quant, exclude)
+        if corrected is not None:
+            float_artifact = convert_float(corrected, calibration_example(calibration), Path(tmp) / "corrected")
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_artifact), str(prepared))  # shape inference + graph clean-up
         quantize_static(

@@ -17,6 +17,7 @@ error table shows where a model that misses the gate loses its accuracy.
 from __future__ import annotations
 
 import re
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from edge.runners import LiteRTRunner
 from pipeline import PipelineError
+from targets import onnx as onnx_target
 from targets.base import require
 
 name = "tflite"
@@ -82,8 +84,25 @@ def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: P
 
     `exclude`: PyTorch module names kept out of int8 the way a full-integer file can: the op and
     the op producing its input run with int16 activations (16x8: int8 weights, int16 activations).
+    The float model it quantizes carries NNCF's bias correction (targets/onnx.py bias_corrected).
     """
     require("ai_edge_quantizer", "ai-edge-quantizer", name)
+    with tempfile.TemporaryDirectory() as tmp:
+        corrected = _bias_corrected(model, calibration, quant, exclude, Path(tmp))
+        if corrected is not None:
+            float_artifact = convert_float(corrected, onnx_target.calibration_example(calibration), Path(tmp) / "corrected")
+        return _quantize_file(model, float_artifact, calibration, exclude, out)
+
+
+def _bias_corrected(model, calibration: np.ndarray, quant, exclude: tuple[str, ...], tmp: Path):
+    """ai-edge-quantizer has no bias correction: NNCF computes it on the model's float ONNX."""
+    if quant.bias_correction == "off":
+        return None
+    example = onnx_target.calibration_example(calibration)
+    return onnx_target.bias_corrected(model, onnx_target.convert_float(model, example, tmp / "float"), calibration, quant, exclude)
+
+
+def _quantize_file(model, float_artifact: Path, calibration: np.ndarray, exclude: tuple[str, ...], out: Path) -> Path:
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import calibrator, quantizer, recipe_manager
     from ai_edge_quantizer.qtyping import TFLOperationName

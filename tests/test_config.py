@@ -13,13 +13,13 @@ def test_profile_then_overrides():
     assert load_profile("openvino")["precision"] == "f32"
     cfg = make_config("openvino", {"model": "b1", "max_drop": "0.5", "quant.preset": "performance", "threads": "2"})
     assert (cfg.model, cfg.max_drop, cfg.quant.preset, cfg.threads) == ("b1", 0.5, "performance", 2)
-    assert cfg.quant.fast_bias_correction is True
+    assert cfg.quant.bias_correction == "full"
     assert cfg.run_dir == Path("runs/b1-openvino-ptq")
 
 
 def test_none_and_bool_values():
-    cfg = override(DeployConfig(), {"max_images": "none", "quant.fast_bias_correction": "false", "out": "x"})
-    assert cfg.max_images is None and cfg.quant.fast_bias_correction is False and cfg.run_dir == Path("x")
+    cfg = override(DeployConfig(), {"max_images": "none", "quant.bias_correction": "fast", "out": "x"})
+    assert cfg.max_images is None and cfg.quant.bias_correction == "fast" and cfg.run_dir == Path("x")
 
 
 def test_bad_keys_and_values_are_one_line_errors():
@@ -36,8 +36,13 @@ def test_quant_config_becomes_nncf_arguments():
 
     kw = QuantConfig(preset="performance", isa="avx512-vnni").nncf_kwargs(nncf, 10)
     advanced = kw.pop("advanced_parameters")
-    assert kw == {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": 10, "fast_bias_correction": True}
+    assert kw == {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": 10, "fast_bias_correction": False}
     assert advanced.overflow_fix == OverflowFix.DISABLE  # 32-bit int8 sums: full 8-bit weights
+    assert advanced.disable_bias_correction is False
+    assert QuantConfig(bias_correction="fast").nncf_kwargs(nncf, 10)["fast_bias_correction"] is True
+    assert QuantConfig(bias_correction="off").nncf_kwargs(nncf, 10)["advanced_parameters"].disable_bias_correction is True
+    with pytest.raises(PipelineError, match="unknown quant.bias_correction"):
+        QuantConfig(bias_correction="yes")
     assert QuantConfig(isa="avx2").nncf_kwargs(nncf, 10)["advanced_parameters"].overflow_fix == OverflowFix.ENABLE
     with pytest.raises(PipelineError, match="unknown quant.preset"):
         QuantConfig(preset="fast").nncf_kwargs(nncf, 1)

@@ -48,4 +48,4 @@ def test_make_deploy_qat_jetson(colour_data, tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    assert ships(report) and report["quant"] == "int8-qat" and report["int8_ops"]["nonzero_zero_points"] == 0
+    assert ships(report) and report["quant"] == "int8-qat" and report["int8_ops"]["nonzero_zero_points"] == 0 == report["int8_ops"]["uint8_quantizers"]

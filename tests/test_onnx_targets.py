@@ -63,6 +63,7 @@ def test_qdq_for_tensorrt_is_standard_symmetric_and_well_placed(tiny):
     onnx.checker.check_model(str(tiny["qdq"]))
     assert info["custom_domain_ops"] == [] and info["batchnorm_ops"] == 0
     assert info["nonzero_zero_points"] == 0  # TensorRT needs symmetric quantization
+    assert info["uint8_quantizers"] == 0 and info["quantize_ops"] > 50  # and int8 ones
     assert info["int8_macs_share"] > 0.97
     # Every convolution outside squeeze-excite reads int8 weights and activations.
     assert info["compute_ops_int8_input"] >= 49, info
