@@ -45,6 +45,7 @@ class ModelSpec:
     gflops: float  # the paper's FLOPs at the native resolution
     num_classes: int = 1000
     padding: str = "symmetric"  # what the weights were trained with: "symmetric" or "tf-same"
+    activation: str = "swish"  # Lite: relu6 (non-negative activations, which picks the int8 preset)
 
 
 def _b(i: int, crop: int, resize: int, gflops: float, top1: float) -> ModelSpec:
@@ -68,6 +69,7 @@ def _lite(i: int, crop: int, resize: int, gflops: float, top1: float, package: s
         weights=weights,
         gflops=gflops,
         padding="tf-same",
+        activation="relu6",
     )
 
 

@@ -95,11 +95,13 @@ def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: P
 
 
 def _bias_corrected(model, calibration: np.ndarray, quant, exclude: tuple[str, ...], tmp: Path):
-    """ai-edge-quantizer has no bias correction: NNCF computes it on the model's float ONNX."""
+    """ai-edge-quantizer has no bias correction: NNCF computes it on the model's float ONNX, for full
+    8-bit weights (XNNPACK's kernels need no headroom on any ISA)."""
     if quant.bias_correction == "off":
         return None
     example = onnx_target.calibration_example(calibration)
-    return onnx_target.bias_corrected(model, onnx_target.convert_float(model, example, tmp / "float"), calibration, quant, exclude)
+    float_onnx = onnx_target.convert_float(model, example, tmp / "float")
+    return onnx_target.bias_corrected(model, float_onnx, calibration, quant.without_headroom(), exclude)
 
 
 def _quantize_file(model, float_artifact: Path, calibration: np.ndarray, exclude: tuple[str, ...], out: Path) -> Path:

@@ -29,6 +29,12 @@ def test_bad_keys_and_values_are_one_line_errors():
         override(DeployConfig(), {"max_drop": "lots"})
 
 
+def test_preset_follows_the_models_activation():
+    assert make_config("openvino", {"model": "lite0"}).quant.preset == "performance"  # ReLU6: non-negative
+    assert make_config("openvino", {"model": "b0"}).quant.preset == "mixed"  # swish's negative tail
+    assert make_config("onnx", {"model": "lite2", "quant.preset": "mixed"}).quant.preset == "mixed"
+
+
 def test_quant_config_becomes_nncf_arguments():
     import nncf
 

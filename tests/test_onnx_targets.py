@@ -1,6 +1,7 @@
 """ONNX Runtime and Jetson (TensorRT Q/DQ) targets with the real exporter, quantizers and runtime."""
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -25,6 +26,35 @@ def tiny(tiny_arrays, tmp_path_factory):
         "ort_int8": onnx_target.quantize(t["model"], fp32, t["calib"], QuantConfig(), out / "ort_int8"),
         "qdq": jetson.quantize(t["model"], fp32, t["calib"], QuantConfig(), out / "qdq"),
     }
+
+
+def test_bias_correction_reaches_the_quantizer_that_lacks_it(tiny):
+    """NNCF's corrected biases go into the float model ONNX Runtime quantizes and into its int8 file;
+    quant.bias_correction=off leaves the model as it is. (What they gain is measured on real weights:
+    tools/measure_fidelity.py.)"""
+    t = tiny
+    # computed for 8-bit weights on any ISA, as onnx.quantize asks
+    corrected = dict(onnx_target.bias_corrected(t["model"], t["fp32"], t["calib"], QuantConfig().without_headroom()).named_modules())
+    folded = fold_batchnorm(t["model"], torch.from_numpy(t["calib"][:1]))
+    convs = [(n, m) for n, m in folded.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    # every conv NNCF quantizes: all but the 32 squeeze-excite ones on pooled vectors
+    assert len(convs) == 81 and sum(not torch.equal(m.bias, corrected[n].bias) for n, m in convs) >= 45
+    assert onnx_target.bias_corrected(t["model"], t["fp32"], t["calib"], QuantConfig(bias_correction="off")) is None
+
+    # ...and the int8 file carries them: each int32 bias, dequantized, is the corrected one to its step.
+    g = onnx.load(str(t["ort_int8"])).graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    carried = 0
+    for node in g.node:
+        dq = producer.get(node.input[2]) if node.op_type == "Conv" and len(node.input) > 2 else None
+        if dq is not None and dq.op_type == "DequantizeLinear":
+            step = inits[dq.input[1]]
+            bias = inits[dq.input[0]] * step
+            name = onnx_target.torch_name(node.name)
+            assert np.abs(bias - corrected[name].bias.detach().numpy()).max() <= step.max()
+            carried += np.abs(bias - dict(convs)[name].bias.detach().numpy()).max() > 2 * step.max()
+    assert carried >= 45
 
 
 def test_fold_batchnorm_keeps_outputs(tiny):
