@@ -8,6 +8,7 @@ read it (standard library only).
 """
 from __future__ import annotations
 
+import functools
 import platform
 from pathlib import Path
 
@@ -34,13 +35,10 @@ def _cpu_flags(cpuinfo: str) -> set[str]:
 
 
 def detect(cpuinfo: str | None = None, machine: str | None = None) -> str:
-    """This machine's int8 ISA, one of ISAS."""
+    """This machine's int8 ISA, one of ISAS (or that of the given /proc/cpuinfo text and machine)."""
+    if cpuinfo is None and machine is None:
+        return _this_machine()
     machine = (machine or platform.machine()).lower()
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
     flags = _cpu_flags(cpuinfo)
     if machine in ("x86_64", "amd64", "i686", "x86"):
         if "avx512_vnni" in flags:
@@ -51,6 +49,15 @@ def detect(cpuinfo: str | None = None, machine: str | None = None) -> str:
     if machine in ("aarch64", "arm64"):
         return "arm-dotprod" if "asimddp" in flags else "arm-neon"
     return "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def _this_machine() -> str:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return detect(cpuinfo, platform.machine())
 
 
 def check(isa: str) -> str:

@@ -25,6 +25,11 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float | None:
     return float((a.argmax(1) == b.argmax(1)).mean())
 
 
+def agreeing(a: np.ndarray, b: np.ndarray) -> int:
+    """How many rows' top-1 classes the two logit arrays share."""
+    return int((np.asarray(a).argmax(1) == np.asarray(b).argmax(1)).sum())
+
+
 def parity(artifact: np.ndarray, reference: np.ndarray) -> dict:
     """How far a float artifact's logits are from the reference model's."""
     diff = float(np.abs(artifact - reference).max())
@@ -148,3 +153,8 @@ def fidelity_reason(f: dict) -> str:
     need = f["images_to_resolve"]
     more = f"about {need} images would resolve it" if need else "the drop sits on MAX_DROP, so more images will not resolve it"
     return f"{span}: too few images to tell whether it is within MAX_DROP={f['max_drop_points']:g}; {more}"
+
+
+def ships(verdict: str, strict: bool) -> bool:
+    """Whether an artifact with this verdict ships: passed always, inconclusive unless strict."""
+    return verdict == "passed" or (verdict == "inconclusive" and not strict)

@@ -15,7 +15,7 @@ from edge.files import artifact_size_mb, write_atomic
 from edge.latency import measure
 from edge.isa import describe as describe_isa
 from edge.isa import detect as detect_isa
-from edge.metrics import accuracy, agreement, fidelity, paired_counts
+from edge.metrics import accuracy, agreeing, agreement, fidelity, paired_counts, ships
 
 
 def validate_bundle(bundle, args) -> dict:
@@ -37,7 +37,7 @@ def validate_bundle(bundle, args) -> dict:
     acc_float = accuracy(logits["float"], y) if "float" in logits else None
     fid = None
     if "float" in logits:  # the host's rule: passed / failed / inconclusive from the paired outcomes
-        agree = int((logits["float"].argmax(1) == logits["int8"].argmax(1)).sum())
+        agree = agreeing(logits["float"], logits["int8"])
         fid = fidelity(paired_counts(logits["float"], logits["int8"], y), agree, len(y), cfg["thresholds"]["max_drop"])
     verdict = fid["verdict"] if fid else "inconclusive"
     lat = latency["int8"]
@@ -53,7 +53,7 @@ def validate_bundle(bundle, args) -> dict:
         "int8_isa": {"made_for": made_for, "board": board_isa},
         "verdict": verdict,
         "passed": verdict == "passed",
-        "ships": verdict == "passed" or (verdict == "inconclusive" and not args.strict),
+        "ships": ships(verdict, args.strict),
         "strict": bool(args.strict),
         "failures": [fid["reason"]] if verdict == "failed" else [],
         "fidelity": fid,

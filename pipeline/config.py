@@ -202,6 +202,8 @@ def load_profile(target: str) -> dict:
 def make_config(target: str, values: dict) -> DeployConfig:
     """Defaults <- the target's profile YAML <- explicit values (CLI flags and KEY=value)."""
     cfg = override(DeployConfig(target=target), load_profile(target))
+    if values.get("quant.isa") is not None:
+        raise PipelineError("quant.isa follows the board: set board.isa instead (e.g. SET=board.isa=avx2)")
     cfg = override(cfg, {k: v for k, v in values.items() if v is not None})
     # The quantizer follows the board's int8 arithmetic (see QuantConfig.nncf_kwargs / ort_reduce_range).
     quant = dataclasses.replace(cfg.quant, isa=cfg.board.resolved_isa(), preset=resolved_preset(cfg.quant.preset, cfg.model))

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 import calibration
 import targets
+from edge import metrics
 from edge.preprocess import Preprocess
 from pipeline import PipelineError
 from pipeline.config import DeployConfig
@@ -266,7 +267,7 @@ class Deploy:
                     "top1_agreement": val.agreement(logits["int8"], logits["torch"]),
                 },
                 "paired": val.paired_counts(logits["torch"], logits["int8"], y),
-                "agree": int((logits["torch"].argmax(1) == logits["int8"].argmax(1)).sum()),
+                "agree": metrics.agreeing(logits["torch"], logits["int8"]),
                 "agreement_unlabelled": self._unlabelled_agreement(model, int8_runner, samples),
                 "float_parity": val.parity(logits["float"], logits["torch"]),
                 "latency_ms": {

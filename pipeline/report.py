@@ -7,7 +7,7 @@ from pathlib import Path
 from edge.files import artifact_size_mb
 from edge.isa import describe as describe_isa
 from edge.isa import detect as detect_isa
-from edge.metrics import fidelity
+from edge.metrics import fidelity, ships
 from pipeline.runfolder import write_atomic
 
 PARITY_RTOL = 1e-3  # float artifact vs PyTorch: max |diff| relative to the largest logit
@@ -31,7 +31,7 @@ def gate(cfg, validation: dict, ops: dict) -> dict:
         failures.append(f"float ops remain in the full-integer artifact: {', '.join(ops['float_compute_ops'][:8])}")
     verdict = "failed" if failures else fid["verdict"]
     return {"verdict": verdict, "failures": failures, "fidelity": fid,
-            "ships": verdict == "passed" or (verdict == "inconclusive" and not cfg.strict)}
+            "ships": ships(verdict, cfg.strict)}
 
 
 def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sample: bool, sample_count: int, log=print) -> dict:

@@ -109,6 +109,7 @@ def test_unknown_quant_mode_is_one_clear_line(tmp_path, capsys):
     assert err == "error: unknown QUANT='fp4'; use one of ptq, qat, auto"
 
 
+@pytest.mark.e2e  # ~60 s; QUANT=auto's search itself is covered by the ONNX Runtime case in the default run
 def test_tflite_auto_keeps_the_culprit_in_int16_and_stays_full_integer(gain_outlier_checkpoint, colour_data, tmp_path):
     """TFLite cannot keep a layer in float without losing full-integer: the culprit and its input's
     producer run with int16 activations instead (16x8), and the gate's full-integer check still holds."""

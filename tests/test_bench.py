@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pipeline.bench import BenchConfig, interleaved_latency, run_bench
 
 
@@ -16,6 +18,7 @@ def test_interleaving_times_every_engine_alike():
     assert set(openers) == {"a", "b", "c"}
 
 
+@pytest.mark.e2e  # ~65 s: make bench is the benchmark's own check; make test-e2e runs this one
 def test_bench_writes_tables_and_plots(tmp_path):
     bc = BenchConfig(models=("lite0",), out=str(tmp_path / "bench"), quick=True, runs=20, warmup=2,
                      benchmark_app_seconds=1, scaling_budget_s=0, camera_frames=40)

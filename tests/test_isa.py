@@ -31,6 +31,8 @@ def test_profiles_declare_their_boards_and_settings_are_checked():
     assert make_config("openvino", {}).quant.isa == detect()  # deploying for this machine
     assert make_config("onnx", {"board.isa": "avx2"}).quant.ort_reduce_range is True
     assert make_config("onnx", {"board.isa": "avx512-vnni"}).quant.ort_reduce_range is False
+    with pytest.raises(PipelineError, match="set board.isa instead"):
+        make_config("openvino", {"quant.isa": "avx2"})  # would be overwritten by the board's
     with pytest.raises(PipelineError, match="unknown int8 ISA 'zen3'; use auto or one of avx512-vnni"):
         make_config("onnx", {"board.isa": "zen3"})
 
