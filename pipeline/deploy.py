@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import calibration
+from pipeline import calibration
 import targets
 from edge import metrics
 from edge.preprocess import Preprocess
@@ -197,7 +197,7 @@ class Deploy:
     def auto(self) -> Stage:
         """QUANT=auto: PTQ, then the most sensitive layers back to float until MAX_DROP holds."""
         from pipeline.accuracy_aware import Recovery
-        from pipeline.fold import fold_batchnorm
+        from targets.fold import fold_batchnorm
 
         model_stage, float_stage, int8_stage, calib_stage = self.model(), self.float_artifact(), self.int8_artifact(), self.calibration()
         cfg = self.cfg

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline import PipelineError
-from pipeline.fold import fold_batchnorm
+from targets.fold import fold_batchnorm
 
 
 class Ranks:
@@ -146,30 +146,3 @@ def finetune(qmodel: nn.Module, teacher: nn.Module, samples, preprocess, quant, 
     qmodel.cpu().eval()
     teacher.cpu()
     return history
-
-
-def trained_float_model(qmodel: nn.Module, folded: nn.Module) -> nn.Module:
-    """The folded float model carrying the weights QAT trained (for targets that re-quantize them)."""
-    tuned = copy.deepcopy(folded)
-    own = tuned.state_dict()
-    state = {k: v for k, v in qmodel.state_dict().items() if k in own}
-    missing = sorted(set(own) - set(state))
-    if missing:
-        raise PipelineError(f"the QAT model lost {len(missing)} float parameters (e.g. {missing[0]}); report this as a bug")
-    tuned.load_state_dict(state)
-    return tuned.eval()
-
-
-def requantize(target, qmodel: nn.Module, folded: nn.Module, example, calibration: np.ndarray, quant, out):
-    """QAT-trained weights through a target's own PTQ route (float artifact, then its quantizer).
-
-    For targets whose converter or fast kernels do not take NNCF's quantizers: what QAT carries
-    over is weights trained to tolerate int8 rounding; the activation ranges are calibrated again.
-    """
-    import tempfile
-    from pathlib import Path
-
-    tuned = trained_float_model(qmodel, folded)
-    with tempfile.TemporaryDirectory() as tmp:
-        float_artifact = target.convert_float(tuned, example, Path(tmp) / "float")
-        return target.quantize(tuned, float_artifact, calibration, quant, out)

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.errors import UserError
 from edge.runners import MissingRuntime, require  # noqa: F401  (one definition, shared with the board)
 
 
@@ -51,3 +52,31 @@ class Target(Protocol):
 
     def describe(self, artifact: Path) -> dict:
         """Facts about an artifact for the report (e.g. how many int8 ops it holds)."""
+
+
+def trained_float_model(qmodel, folded):
+    """The folded float model carrying the weights QAT trained (for targets that re-quantize them)."""
+    import copy
+
+    tuned = copy.deepcopy(folded)
+    own = tuned.state_dict()
+    state = {k: v for k, v in qmodel.state_dict().items() if k in own}
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise UserError(f"the QAT model lost {len(missing)} float parameters (e.g. {missing[0]}); report this as a bug")
+    tuned.load_state_dict(state)
+    return tuned.eval()
+
+
+def requantize(convert_float, quantize, qmodel, folded, example, calibration: np.ndarray, quant, out: Path) -> Path:
+    """QAT-trained weights through a target's own PTQ route: its `convert_float`, then its `quantize`.
+
+    For targets whose converter or fast kernels do not take NNCF's quantizers: what QAT carries
+    over is weights trained to tolerate int8 rounding; the activation ranges are calibrated again.
+    """
+    import tempfile
+
+    tuned = trained_float_model(qmodel, folded)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_artifact = convert_float(tuned, example, Path(tmp) / "float")
+        return quantize(tuned, float_artifact, calibration, quant, out)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from targets import onnx as onnx_target
-from pipeline import PipelineError
+from edge.errors import UserError
 from targets.base import require
 
 name = "jetson"
@@ -76,7 +76,7 @@ def signed_int8(model) -> int:
             zero = numpy_helper.to_array(tensors[node.input[2]])
             if zero.dtype == np.uint8:
                 if zero.any():
-                    raise PipelineError(f"{node.name}: asymmetric uint8 quantizer; TensorRT needs zero-point 0 (quant.preset=performance)")
+                    raise UserError(f"{node.name}: asymmetric uint8 quantizer; TensorRT needs zero-point 0 (quant.preset=performance)")
                 scales.add(node.input[1])
                 zeros.add(node.input[2])
     for zero_name in zeros:

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.runners import OnnxRuntimeRunner
-from pipeline import PipelineError
-from targets.base import require
+from edge.errors import UserError
+from targets.base import require, requantize
 
 name = "onnx"
 requires = ("onnx", "onnxruntime")
@@ -53,7 +53,7 @@ def export_onnx(model, example, out: Path) -> Path:
 
 def convert_float(model, example, out: Path) -> Path:
     """Float ONNX with BatchNorm folded into the convolutions."""
-    from pipeline.fold import fold_batchnorm
+    from targets.fold import fold_batchnorm
 
     return export_onnx(fold_batchnorm(model, example), example, out)
 
@@ -115,7 +115,7 @@ def bias_corrected(model, float_artifact: Path, calibration: np.ndarray, quant, 
     import torch
     from onnx import numpy_helper
 
-    from pipeline.fold import fold_batchnorm
+    from targets.fold import fold_batchnorm
 
     int8 = nncf_quantize(float_artifact, calibration, quant, exclude)
     tensors = {t.name: t for t in int8.graph.initializer}
@@ -138,7 +138,7 @@ def _nodes_for(float_artifact: Path, layers: tuple[str, ...]) -> dict[str, str]:
     nodes = compute_nodes(float_artifact)
     unknown = sorted(set(layers) - set(nodes))
     if unknown:
-        raise PipelineError(f"no Conv/Gemm node for layer(s) {', '.join(unknown)} in {float_artifact}")
+        raise UserError(f"no Conv/Gemm node for layer(s) {', '.join(unknown)} in {float_artifact}")
     return nodes
 
 
@@ -222,11 +222,7 @@ def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, 
     NNCF's own Q/DQ export ran 4-5x slower than ONNX Runtime's placement in ONNX Runtime here
     (tiny b0: 3.9 vs 0.8 ms p50), so the weights QAT trained take this target's PTQ route.
     """
-    import sys
-
-    from pipeline.qat import requantize
-
-    return requantize(sys.modules[__name__], qat_model, float_model, example, calibration, quant, out)
+    return requantize(convert_float, quantize, qat_model, float_model, example, calibration, quant, out)
 
 
 def runner(artifact: Path, threads: int = 0, precision: str = "f32") -> OnnxRuntimeRunner:

@@ -33,7 +33,7 @@ def _ov():
 
 def convert_float(model, example, out: Path) -> Path:
     """PyTorch -> fp32 IR. Saved without fp16 compression so the float reference is true float."""
-    from pipeline.fold import fold_batchnorm
+    from targets.fold import fold_batchnorm
 
     ov = _ov()
     model = fold_batchnorm(model, example)

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.runners import LiteRTRunner
-from pipeline import PipelineError
+from edge.errors import UserError
 from targets import onnx as onnx_target
-from targets.base import require
+from targets.base import require, requantize
 
 name = "tflite"
 requires = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
@@ -162,7 +162,7 @@ def _int16_scopes(interpreter, model, layers: tuple[str, ...]) -> list[tuple[str
             by_layer[layer] = o
     unknown = sorted(set(layers) - set(by_layer))
     if unknown:
-        raise PipelineError(f"no TFLite op for layer(s) {', '.join(unknown)}")
+        raise UserError(f"no TFLite op for layer(s) {', '.join(unknown)}")
     scopes = []
     for layer in layers:
         op = by_layer[layer]
@@ -176,11 +176,7 @@ def _int16_scopes(interpreter, model, layers: tuple[str, ...]) -> list[tuple[str
 def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
     """LiteRT's converter cannot read NNCF's quantizers: the QAT-trained weights take this target's own
     route (float .tflite, full-integer int8 with ranges calibrated again)."""
-    import sys
-
-    from pipeline.qat import requantize
-
-    return requantize(sys.modules[__name__], qat_model, float_model, example, calibration, quant, out)
+    return requantize(convert_float, quantize, qat_model, float_model, example, calibration, quant, out)
 
 
 def runner(artifact: Path, threads: int = 0, precision: str = "f32") -> LiteRTRunner:

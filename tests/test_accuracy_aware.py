@@ -10,7 +10,7 @@ import torch
 
 from conftest import ships
 from pipeline.cli import main
-from pipeline.fold import fold_batchnorm
+from targets.fold import fold_batchnorm
 from pipeline.models import load
 from pipeline.family import get_spec
 from pipeline.sensitivity import layer_sensitivity

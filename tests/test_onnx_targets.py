@@ -9,7 +9,7 @@ import torch
 import targets
 from edge import tensorrt_engine
 from pipeline.config import QuantConfig
-from pipeline.fold import count_batchnorm, fold_batchnorm
+from targets.fold import count_batchnorm, fold_batchnorm
 from pipeline.validate import agreement, parity
 
 onnx_target = targets.get_target("onnx")
@@ -132,6 +132,24 @@ def test_tensorrt_engine_build_and_run(tiny, tmp_path):
     assert tensorrt_engine.build_engine(tiny["qdq"], tmp_path, "int8") == engine  # cached
     logits = tensorrt_engine.TensorRTRunner(engine).infer(tiny["test"])
     assert agreement(logits, tiny["ref"]) >= 0.9
+
+
+def test_dependencies_run_one_way():
+    """pipeline -> targets -> edge: nothing in targets/ or edge/ imports pipeline/, nothing in edge/ imports targets/."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    below = {"targets": ("pipeline",), "edge": ("pipeline", "targets")}
+    wrong = []
+    for package, above in below.items():
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                wrong += [f"{path.relative_to(root)}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in above]
+    assert not wrong, wrong
+    assert not (root / "calibration").exists()  # the calibration set is the host's: pipeline/calibration.py
 
 
 def test_device_side_imports_no_torch():

@@ -12,6 +12,7 @@ from conftest import TINY_SIZE, ships
 from pipeline import PipelineError, qat
 from pipeline.cli import main
 from pipeline.config import QuantConfig
+from targets.base import trained_float_model
 from pipeline.data import labelled_samples
 from pipeline.family import get_spec
 from pipeline.models import load
@@ -60,7 +61,7 @@ def test_finetune_trains_weights_and_quantizer_ranges(trained):
 
 
 def test_trained_float_model_carries_the_qat_weights(trained):
-    tuned = qat.trained_float_model(trained["qmodel"], trained["folded"])
+    tuned = trained_float_model(trained["qmodel"], trained["folded"])
     q = trained["qmodel"].state_dict()
     for k, v in tuned.state_dict().items():
         assert torch.equal(v, q[k])

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-import calibration
+from pipeline import calibration
 from edge.latency import measure
 from pipeline.family import get_spec
 from pipeline.models import load

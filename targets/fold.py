@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from pipeline import PipelineError
+from edge.errors import UserError
 
 
 def _after_bn(bn: nn.Module) -> nn.Module:
@@ -44,7 +44,7 @@ def fold_batchnorm(model: nn.Module, check_input: torch.Tensor | None = None) ->
             ref, out = model.eval()(check_input), folded(check_input)
         scale = ref.abs().max().clamp_min(1e-12)
         if ((ref - out).abs().max() / scale) > 1e-3:
-            raise PipelineError("folding BatchNorm changed the model's outputs; this architecture needs a fold rule")
+            raise UserError("folding BatchNorm changed the model's outputs; this architecture needs a fold rule")
     return folded
 
 
