@@ -1,6 +1,7 @@
 """Config: defaults, the target profile, KEY=value overrides."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -55,5 +56,7 @@ def test_quant_config_becomes_nncf_arguments():
 
 
 def test_configs_are_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         DeployConfig().model = "b7"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DeployConfig().quant.mode = "qat"
