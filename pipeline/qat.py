@@ -82,8 +82,7 @@ def prepare(model: nn.Module, calibration: np.ndarray, quant, preset: str | None
             exclude: tuple[str, ...] = ()) -> tuple[nn.Module, nn.Module]:
     """(BatchNorm-folded float model, the same with NNCF quantizers initialised by PTQ on `calibration`).
 
-    NNCF's PyTorch PTQ, QAT's initialisation; `exclude`
-    names PyTorch modules left unquantized.
+    NNCF's PyTorch PTQ, the start QAT trains from; `exclude` names PyTorch modules left unquantized.
     """
     import nncf
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from targets import onnx as onnx_target
 from edge.errors import UserError
+from targets import onnx as onnx_target
 from targets.base import require
 
 name = "jetson"

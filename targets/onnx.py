@@ -146,7 +146,7 @@ def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: P
     """Float ONNX + calibration batch -> QDQ int8 ONNX with ONNX Runtime's static quantization.
 
     ONNX Runtime's quantizer has no bias correction: it quantizes a float model that carries NNCF's
-    corrected biases (targets/bias_correction.py). `exclude`: PyTorch module names whose Conv/Gemm
+    corrected biases (bias_corrected). `exclude`: PyTorch module names whose Conv/Gemm
     stays float (ONNX Runtime's nodes_to_exclude).
     """
     require("onnxruntime", "onnxruntime", name)
