@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline import PipelineError
+from targets.base import nncf_dataset
 from targets.fold import fold_batchnorm
 
 
@@ -92,7 +93,7 @@ def prepare(model: nn.Module, calibration: np.ndarray, quant, preset: str | None
     if exclude:  # NNCF's torch graph names 'blocks.0.0.conv_dw' as 'blocks/0/0/conv_dw/conv2d/0'
         kwargs["ignored_scope"] = nncf.IgnoredScope(
             patterns=[f"^{re.escape(layer.replace('.', '/'))}/(conv2d|linear)/\\d+$" for layer in exclude])
-    dataset = nncf.Dataset([torch.from_numpy(calibration[i : i + 1]) for i in range(len(calibration))])
+    dataset = nncf_dataset(nncf, calibration, torch.from_numpy)
     return folded, nncf.quantize(copy.deepcopy(folded), dataset, **kwargs)
 
 

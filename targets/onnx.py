@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.runners import OnnxRuntimeRunner
 from edge.errors import UserError
-from targets.base import require, requantize
+from targets.base import nncf_dataset, require, requantize
 
 name = "onnx"
 requires = ("onnx", "onnxruntime")
@@ -97,7 +97,7 @@ def nncf_quantize(float_artifact: Path, calibration: np.ndarray, quant, exclude:
     kwargs = quant.nncf_kwargs(nncf, len(calibration))
     if exclude:
         kwargs["ignored_scope"] = nncf.IgnoredScope(names=[_nodes_for(float_artifact, exclude)[layer] for layer in exclude])
-    dataset = nncf.Dataset([{"input": calibration[i : i + 1]} for i in range(len(calibration))])
+    dataset = nncf_dataset(nncf, calibration, lambda item: {"input": item})
     return nncf.quantize(onnx.load(str(float_artifact)), dataset, **kwargs)
 
 

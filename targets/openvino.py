@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.runners import OpenVINORunner
-from targets.base import require
+from targets.base import nncf_dataset, require
 
 name = "openvino"
 requires = ("openvino", "nncf")
@@ -51,7 +51,7 @@ def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: P
     kwargs = quant.nncf_kwargs(nncf, len(calibration))
     if exclude:
         kwargs["ignored_scope"] = nncf.IgnoredScope(patterns=[f"^__module\\.{re.escape(layer)}/" for layer in exclude])
-    int8_model = nncf.quantize(float_model, _dataset(nncf, calibration), **kwargs)
+    int8_model = nncf.quantize(float_model, nncf_dataset(nncf, calibration), **kwargs)
     return _save(ov, int8_model, out)
 
 
@@ -67,7 +67,7 @@ def quantize_accuracy_aware(float_artifact: Path, calibration: np.ndarray, quant
         return float(np.mean([int(np.argmax(compiled(x[None])[0])) == int(y) for x, y in items]))
 
     int8_model = nncf.quantize_with_accuracy_control(
-        float_model, _dataset(nncf, calibration), nncf.Dataset(list(zip(val_x, val_y)), lambda item: item[0][None]), top1,
+        float_model, nncf_dataset(nncf, calibration), nncf.Dataset(list(zip(val_x, val_y)), lambda item: item[0][None]), top1,
         max_drop=max_drop_points / 100, drop_type=nncf.DropType.ABSOLUTE, **_accuracy_control_kwargs(quant.nncf_kwargs(nncf, len(calibration))),
     )
     return _save(ov, int8_model, out)
@@ -87,10 +87,6 @@ def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, 
         warnings.simplefilter("ignore")
         ov_model = ov.convert_model(qat_model.eval(), example_input=example, input=[tuple(example.shape)])
     return _save(ov, ov_model, out)
-
-
-def _dataset(nncf, calibration: np.ndarray):
-    return nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
 
 
 def torch_name(op_name: str) -> str:
