@@ -63,10 +63,10 @@ class Deploy:
     """The state of one deploy run; each method is one stage."""
 
     def __init__(self, cfg: DeployConfig, log=print):
-        from pipeline.qat import Ranks
+        from pipeline.training import Dist
 
         self.cfg = cfg
-        self.world = Ranks()
+        self.world = Dist()
         self.log = log if self.world.main else (lambda *_: None)
         self.spec = get_spec(cfg.model)
         self.target = targets.get_target(cfg.target)

@@ -8,13 +8,12 @@ The loss is cross-entropy on the labels plus distillation from the float model (
 which keeps the int8 model close to the float one when the folder is small.
 
 `torchrun --nproc_per_node=N -m pipeline deploy --set quant.mode=qat ...` fine-tunes as N ranks
-of DistributedDataParallel (see pipeline/train.py's Dist); rank 0 alone writes.
+of DistributedDataParallel (pipeline/training.py's loop and Dist); rank 0 alone writes.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
 import re
 import shutil
@@ -22,40 +21,11 @@ import shutil
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from pipeline import PipelineError
+from pipeline.training import Dist, cosine, fit
 from targets.base import nncf_dataset
 from targets.fold import fold_batchnorm
-
-
-class Ranks:
-    """torchrun's ranks around one deploy: rank 0 runs the stages and, when it reaches QAT training,
-    tells the others (a broadcast) whether to train beside it; a world of one needs no word."""
-
-    def __init__(self):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.main = int(os.environ.get("RANK", "0")) == 0
-        self._said = False
-        if self.world > 1:
-            from pipeline.train import Dist
-
-            Dist()  # joins the process group
-
-    def _broadcast(self, value: int) -> int:
-        import torch.distributed as dist
-
-        t = torch.tensor([value], dtype=torch.int64)
-        dist.broadcast(t, 0)
-        return int(t.item())
-
-    def announce(self, train: bool) -> None:
-        if self.world > 1 and self.main and not self._said:
-            self._said = True
-            self._broadcast(int(train))
-
-    def wait(self) -> bool:
-        return bool(self._broadcast(0))
 
 
 def check_toolchain(log=print) -> None:
@@ -99,10 +69,7 @@ def prepare(model: nn.Module, calibration: np.ndarray, quant, preset: str | None
 
 def finetune(qmodel: nn.Module, teacher: nn.Module, samples, preprocess, quant, log=print) -> list[dict]:
     """Train `qmodel` in place on the labelled `samples`; returns one history row per epoch."""
-    from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data.distributed import DistributedSampler
-
-    from pipeline.train import Dist, FolderDataset
+    from pipeline.train import FolderDataset
 
     world = Dist()
     if not world.main:
@@ -111,38 +78,27 @@ def finetune(qmodel: nn.Module, teacher: nn.Module, samples, preprocess, quant, 
     device = world.device()
     qmodel.to(device)
     teacher = teacher.to(device).eval()
-    dataset = FolderDataset(samples, preprocess, train=True)
-    sampler = DistributedSampler(dataset, world.world, world.rank, shuffle=True, seed=quant.qat_seed) if world.world > 1 else None
-    loader = torch.utils.data.DataLoader(dataset, quant.qat_batch_size, shuffle=sampler is None, sampler=sampler, num_workers=0)
-    steps = quant.qat_epochs * max(1, len(loader))
+    loader = world.loader(FolderDataset(samples, preprocess, train=True), quant.qat_batch_size, shuffle=True,
+                          seed=quant.qat_seed, num_workers=0)
     opt = torch.optim.Adam([p for p in qmodel.parameters() if p.requires_grad], lr=quant.qat_lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    net = DistributedDataParallel(qmodel, device_ids=[device.index] if device.type == "cuda" else None) if world.world > 1 else qmodel
-    history = []
-    for epoch in range(quant.qat_epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        net.train()
-        total = agree = n = 0.0
-        for x, y in tqdm(loader, desc=f"QAT epoch {epoch + 1}/{quant.qat_epochs}", leave=False, dynamic_ncols=True, disable=not world.main):
-            x, y = x.to(device), y.to(device)
-            with torch.no_grad():
-                target = teacher(x)
-            out = net(x)
-            loss = nn.functional.cross_entropy(out, y, ignore_index=-1) + nn.functional.kl_div(
-                out.log_softmax(1), target.log_softmax(1), log_target=True, reduction="batchmean")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(y)
-            agree += float((out.argmax(1) == target.argmax(1)).sum())
-            n += len(y)
-        total, agree, n = world.sum(total, agree, n)
-        history.append({"epoch": epoch + 1, "loss": total / max(n, 1), "train_agreement_with_float": agree / max(n, 1),
-                        "lr": sched.get_last_lr()[0], "processes": world.world})
-        log(f"[qat] epoch {epoch + 1}/{quant.qat_epochs}: loss {total / max(n, 1):.4f}, "
-            f"top-1 agreement with float on the training crops {agree / max(n, 1):.3f}")
+    sched = cosine(opt, quant.qat_epochs * max(1, len(loader)))  # no warm-up: PTQ's initialisation is already close
+
+    def distil(net, x, y):
+        with torch.no_grad():
+            target = teacher(x)
+        out = net(x)
+        loss = nn.functional.cross_entropy(out, y, ignore_index=-1) + nn.functional.kl_div(
+            out.log_softmax(1), target.log_softmax(1), log_target=True, reduction="batchmean")
+        return loss, {"loss": float(loss.detach()) * len(y),
+                      "train_agreement_with_float": float((out.argmax(1) == target.argmax(1)).sum())}
+
+    def end_epoch(history: list[dict]) -> None:
+        h = history[-1]
+        log(f"[qat] epoch {h['epoch']}/{quant.qat_epochs}: loss {h['loss']:.4f}, "
+            f"top-1 agreement with float on the training crops {h['train_agreement_with_float']:.3f}")
+
+    history = fit(world.ddp(qmodel), loader, distil, opt, sched, world, epochs=quant.qat_epochs, desc="QAT epoch",
+                  end_epoch=end_epoch)
     qmodel.cpu().eval()
     teacher.cpu()
     return history

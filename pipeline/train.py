@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from edge.dataset import ClassTable, Sample, labelled_samples
 from edge.preprocess import INTERPOLATIONS, Preprocess, read_image
@@ -30,6 +29,7 @@ from pipeline import PipelineError
 from pipeline.family import get_spec
 from pipeline.models import classifier, load, save_checkpoint
 from pipeline.runfolder import write_atomic
+from pipeline.training import Dist, cosine, fit
 
 
 @dataclass(frozen=True)
@@ -133,45 +133,6 @@ def _model(cfg: TrainConfig, classes: list[str]) -> nn.Module:
     return model
 
 
-class Dist:
-    """torchrun's world (RANK/WORLD_SIZE/LOCAL_RANK in the environment), or a world of one."""
-
-    def __init__(self):
-        import torch.distributed as dist
-
-        self.dist = dist
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def device(self) -> torch.device:
-        if torch.cuda.is_available():
-            torch.cuda.set_device(self.local_rank)
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
-
-    def sum(self, *values: float) -> list[float]:
-        """Values added up over all ranks (every rank gets the totals)."""
-        t = torch.tensor(values, dtype=torch.float64)
-        if self.world > 1:
-            self.dist.all_reduce(t)
-        return t.tolist()
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            self.dist.barrier()
-
-    def close(self) -> None:
-        if self.world > 1 and self.dist.is_initialized():
-            self.dist.destroy_process_group()
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device, world: Dist | None = None) -> float:
     model.eval()
@@ -197,99 +158,102 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
 
 def _train(cfg: TrainConfig, world: Dist, log) -> dict:
-    from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data.distributed import DistributedSampler
-
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + world.rank)  # each rank augments differently
+    classes, train_s, val_s = _samples(cfg)
+    device = world.device()
+    train_loader, val_loader = _loaders(cfg, world, train_s, val_s, device)
+    model = _model(cfg, classes).to(device)
+    opt = _optimizer(cfg, model)
+    steps = cfg.epochs * max(1, len(train_loader))
+    sched = cosine(opt, steps, warmup=max(1, steps // 10))
+    run = cfg.run_dir
+    if world.main:
+        run.mkdir(parents=True, exist_ok=True)
+    world.barrier()
+    history = []
+    if cfg.resume and (run / "last.pt").exists():
+        state = torch.load(run / "last.pt", map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])  # the schedule follows from the update count (see training.cosine)
+        history = state["history"]
+        log(f"[train] resuming after epoch {state['epoch'] + 1} of {cfg.epochs}")
+
+    end_epoch = _end_epoch(cfg, classes, model, opt, val_loader, world, log)
+    fit(world.ddp(model), train_loader, _cross_entropy, opt, sched, world, epochs=cfg.epochs, history=history,
+        amp=device.type == "cuda", end_epoch=end_epoch)  # mixed precision on GPU only
+    best = max((h["val_top1"] for h in history), default=-1.0)
+    summary = {"best": str(run / "best.pt"), "best_val_top1": best, "classes": classes, "epochs": len(history),
+               "train_images": len(train_s), "val_images": len(val_s)}
+    if world.main:
+        _plot(history, run / "training.png")
+        write_atomic(run / "train.json", json.dumps(summary, indent=2))
+    log(f"[train] best val top-1 {best:.3f}: make deploy MODEL={cfg.model} WEIGHTS={run / 'best.pt'} DATA=...")
+    return summary
+
+
+def _samples(cfg: TrainConfig) -> tuple[list[str], list[Sample], list[Sample]]:
+    """(class names, training samples, validation samples): VAL's folder, or a stratified hold-out of DATA."""
     classes = _folder_classes(cfg.data)
-    spec = get_spec(cfg.model)
-    pre = spec.preprocess.at_size(cfg.image_size) if cfg.image_size else spec.preprocess
     table = ClassTable.plain(classes)
     samples = labelled_samples(cfg.data, table)
     train_s, val_s = (samples, labelled_samples(cfg.val, table)) if cfg.val else _split(samples, cfg.val_split, cfg.seed)
     if not val_s:
         raise PipelineError("no validation images: pass VAL=folder or put at least 2 images in every class")
-    device = world.device()
-    model = _model(cfg, classes).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = (torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
-           if cfg.optimizer == "sgd" else torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
+    return classes, train_s, val_s
+
+
+def _loaders(cfg: TrainConfig, world: Dist, train_s: list[Sample], val_s: list[Sample], device: torch.device):
+    """(training loader, validation loader), each over this rank's share; validation uses deploy's preprocessing."""
+    spec = get_spec(cfg.model)
+    pre = spec.preprocess.at_size(cfg.image_size) if cfg.image_size else spec.preprocess
     # Loader processes only where a GPU waits for data; on a CPU the cores are busy training anyway.
     # They are spawned, not forked: a fork of a process holding OpenMP/runtime threads can crash.
     loader_args = {"num_workers": min(4, os.cpu_count() or 1), "multiprocessing_context": "spawn",
                    "persistent_workers": True} if device.type == "cuda" else {"num_workers": 0}
-    train_set, val_set = FolderDataset(train_s, pre, True), FolderDataset(val_s, pre, False)
-    train_sampler = DistributedSampler(train_set, world.world, world.rank, shuffle=True, seed=cfg.seed) if world.world > 1 else None
-    val_sampler = DistributedSampler(val_set, world.world, world.rank, shuffle=False) if world.world > 1 else None
     per_rank = -(-len(train_s) // world.world)
-    train_loader = torch.utils.data.DataLoader(train_set, cfg.batch_size, shuffle=train_sampler is None, sampler=train_sampler,
-                                               drop_last=per_rank > cfg.batch_size, **loader_args)
-    val_loader = torch.utils.data.DataLoader(val_set, cfg.batch_size, sampler=val_sampler, **loader_args)
-    steps = cfg.epochs * max(1, len(train_loader))
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine to zero
-        opt, lambda step: (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")  # mixed precision on GPU only
+    train = world.loader(FolderDataset(train_s, pre, True), cfg.batch_size, shuffle=True, seed=cfg.seed,
+                         drop_last=per_rank > cfg.batch_size, **loader_args)
+    val = world.loader(FolderDataset(val_s, pre, False), cfg.batch_size, shuffle=False, **loader_args)
+    return train, val
 
-    run = cfg.run_dir
-    if world.main:
-        run.mkdir(parents=True, exist_ok=True)
-    world.barrier()
-    history, start, best = [], 0, -1.0
-    last = run / "last.pt"
-    if cfg.resume and last.exists():
-        state = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history, start, best = state["history"], state["epoch"] + 1, state["best"]
-        log(f"[train] resuming after epoch {start} of {cfg.epochs}")
 
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world.world > 1 else model
-    loss_fn = nn.CrossEntropyLoss(ignore_index=-1)
-    for epoch in range(start, cfg.epochs):
-        net.train()
-        if train_sampler is not None:
-            train_sampler.set_epoch(epoch)
-        total, n = 0.0, 0
-        for x, y in tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True, disable=not world.main):
-            x, y = x.to(device), y.to(device)
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
-                loss = loss_fn(net(x), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            total += float(loss.detach()) * len(y)
-            n += len(y)
-        acc = evaluate(model, val_loader, device, world)
-        total, n = world.sum(total, n)
-        history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_top1": acc, "lr": sched.get_last_lr()[0],
-                        "processes": world.world})
-        log(f"[train] epoch {epoch + 1}/{cfg.epochs}: loss {total / max(n, 1):.4f}, val top-1 {acc:.3f}")
-        if acc >= best:  # on a tie the later, longer-trained epoch wins
-            best = acc
-            if world.main:
-                tmp = run / ".best.pt.tmp"
-                save_checkpoint(tmp, spec, model, classes, epoch=epoch + 1, val_top1=acc)
-                os.replace(tmp, run / "best.pt")
+def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    loss = nn.functional.cross_entropy(net(x), y, ignore_index=-1)  # -1: a corrupt image (see FolderDataset)
+    return loss, {"train_loss": float(loss.detach()) * len(y)}
+
+
+def _end_epoch(cfg: TrainConfig, classes: list[str], model: nn.Module, opt, val_loader, world: Dist, log):
+    """After every epoch: validation top-1 into the row, the log line, and rank 0's files:
+    best.pt (what deploy reads), last.pt (what --resume continues from) and history.json."""
+    run, spec, device = cfg.run_dir, get_spec(cfg.model), world.device()
+
+    def end(history: list[dict]) -> None:
+        row = history[-1]
+        row["val_top1"] = acc = evaluate(model, val_loader, device, world)
+        epoch = row["epoch"]
+        log(f"[train] epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.4f}, val top-1 {acc:.3f}")
+        best = max(h["val_top1"] for h in history)
         if world.main:
+            if acc == best:  # on a tie with an earlier epoch the later, longer-trained one wins
+                tmp = run / ".best.pt.tmp"
+                save_checkpoint(tmp, spec, model, classes, epoch=epoch, val_top1=acc)
+                os.replace(tmp, run / "best.pt")
             tmp = run / ".last.pt.tmp"
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "epoch": epoch, "best": best, "history": history, "config": asdict(cfg)}, tmp)
-            os.replace(tmp, last)
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch - 1, "best": best,
+                        "history": history, "config": asdict(cfg)}, tmp)
+            os.replace(tmp, run / "last.pt")
             write_atomic(run / "history.json", json.dumps(history, indent=2))
         world.barrier()
-    if world.main:
-        _plot(history, run / "training.png")
-    summary = {"best": str(run / "best.pt"), "best_val_top1": best, "classes": classes, "epochs": len(history),
-               "train_images": len(train_s), "val_images": len(val_s)}
-    if world.main:
-        write_atomic(run / "train.json", json.dumps(summary, indent=2))
-    log(f"[train] best val top-1 {best:.3f}: make deploy MODEL={cfg.model} WEIGHTS={run / 'best.pt'} DATA=...")
-    return summary
+
+    return end
 
 
 def _plot(history: list[dict], path: Path) -> None:

@@ -58,6 +58,8 @@ def test_finetune_trains_weights_and_quantizer_ranges(trained):
     assert any("_scale_param_storage" in k or "input_range" in k or "input_low" in k for k in changed)  # NNCF's ranges learn too
     h = trained["history"]
     assert len(h) == 1 and np.isfinite(h[0]["loss"]) and h[0]["processes"] == 1
+    assert set(h[0]) == {"epoch", "loss", "train_agreement_with_float", "lr", "processes"}  # what the report reads
+    assert 0 <= h[0]["train_agreement_with_float"] <= 1 and h[0]["lr"] == pytest.approx(0, abs=1e-12)  # cosine to zero
 
 
 def test_trained_float_model_carries_the_qat_weights(trained):

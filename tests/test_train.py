@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from conftest import write_folder
@@ -23,6 +24,9 @@ def test_finetune_resume_and_deploy(tmp_path, colour_data):
     assert main([*common, "--epochs", "3", "--resume"]) == 0  # picks up after epoch 1
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3] and history[0] == first[0]
+    assert all(set(h) == {"epoch", "train_loss", "val_top1", "lr", "processes"} for h in history)
+    # the resumed run follows the 3-epoch cosine, not the 1-epoch one it started on (which ended at 0)
+    assert first[0]["lr"] == pytest.approx(0, abs=1e-12) and history[1]["lr"] > 1e-4 and history[2]["lr"] < 1e-12
     summary = json.loads((out / "train.json").read_text())
     assert summary["classes"] == ["blue", "green", "red", "yellow"] and summary["best_val_top1"] >= 0.75
     assert (out / "training.png").stat().st_size > 1000
@@ -39,6 +43,39 @@ def test_finetune_resume_and_deploy(tmp_path, colour_data):
                  "--max-drop", "5"]) == 0
     report = json.loads((run / "report.json").read_text())
     assert report["accuracy"]["float"]["top1"] >= 0.75 and report["accuracy"]["top1_agreement"] >= 0.85
+
+
+def test_the_loop_follows_a_cosine_to_zero_and_resumes_on_it():
+    """pipeline.training.fit with the schedule train uses: linear warm-up, cosine to zero over all updates."""
+    from pipeline.training import Dist, cosine, fit
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 3)
+    data = torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long())
+
+    def run(history=None):
+        model = torch.nn.Linear(3, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        loader = torch.utils.data.DataLoader(data, batch_size=10, shuffle=True)
+        sched = cosine(opt, 4 * len(loader), warmup=2)
+        used = []
+
+        def loss_fn(net, xb, yb):
+            used.append(opt.param_groups[0]["lr"])
+            loss = torch.nn.functional.cross_entropy(net(xb), yb)
+            return loss, {"loss": float(loss.detach()) * len(yb)}
+
+        return fit(model, loader, loss_fn, opt, sched, Dist(), epochs=4, history=history), used
+
+    rows, lrs = run()
+    assert len(lrs) == 16 and [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert all(set(r) == {"epoch", "loss", "lr", "processes"} and r["processes"] == 1 for r in rows)
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(0.1)  # warm-up
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:]))  # then down all the way
+    assert lrs[2 + 7] == pytest.approx(0.05)  # half-way through the cosine: half the rate
+    assert 0 < lrs[-1] < 0.01 and rows[-1]["lr"] == pytest.approx(0, abs=1e-12)
+    resumed, lrs_resumed = run(history=rows[:2])  # a fresh optimizer and schedule, as after --resume
+    assert [r["epoch"] for r in resumed] == [1, 2, 3, 4] and lrs_resumed == pytest.approx(lrs[8:])
 
 
 def test_train_needs_a_labelled_folder(tmp_path, capsys):
