@@ -25,7 +25,21 @@ def require(module: str, pip_name: str, who: str):
         raise MissingRuntime(f"{who} needs the Python package {pip_name!r} ({e}); install it with: pip install {pip_name}") from None
 
 
-class OpenVINORunner:
+class Runner:
+    """A model loaded in its runtime: `infer` takes NCHW float32 and returns logits (N, classes)."""
+
+    runtime: str  # e.g. "openvino 2026.4 (CPU, f32)"
+    threads: int
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def executed_precisions(self) -> dict[str, int]:
+        """Compute layers per precision the runtime actually executes; {} where it does not say."""
+        return {}
+
+
+class OpenVINORunner(Runner):
     """An IR compiled for the CPU at batch 1; `precision` is the inference precision hint."""
 
     def __init__(self, artifact: Path, threads: int = 0, precision: str = "f32", device: str = "CPU"):
@@ -62,7 +76,7 @@ class OpenVINORunner:
         return counts
 
 
-class OnnxRuntimeRunner:
+class OnnxRuntimeRunner(Runner):
     def __init__(self, artifact: Path, threads: int = 0, providers: list[str] | None = None):
         ort = require("onnxruntime", "onnxruntime", "the ONNX Runtime runner")
         options = ort.SessionOptions()
@@ -81,21 +95,29 @@ class OnnxRuntimeRunner:
         return np.concatenate(outs, axis=0)
 
 
-def load_runner(runtime: str, artifact: Path, threads: int = 0, precision: str = "f32", cache_dir: Path | None = None):
-    """The runner for a bundle's runtime name: openvino, onnxruntime, litert or tensorrt."""
-    if runtime == "openvino":
-        return OpenVINORunner(artifact, threads, precision)
-    if runtime == "onnxruntime":
-        return OnnxRuntimeRunner(artifact, threads)
-    if runtime == "litert":
-        return LiteRTRunner(artifact, threads)
-    if runtime == "tensorrt":
-        from edge import tensorrt_engine
+def _tensorrt(artifact: Path, threads: int, precision: str, cache_dir: Path | None):
+    from edge import tensorrt_engine
 
-        precision = "int8" if tensorrt_engine.is_qdq(artifact) else "fp16"
-        engine = tensorrt_engine.build_engine(artifact, cache_dir or Path(artifact).parent / "engines", precision)
-        return tensorrt_engine.TensorRTRunner(engine)
-    raise ValueError(f"unknown runtime {runtime!r}; use openvino, onnxruntime, litert or tensorrt")
+    # A Q/DQ file is int8 by construction; a float file is the fp32 reference unless asked for fp16.
+    engine_precision = "int8" if tensorrt_engine.is_qdq(artifact) else ("fp32" if precision == "f32" else "fp16")
+    engine = tensorrt_engine.build_engine(artifact, cache_dir or Path(artifact).parent / "engines", engine_precision)
+    return tensorrt_engine.TensorRTRunner(engine)
+
+
+# The one registry of runtimes, for host and board alike: name -> (artifact, threads, precision, cache_dir) -> Runner.
+RUNTIMES = {
+    "openvino": lambda artifact, threads, precision, cache_dir: OpenVINORunner(artifact, threads, precision),
+    "onnxruntime": lambda artifact, threads, precision, cache_dir: OnnxRuntimeRunner(artifact, threads),
+    "litert": lambda artifact, threads, precision, cache_dir: LiteRTRunner(artifact, threads),
+    "tensorrt": _tensorrt,
+}
+
+
+def load_runner(runtime: str, artifact: Path, threads: int = 0, precision: str = "f32", cache_dir: Path | None = None) -> Runner:
+    """The runner for a runtime name (a target's `device_runtime`, a bundle's "runtime")."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    return RUNTIMES[runtime](artifact, threads, precision, cache_dir)
 
 
 def quantize_input(x: np.ndarray, details: dict) -> np.ndarray:
@@ -114,7 +136,7 @@ def dequantize(y: np.ndarray, details: dict) -> np.ndarray:
     return (y.astype(np.float32) - zero) * scale if scale else np.asarray(y, dtype=np.float32)
 
 
-class LiteRTRunner:
+class LiteRTRunner(Runner):
     """A .tflite model in the LiteRT interpreter (ai-edge-litert; tflite-runtime as the fallback).
 
     Takes NCHW float32 like every runner: transposes to the model's NHWC input and, for a

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.files import file_sha256
+from edge.runners import Runner
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -111,7 +112,7 @@ def build_engine(onnx_path: str | Path, cache_dir: str | Path, precision: str = 
     return engine_path
 
 
-class TensorRTRunner:
+class TensorRTRunner(Runner):
     """Runs a serialized engine at batch 1 with the name-based tensor API (TensorRT >= 8.5)."""
 
     def __init__(self, engine_path: str | Path):

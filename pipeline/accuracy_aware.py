@@ -55,7 +55,7 @@ class Recovery:
                  f"(drop {ptq['drop_points']:.2f} points, allowed {self.max_drop})")
         if self.passes(ptq):
             path, kept, steps, method, final = copy_artifact(self.ptq_artifact, out), [], [], "PTQ already within MAX_DROP", ptq
-        elif hasattr(self.target, "quantize_accuracy_aware"):
+        elif self.target.own_accuracy_search:
             path, kept, steps, method = self._nncf_accuracy_control(out, ranked)
             final = self.measure(path)
         else:  # each step is measured as it is made; the last one is the final model

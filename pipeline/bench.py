@@ -29,6 +29,7 @@ from pipeline.deploy import Deploy
 from pipeline.family import FAMILY, get_spec
 from pipeline.models import load
 from pipeline.runfolder import write_atomic
+from targets import get_target
 
 SCALING = tuple(f"b{i}" for i in range(8))
 
@@ -98,25 +99,20 @@ def deploy_model(model: str, target: str, bc: BenchConfig, weights: str | None, 
         stages["validate"] = d.validation()
     return {
         "deploy": d,
-        "float": stages["float"].path(stages["float"].result["artifact"]),
-        "int8": stages["int8"].path(stages["int8"].result["artifact"]),
+        "float": stages["float"].artifact,
+        "int8": stages["int8"].artifact,
         "stage_seconds": {k: s.seconds for k, s in stages.items()},
         "validation": stages["validate"].result if real else None,
     }
 
 
 def bench_targets() -> tuple[str, ...]:
-    """The targets whose converters and runtimes are installed here."""
-    import importlib.util
-
-    have_litert = all(importlib.util.find_spec(m) for m in ("litert_torch", "ai_edge_litert"))
-    return ("openvino", "onnx") + (("tflite",) if have_litert else ())
+    """The CPU targets whose converters and runtimes are installed here (openvino first: the camera loop uses it)."""
+    return tuple(name for name in ("openvino", "onnx", "tflite") if get_target(name).is_available()[0])
 
 
 def engines_for(model: str, deployed: dict, threads: int) -> dict:
-    """name -> (runtime label, infer function); every engine installed here."""
-    from edge.runners import LiteRTRunner, OnnxRuntimeRunner, OpenVINORunner
-
+    """name -> (runtime label, infer function): PyTorch and each deployed target's float and int8, as the target runs them."""
     d = deployed["openvino"]["deploy"]
     torch_model = d._torch_model(d.model())
     torch.set_num_threads(threads or os.cpu_count())
@@ -125,26 +121,17 @@ def engines_for(model: str, deployed: dict, threads: int) -> dict:
         with torch.no_grad():
             return torch_model(torch.from_numpy(x))
 
-    engines = {"pytorch fp32": ("pytorch eager", torch_infer)}
-    ov = {
-        "openvino fp32": OpenVINORunner(deployed["openvino"]["float"], threads, "f32"),
-        "openvino int8": OpenVINORunner(deployed["openvino"]["int8"], threads, "f32"),
-    }
+    runners = {}
+    for name, artifacts in deployed.items():
+        target = get_target(name)
+        runtime = target.device_runtime
+        runners[f"{runtime} fp32"] = target.runner(artifacts["float"], threads, "f32")
+        runners[f"{runtime} int8"] = target.runner(artifacts["int8"], threads, "f32")
     import openvino
 
     if "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        ov["openvino bf16"] = OpenVINORunner(deployed["openvino"]["float"], threads, "bf16")
-    ort = {
-        "onnxruntime fp32": OnnxRuntimeRunner(deployed["onnx"]["float"], threads),
-        "onnxruntime int8": OnnxRuntimeRunner(deployed["onnx"]["int8"], threads),
-    }
-    litert = {}
-    if "tflite" in deployed:
-        litert = {"litert fp32": LiteRTRunner(deployed["tflite"]["float"], threads),
-                  "litert int8": LiteRTRunner(deployed["tflite"]["int8"], threads)}
-    for name, r in {**ov, **ort, **litert}.items():
-        engines[name] = (r.runtime, r.infer)
-    return engines
+        runners["openvino bf16"] = get_target("openvino").runner(deployed["openvino"]["float"], threads, "bf16")
+    return {"pytorch fp32": ("pytorch eager", torch_infer), **{name: (r.runtime, r.infer) for name, r in runners.items()}}
 
 
 def interleaved_latency(engines: dict, sample: np.ndarray, warmup: int, runs: int, block: int = 10) -> dict:
@@ -186,7 +173,6 @@ def camera_loop_rate(deployed_ov: dict, preprocess, out: Path, threads: int, fra
 
     from edge.latency import measure
     from edge.loop import LoopOptions, run_loop
-    from edge.runners import OpenVINORunner
     from edge.sources import Grabber, open_source
     from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
 
@@ -196,7 +182,7 @@ def camera_loop_rate(deployed_ov: dict, preprocess, out: Path, threads: int, fra
     for i in range(frames):
         writer.write(photos[(i // 10) % len(photos)])
     writer.release()
-    runner = OpenVINORunner(deployed_ov["int8"], threads, "f32")
+    runner = get_target("openvino").runner(deployed_ov["int8"], threads, "f32")
     size = preprocess.image_size
     bare = measure(runner.infer, np.zeros((1, 3, size, size), np.float32), warmup=20, runs=200)
     names = [str(i) for i in range(1000)]
@@ -218,21 +204,19 @@ def scaling(bc: BenchConfig, log) -> list[dict]:
         d = Deploy(cfg, log)
         fp32 = d.float_artifact()
         int8 = d.int8_artifact()
-        from edge.runners import OpenVINORunner
-
         size = d.preprocess.image_size
         sample = np.zeros((1, 3, size, size), np.float32)
         runs = max(10, min(bc.runs, int(2000 / (1 + size / 100))))
         engines = {
-            "fp32": ("", OpenVINORunner(fp32.path(fp32.result["artifact"]), bc.threads, "f32").infer),
-            "int8": ("", OpenVINORunner(int8.path(int8.result["artifact"]), bc.threads, "f32").infer),
+            "fp32": ("", d.target.runner(fp32.artifact, bc.threads, "f32").infer),
+            "int8": ("", d.target.runner(int8.artifact, bc.threads, "f32").infer),
         }
         lat = interleaved_latency(engines, sample, 5, runs // 4, block=5)
         rows.append({
             "model": model, "resolution": size, "gflops": get_spec(model).gflops,
             "fp32_p50_ms": lat["fp32"]["p50"], "int8_p50_ms": lat["int8"]["p50"],
-            "fp32_mb": artifact_size_mb(fp32.path(fp32.result["artifact"])),
-            "int8_mb": artifact_size_mb(int8.path(int8.result["artifact"])),
+            "fp32_mb": artifact_size_mb(fp32.artifact),
+            "int8_mb": artifact_size_mb(int8.artifact),
             "seconds": round(time.monotonic() - t0, 1),
         })
         log(f"[bench] scaling {model}: fp32 {lat['fp32']['p50']:.1f} ms, int8 {lat['int8']['p50']:.1f} ms")

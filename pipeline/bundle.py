@@ -90,13 +90,8 @@ def write_bundle(dest: Path, cfg, spec, target, preprocess, labels: list[str], r
 
 
 def _requirements(target) -> str:
-    lines = ["# The board needs only these: no PyTorch, no NNCF.", "numpy>=1.24"]
-    if target.device_runtime == "tensorrt":
-        lines += ["# OpenCV (with GStreamer) and TensorRT come with JetPack: do not pip-install them on a Jetson."]
-    else:
-        lines += ["opencv-python-headless>=4.8  # on a board with a desktop, opencv-python gives the overlay window"]
-    lines += list(target.device_requires)
-    lines += ["# optional, for --mqtt:", "# paho-mqtt>=2.0"]
+    lines = ["# The board needs only these: no PyTorch, no NNCF.", "numpy>=1.24", *target.device_requires,
+             "# optional, for --mqtt:", "# paho-mqtt>=2.0"]
     return "\n".join(lines) + "\n"
 
 
@@ -122,15 +117,7 @@ WantedBy=multi-user.target
 def _readme(config: dict, target) -> str:
     host = config["host"]
     acc = host["accuracy"]
-    install = {
-        "tensorrt": "JetPack already has TensorRT and OpenCV: `pip install cuda-python numpy`. The first start builds "
-        "the TensorRT engine on this board (minutes) and caches it in `model/engines/`, keyed by the ONNX file, "
-        "the TensorRT version, the GPU and the precision.",
-        "litert": "`python3 -m venv --system-site-packages .venv && .venv/bin/pip install -r requirements.txt` (run.sh uses `.venv` when it is there) (Raspberry Pi OS 64-bit: ai-edge-litert has aarch64 "
-        "wheels; tflite-runtime also works but ran int8 about 40x slower and needs numpy<2). The Pi camera: "
-        "`--source picamera2` (with `sudo apt install python3-picamera2`) "
-        "or a libcamera GStreamer pipeline.",
-    }.get(config["runtime"], "`python3 -m venv --system-site-packages .venv && .venv/bin/pip install -r requirements.txt` (run.sh uses `.venv` when it is there)")
+    install = target.device_install
     return f"""# {config['model']} → {config['target']} ({config['quant']})
 
 Runs without PyTorch: numpy, OpenCV and {config['runtime']} only.

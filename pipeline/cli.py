@@ -6,6 +6,9 @@ import os
 import sys
 import traceback
 
+from pipeline.config import MODES
+from targets import TARGETS
+
 EXIT_ERROR, EXIT_GATE = 1, 3
 
 STAGE_HELP = {
@@ -20,8 +23,15 @@ STAGE_HELP = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option as one line (what is wrong and the valid choices), not a usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _deploy_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", default="openvino", help="deployment target (see `python -m pipeline targets`)")
+    p.add_argument("--target", default="openvino", choices=sorted(TARGETS), help="deployment target (see `python -m pipeline targets`)")
     p.add_argument("--model", default="lite0", help="b0..b7 or lite0..lite4 (see `python -m pipeline models`)")
     p.add_argument("--data", help="labelled image folder, one subfolder per class (default: a tiny embedded sample)")
     p.add_argument("--calib", help="calibration image folder (default: DATA); 'random' only if you mean it")
@@ -32,7 +42,7 @@ def _deploy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-drop", type=float, help="allowed int8 top-1 drop in points (default 1.0)")
     p.add_argument("--strict", action="store_true", default=None,
                    help="an inconclusive verdict (too few images to resolve MAX_DROP) fails too, exit 3")
-    p.add_argument("--quant", choices=["ptq", "qat", "auto"],
+    p.add_argument("--quant", choices=MODES,
                    help="ptq (default): post-training; qat: quantization-aware training; auto: accuracy-aware PTQ")
     p.add_argument("--train-data", help="labelled folder QAT trains on (default: DATA)")
     p.add_argument("--out", help="run folder (default runs/<model>-<target>-<quant>)")
@@ -121,12 +131,14 @@ def _print_targets() -> int:
 
     for name in sorted(targets.TARGETS):
         t = targets.get_target(name)
-        print(f"{name:10} host: {', '.join(t.requires)}; board: {', '.join(t.device_requires)}")
+        board = [line.split("#")[0].strip() for line in t.device_requires if not line.startswith("#")]
+        ok, missing = t.is_available()
+        print(f"{name:10} host: {', '.join(t.requires)}{'' if ok else ' (' + missing + ')'}; board: {', '.join(board)}")
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description="EfficientNet -> int8 edge deployment")
+    parser = _Parser(prog="python -m pipeline", description="EfficientNet -> int8 edge deployment")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("deploy", help="all stages: model, calibration, float, int8, validate, report, bundle")
     _deploy_options(d)

@@ -141,7 +141,7 @@ class Deploy:
             model = self._torch_model(model_stage)
             batch = np.load(calib_stage.path("calibration.npy"))
             self.log(f"[int8] post-training quantization with {len(batch)} calibration images from {calib_stage.result['source']}")
-            path = self.target.quantize(model, float_stage.path(float_stage.result["artifact"]), batch, self.cfg.quant, tmp / "model")
+            path = self.target.quantize(model, float_stage.artifact, batch, self.cfg.quant, tmp / "model")
             return {"artifact": path.name, "ops": self.target.describe(path)}
 
         return self.run.stage("int8", key, work)
@@ -212,7 +212,7 @@ class Deploy:
             float_top1 = val.accuracy(np.concatenate([infer(x[i : i + 32]) for i in range(0, len(x), 32)]), y)["top1"]
             recovery = Recovery(
                 self.target, model, fold_batchnorm(model, torch.from_numpy(calib[:1])),
-                float_stage.path(float_stage.result["artifact"]), int8_stage.path(int8_stage.result["artifact"]),
+                float_stage.artifact, int8_stage.artifact,
                 calib, cfg.quant, x, y, float_top1, cfg.max_drop, cfg.threads, cfg.precision, cfg.runs, self.log,
             )
             result = recovery.run(tmp / "model")
@@ -227,8 +227,6 @@ class Deploy:
     @_once("validate")
     def validation(self) -> Stage:
         model_stage, float_stage, ptq_stage, int8_stage = self.model(), self.float_artifact(), self.int8_artifact(), self.shipped()
-        compare_ptq = ptq_stage is not int8_stage
-        images = list_images(self.data_dir)
         cfg = self.cfg
         key = {
             "code": code_digest(),
@@ -236,7 +234,7 @@ class Deploy:
             "float": float_stage.digest,
             "int8": int8_stage.digest,
             "ptq": ptq_stage.digest,
-            "data": fingerprint(images),
+            "data": fingerprint(list_images(self.data_dir)),
             "settings": [cfg.threads, cfg.precision, cfg.warmup, cfg.runs, cfg.max_images],
             "split": self._splits_data,
         }
@@ -245,50 +243,51 @@ class Deploy:
             model, labels = self._torch_model(model_stage, with_labels=True)
             samples = self._validation_samples(labels)
             (tmp / "files.json").write_text(json.dumps([str(s.path) for s in samples]))
-            float_runner = self.target.runner(float_stage.path(float_stage.result["artifact"]), cfg.threads, cfg.precision)
-            int8_runner = self.target.runner(int8_stage.path(int8_stage.result["artifact"]), cfg.threads, cfg.precision)
-            runners = {"float": float_runner, "int8": int8_runner}
-            if compare_ptq:
-                runners["ptq"] = self.target.runner(ptq_stage.path(ptq_stage.result["artifact"]), cfg.threads, cfg.precision)
+            artifacts = {"float": float_stage.artifact, "int8": int8_stage.artifact}
+            if ptq_stage is not int8_stage:  # QAT / auto: the PTQ model it started from, for comparison
+                artifacts["ptq"] = ptq_stage.artifact
+            runners = {k: self.target.runner(a, cfg.threads, cfg.precision) for k, a in artifacts.items()}
             out = val.classify_all(samples, self.preprocess, model, runners, progress)
-            logits, y = out["logits"], out["labels"]
-            if len(y) == 0:
-                raise PipelineError(f"all {len(out['skipped'])} images in {self.data_dir} are unreadable; check DATA")
-            sample = np.zeros((1, 3, self.preprocess.image_size, self.preprocess.image_size), np.float32)
-            self.log(f"[validate] latency at batch 1: {cfg.warmup} warm-up + {cfg.runs} timed runs each")
-            result = {
-                "images": int(len(y)),
-                "skipped": len(out["skipped"]),
-                "skipped_files": out["skipped"][:50],
-                "accuracy": {
-                    "float": val.accuracy(logits["torch"], y),
-                    "float_artifact": val.accuracy(logits["float"], y),
-                    "int8": val.accuracy(logits["int8"], y),
-                    "top1_agreement": val.agreement(logits["int8"], logits["torch"]),
-                },
-                "paired": val.paired_counts(logits["torch"], logits["int8"], y),
-                "agree": metrics.agreeing(logits["torch"], logits["int8"]),
-                "agreement_unlabelled": self._unlabelled_agreement(model, int8_runner, samples),
-                "float_parity": val.parity(logits["float"], logits["torch"]),
-                "latency_ms": {
-                    "int8": val.latency(int8_runner, sample, cfg.warmup, cfg.runs),
-                    "float": val.latency(float_runner, sample, cfg.warmup, cfg.runs),
-                },
-                "runtime": {"int8": int8_runner.runtime, "float": float_runner.runtime, "threads": int8_runner.threads},
-                "executed_precisions": getattr(int8_runner, "executed_precisions", dict)(),
-            }
-            if compare_ptq:
-                result["accuracy"]["ptq"] = val.accuracy(logits["ptq"], y)
-                result["accuracy"]["ptq_top1_agreement"] = val.agreement(logits["ptq"], logits["torch"])
-                result["latency_ms"]["ptq"] = val.latency(runners["ptq"], sample, cfg.warmup, cfg.runs)
-            if hasattr(self.target, "layer_errors"):  # targets that can compare their int8 and float graphs layer by layer
-                batch = np.load(self.calibration().path("calibration.npy"))[:4]
-                result["layer_errors"] = self.target.layer_errors(
-                    float_stage.path(float_stage.result["artifact"]), int8_stage.path(int8_stage.result["artifact"]), batch)
-            np.savez_compressed(tmp / "logits.npz", labels=y, **logits)
+            result = self._measure(out, runners, model, samples)
+            # where the target can compare its int8 and float graphs layer by layer (None elsewhere)
+            batch = np.load(self.calibration().path("calibration.npy"))[:4]
+            result["layer_errors"] = self.target.layer_errors(float_stage.artifact, int8_stage.artifact, batch)
+            np.savez_compressed(tmp / "logits.npz", labels=out["labels"], **out["logits"])
             return result
 
         return self.run.stage("validate", key, work)
+
+    def _measure(self, out: dict, runners: dict, model, samples) -> dict:
+        """Accuracy, fidelity and latency from the classified validation images and the runners."""
+        cfg, logits, y = self.cfg, out["logits"], out["labels"]
+        if len(y) == 0:
+            raise PipelineError(f"all {len(out['skipped'])} images in {self.data_dir} are unreadable; check DATA")
+        sample = np.zeros((1, 3, self.preprocess.image_size, self.preprocess.image_size), np.float32)
+        self.log(f"[validate] latency at batch 1: {cfg.warmup} warm-up + {cfg.runs} timed runs each")
+        int8_runner = runners["int8"]
+        result = {
+            "images": int(len(y)),
+            "skipped": len(out["skipped"]),
+            "skipped_files": out["skipped"][:50],
+            "accuracy": {
+                "float": val.accuracy(logits["torch"], y),
+                "float_artifact": val.accuracy(logits["float"], y),
+                "int8": val.accuracy(logits["int8"], y),
+                "top1_agreement": val.agreement(logits["int8"], logits["torch"]),
+            },
+            "paired": val.paired_counts(logits["torch"], logits["int8"], y),
+            "agree": metrics.agreeing(logits["torch"], logits["int8"]),
+            "agreement_unlabelled": self._unlabelled_agreement(model, int8_runner, samples),
+            "float_parity": val.parity(logits["float"], logits["torch"]),
+            "latency_ms": {k: val.latency(r, sample, cfg.warmup, cfg.runs) for k, r in runners.items() if k != "ptq"},
+            "runtime": {"int8": int8_runner.runtime, "float": runners["float"].runtime, "threads": int8_runner.threads},
+            "executed_precisions": int8_runner.executed_precisions(),
+        }
+        if "ptq" in runners:
+            result["accuracy"]["ptq"] = val.accuracy(logits["ptq"], y)
+            result["accuracy"]["ptq_top1_agreement"] = val.agreement(logits["ptq"], logits["torch"])
+            result["latency_ms"]["ptq"] = val.latency(runners["ptq"], sample, cfg.warmup, cfg.runs)
+        return result
 
     def report(self) -> dict:
         """Report and gate; when the gate holds, the bundle for the board."""
@@ -318,7 +317,7 @@ class Deploy:
             _, labels = self._torch_model(model_stage, with_labels=True)
             write_bundle(
                 tmp, cfg, self.spec, self.target, self.preprocess, labels, report,
-                int8_stage.path(int8_stage.result["artifact"]), float_stage.path(float_stage.result["artifact"]),
+                int8_stage.artifact, float_stage.artifact,
             )
             return {"runtime": self.target.device_runtime}
 

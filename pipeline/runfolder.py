@@ -37,6 +37,11 @@ class Stage:
     def path(self, name: str) -> Path:
         return self.folder / name
 
+    @property
+    def artifact(self) -> Path:
+        """The model file this stage made (its result's "artifact")."""
+        return self.folder / self.result["artifact"]
+
 
 class RunFolder:
     def __init__(self, root: Path, log: Callable[[str], None] = print):

@@ -1,14 +1,14 @@
 """Deployment targets: one module each, named in one table.
 
-Adding a target = one module implementing `targets.base.Target` and one line here.
+Adding a target = one module defining a `targets.base.Target` subclass and its instance `TARGET`,
+and one line here; the contract test (tests/test_target_contract.py) then covers it.
 """
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
 from edge.errors import UserError
-from targets.base import MissingRuntime  # noqa: F401  (re-exported)
+from targets.base import MissingRuntime, Target  # noqa: F401  (re-exported)
 
 TARGETS: dict[str, str] = {
     "openvino": "targets.openvino",
@@ -23,8 +23,8 @@ class UnknownTarget(UserError):
     pass
 
 
-def get_target(name: str) -> ModuleType:
-    """The target module for `name`; one-line error listing the valid names."""
+def get_target(name: str) -> Target:
+    """The target named `name`; one-line error listing the valid names."""
     if name not in TARGETS:
         raise UnknownTarget(f"unknown target {name!r}; valid targets: {', '.join(sorted(TARGETS))}")
-    return importlib.import_module(TARGETS[name])
+    return importlib.import_module(TARGETS[name]).TARGET

@@ -1,57 +1,85 @@
-"""The small interface every target implements.
+"""The interface every target implements, with the defaults of its optional capabilities.
 
-A target converts the float PyTorch model into its own float artifact, quantizes to
-an int8 artifact, and loads either in its own runtime as a `Runner`. Heavy imports
-live inside functions so `import targets` never needs a runtime installed.
+A target converts the float PyTorch model into its own float artifact, quantizes to an int8
+artifact, and loads either in its own runtime as a `Runner` (edge/runners.py, the one runner
+registry, for host and board alike). Heavy imports live inside methods, so `import targets`
+never needs a runtime installed. Each target module defines one subclass and `TARGET`, its instance.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from edge.errors import UserError
-from edge.runners import MissingRuntime, require  # noqa: F401  (one definition, shared with the board)
+from edge.runners import MissingRuntime, Runner, load_runner, require  # noqa: F401  (one definition, shared with the board)
+
+# pip provides OpenCV on every board but a Jetson, whose JetPack has it (with GStreamer).
+OPENCV = "opencv-python-headless>=4.8  # on a board with a desktop, opencv-python gives the overlay window"
+BOARD_VENV = ("`python3 -m venv --system-site-packages .venv && .venv/bin/pip install -r requirements.txt` "
+              "(run.sh uses `.venv` when it is there)")
 
 
-class Runner(Protocol):
-    """A model loaded in the target's own runtime."""
-
-    runtime: str  # e.g. "openvino 2026.4 (CPU, f32)"
-    threads: int
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """NCHW float32 batch -> logits (N, classes)."""
-
-
-class Target(Protocol):
+class Target:
     name: str
     requires: tuple[str, ...]  # pip packages the host needs for convert/quantize
-    device_runtime: str  # edge.runners.load_runner's name for it: openvino, onnxruntime, tensorrt
-    device_requires: tuple[str, ...]  # pip requirements a board needs to run the artifact
+    modules: tuple[str, ...]  # the importable modules behind `requires` (is_available checks them)
+    device_runtime: str  # edge.runners.RUNTIMES name the board loads the artifact with
+    device_requires: tuple[str, ...]  # the bundle's requirements.txt lines (comments allowed) beside numpy
+    device_install: str = BOARD_VENV  # how the bundle's README says to install them
     artifact_suffix: str
-    qat_preset: str | None  # NNCF preset QAT must use here (None = quant.preset)
-    higher_precision: str  # what QUANT=auto keeps a sensitive layer in ("float", "int16 activations ...")
+    qat_preset: str | None = None  # NNCF preset QAT must use here (None = quant.preset)
+    higher_precision: str = "float"  # what QUANT=auto keeps a sensitive layer in
+    # QUANT=auto: whether the target has its own accuracy-aware search (quantize_accuracy_aware,
+    # float_compute_layers, layer_times); without one, the greedy search re-quantizes with `exclude`.
+    own_accuracy_search: bool = False
+
+    def is_available(self) -> tuple[bool, str]:
+        """Whether this host can convert and quantize for the target, and if not, what to install."""
+        missing = [pip for pip, module in zip(self.requires, self.modules) if importlib.util.find_spec(module) is None]
+        return (not missing, f"{self.name} needs {', '.join(missing)}: pip install {' '.join(missing)}" if missing else "")
 
     def convert_float(self, model, example, out: Path) -> Path:
         """Float PyTorch model -> float artifact at `out` (a path without suffix)."""
+        raise NotImplementedError
 
     def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
-        """Float artifact (or model) + calibration batch -> int8 artifact at `out`.
+        """Float artifact (and model) + calibration batch -> int8 artifact at `out`.
 
-        `exclude` names PyTorch modules (e.g. "blocks.0.0.conv_dw") to keep in float: the
-        accuracy-aware mode's lever. Targets that cannot keep a layer out raise UserError.
+        `exclude` names PyTorch modules (e.g. "blocks.0.0.conv_dw") to keep at `higher_precision`:
+        the accuracy-aware mode's lever.
         """
+        raise NotImplementedError
 
     def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
         """A model trained under NNCF fake quantization -> the target's int8 artifact, as PTQ exports it."""
+        raise NotImplementedError
 
     def runner(self, artifact: Path, threads: int = 0, precision: str = "f32") -> Runner:
-        """Load an artifact in the target runtime."""
+        """The artifact in the runtime the board uses."""
+        return load_runner(self.device_runtime, artifact, threads, precision)
 
     def describe(self, artifact: Path) -> dict:
-        """Facts about an artifact for the report (e.g. how many int8 ops it holds)."""
+        """Facts about an artifact for the report: compute ops, how many read int8, their MAC share."""
+        raise NotImplementedError
+
+    def layer_errors(self, float_artifact: Path, int8_artifact: Path, batch: np.ndarray, worst: int = 10) -> list[dict] | None:
+        """The int8 graph's worst layers against the float graph's, or None where the target cannot compare them."""
+        return None
+
+    def quantize_accuracy_aware(self, float_artifact: Path, calibration: np.ndarray, quant, val_x: np.ndarray,
+                                val_y: np.ndarray, max_drop_points: float, out: Path) -> Path:
+        """The target's own accuracy-aware search (own_accuracy_search targets only)."""
+        raise NotImplementedError(f"{self.name} has no accuracy-aware search of its own")
+
+    def float_compute_layers(self, artifact: Path) -> list[str]:
+        """PyTorch names of the compute layers an artifact runs in float (own_accuracy_search targets)."""
+        raise NotImplementedError
+
+    def layer_times(self, artifact: Path, sample: np.ndarray, runs: int = 50, threads: int = 0) -> dict[str, float]:
+        """Milliseconds per compute layer by PyTorch name, from the runtime's own counters ({} when it has none)."""
+        return {}
 
 
 def nncf_dataset(nncf, calibration: np.ndarray, transform=None):
@@ -74,7 +102,7 @@ def trained_float_model(qmodel, folded):
     return tuned.eval()
 
 
-def requantize(convert_float, quantize, qmodel, folded, example, calibration: np.ndarray, quant, out: Path) -> Path:
+def requantize(target: Target, qmodel, folded, example, calibration: np.ndarray, quant, out: Path) -> Path:
     """QAT-trained weights through a target's own PTQ route: its `convert_float`, then its `quantize`.
 
     For targets whose converter or fast kernels do not take NNCF's quantizers: what QAT carries
@@ -84,5 +112,5 @@ def requantize(convert_float, quantize, qmodel, folded, example, calibration: np
 
     tuned = trained_float_model(qmodel, folded)
     with tempfile.TemporaryDirectory() as tmp:
-        float_artifact = convert_float(tuned, example, Path(tmp) / "float")
-        return quantize(tuned, float_artifact, calibration, quant, out)
+        float_artifact = target.convert_float(tuned, example, Path(tmp) / "float")
+        return target.quantize(tuned, float_artifact, calibration, quant, out)

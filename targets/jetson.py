@@ -20,41 +20,7 @@ import numpy as np
 
 from edge.errors import UserError
 from targets import onnx as onnx_target
-from targets.base import require
-
-name = "jetson"
-requires = ("nncf", "onnx", "onnxruntime")
-device_runtime = "tensorrt"  # the runner the bundle uses on the board
-device_requires = ("cuda-python",)  # TensorRT itself comes with JetPack
-artifact_suffix = ".onnx"
-higher_precision = "float (FP16 in the TensorRT engine)"  # what QUANT=auto keeps a sensitive layer in
-qat_preset = "performance"  # symmetric activations: TensorRT needs zero-point 0
-
-convert_float = onnx_target.convert_float
-
-
-def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
-    """Float ONNX + calibration batch -> symmetric int8 Q/DQ ONNX with NNCF's ONNX backend.
-
-    NNCF's ONNX backend has the full, layer-by-layer bias correction its PyTorch backend lacks
-    (measured on Lite0: 0.868 top-1 agreement with float against 0.844, tools/measure_fidelity.py).
-    `exclude`: PyTorch module names kept out of int8 (TensorRT runs them in FP16).
-    """
-    onnx = require("onnx", "onnx", name)
-    int8 = onnx_target.nncf_quantize(float_artifact, calibration, dataclasses.replace(quant, preset=qat_preset), exclude)
-    signed_int8(int8)
-    path = Path(out).with_suffix(".onnx")
-    onnx.save(int8, str(path))
-    return path
-
-
-def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
-    onnx = require("onnx", "onnx", name)
-    path = onnx_target.export_qdq(qat_model, example, out)
-    model = onnx.load(str(path))
-    signed_int8(model)
-    onnx.save(model, str(path))
-    return path
+from targets.base import load_runner, require
 
 
 def signed_int8(model) -> int:
@@ -65,7 +31,7 @@ def signed_int8(model) -> int:
     int8 gives a non-negative tensor, so ONNX Runtime measures the precision the engine will have.
     Returns how many quantizers changed.
     """
-    onnx = require("onnx", "onnx", name)
+    onnx = require("onnx", "onnx", "the jetson target")
     from onnx import numpy_helper
 
     tensors = {t.name: t for t in model.graph.initializer}
@@ -91,35 +57,8 @@ def signed_int8(model) -> int:
     return len(zeros)
 
 
-def runner(artifact: Path, threads: int = 0, precision: str = "f32"):
-    """The real TensorRT engine where TensorRT and a GPU exist; ONNX Runtime as the reference elsewhere."""
-    from edge import tensorrt_engine as trt_engine
-
-    ok, _ = trt_engine.available()
-    quantized = trt_engine.is_qdq(artifact)
-    if ok:
-        engine = trt_engine.build_engine(artifact, Path(artifact).parent / "engines", "int8" if quantized else "fp32")
-        return trt_engine.TensorRTRunner(engine)
-    r = onnx_target.runner(artifact, threads)
-    r.runtime += f" as the {'int8' if quantized else 'float'} reference; TensorRT engine not built on this host"
-    return r
-
-
-def describe(artifact: Path) -> dict:
-    """The ONNX op census plus the Q/DQ placement checks TensorRT cares about."""
-    info = onnx_target.describe(artifact)
-    info.update(qdq_placement(artifact))
-    if info["quantize_ops"]:
-        info["notes"] = [
-            "The Q/DQ ONNX stores float weights behind QuantizeLinear, the form every TensorRT since 8.0 "
-            "accepts; TensorRT quantizes them when it builds the engine, so the engine holds int8 weights "
-            "while this file is float-sized."
-        ]
-    return info
-
-
 def qdq_placement(artifact: Path) -> dict:
-    onnx = require("onnx", "onnx", name)
+    onnx = require("onnx", "onnx", "the jetson target")
     from onnx import numpy_helper
 
     g = onnx.load(str(artifact)).graph
@@ -153,3 +92,66 @@ def qdq_placement(artifact: Path) -> dict:
         "nonzero_zero_points": sum(bool(zp.any()) for zp in zero_points),
         "uint8_quantizers": sum(zp.dtype == np.uint8 for zp in zero_points),  # TensorRT's parser rejects them
     }
+
+
+class JetsonTarget(onnx_target.OnnxRuntimeTarget):
+    """ONNX's float export; NNCF's symmetric int8 Q/DQ for TensorRT; the engine built on the board."""
+
+    name = "jetson"
+    requires = ("nncf", "onnx", "onnxruntime")
+    modules = ("nncf", "onnx", "onnxruntime")
+    device_runtime = "tensorrt"
+    device_requires = ("# OpenCV (with GStreamer) and TensorRT come with JetPack: do not pip-install them on a Jetson.",
+                       "cuda-python")
+    device_install = ("JetPack already has TensorRT and OpenCV: `pip install cuda-python numpy`. The first start builds "
+                      "the TensorRT engine on this board (minutes) and caches it in `model/engines/`, keyed by the ONNX file, "
+                      "the TensorRT version, the GPU and the precision.")
+    higher_precision = "float (FP16 in the TensorRT engine)"
+    qat_preset = "performance"  # symmetric activations: TensorRT needs zero-point 0
+
+    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
+        """Float ONNX + calibration batch -> symmetric int8 Q/DQ ONNX with NNCF's ONNX backend.
+
+        NNCF's ONNX backend has the full, layer-by-layer bias correction its PyTorch backend lacks
+        (measured on Lite0: 0.868 top-1 agreement with float against 0.844, tools/measure_fidelity.py).
+        `exclude`: PyTorch module names kept out of int8 (TensorRT runs them in FP16).
+        """
+        onnx = require("onnx", "onnx", "the jetson target")
+        int8 = onnx_target.nncf_quantize(float_artifact, calibration, dataclasses.replace(quant, preset=self.qat_preset), exclude)
+        signed_int8(int8)
+        path = Path(out).with_suffix(".onnx")
+        onnx.save(int8, str(path))
+        return path
+
+    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+        onnx = require("onnx", "onnx", "the jetson target")
+        path = onnx_target.export_qdq(qat_model, example, out)
+        model = onnx.load(str(path))
+        signed_int8(model)
+        onnx.save(model, str(path))
+        return path
+
+    def runner(self, artifact: Path, threads: int = 0, precision: str = "f32"):
+        """The real TensorRT engine where TensorRT and a GPU exist; ONNX Runtime as the reference elsewhere."""
+        from edge import tensorrt_engine as trt_engine
+
+        if trt_engine.available()[0]:
+            return load_runner(self.device_runtime, artifact, threads, precision)
+        r = load_runner("onnxruntime", artifact, threads)
+        r.runtime += f" as the {'int8' if trt_engine.is_qdq(artifact) else 'float'} reference; TensorRT engine not built on this host"
+        return r
+
+    def describe(self, artifact: Path) -> dict:
+        """The ONNX op census plus the Q/DQ placement checks TensorRT cares about."""
+        info = super().describe(artifact)
+        info.update(qdq_placement(artifact))
+        if info["quantize_ops"]:
+            info["notes"] = [
+                "The Q/DQ ONNX stores float weights behind QuantizeLinear, the form every TensorRT since 8.0 "
+                "accepts; TensorRT quantizes them when it builds the engine, so the engine holds int8 weights "
+                "while this file is float-sized."
+            ]
+        return info
+
+
+TARGET = JetsonTarget()

@@ -19,17 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.runners import OnnxRuntimeRunner
 from edge.errors import UserError
-from targets.base import nncf_dataset, require, requantize
+from targets.base import OPENCV, Target, nncf_dataset, require, requantize
 
-name = "onnx"
-requires = ("onnx", "onnxruntime")
-device_runtime = "onnxruntime"  # the runner the bundle uses on the board
-device_requires = ("onnxruntime==1.32.0",)
-artifact_suffix = ".onnx"
-higher_precision = "float"  # what QUANT=auto keeps a sensitive layer in
-qat_preset = None
 OPSET = 17
 
 _COMPUTE_OPS = {"Conv", "Gemm", "MatMul"}
@@ -46,16 +38,9 @@ def export_onnx(model, example, out: Path) -> Path:
             model, (example,), str(path), dynamo=False, opset_version=OPSET,
             input_names=["input"], output_names=["logits"], do_constant_folding=True,
         )
-    onnx = require("onnx", "onnx", name)
+    onnx = require("onnx", "onnx", "the onnx target")
     onnx.checker.check_model(str(path))
     return path
-
-
-def convert_float(model, example, out: Path) -> Path:
-    """Float ONNX with BatchNorm folded into the convolutions."""
-    from targets.fold import fold_batchnorm
-
-    return export_onnx(fold_batchnorm(model, example), example, out)
 
 
 class _Reader:
@@ -83,7 +68,7 @@ def torch_name(node_name: str) -> str:
 
 def compute_nodes(artifact: Path) -> dict[str, str]:
     """PyTorch module name -> ONNX node name, for every Conv/Gemm/MatMul."""
-    onnx = require("onnx", "onnx", name)
+    onnx = require("onnx", "onnx", "the onnx target")
     return {torch_name(n.name): n.name for n in onnx.load(str(artifact)).graph.node if n.op_type in _COMPUTE_OPS}
 
 
@@ -92,8 +77,8 @@ def nncf_quantize(float_artifact: Path, calibration: np.ndarray, quant, exclude:
 
     `exclude`: PyTorch module names whose Conv/Gemm stays float (NNCF's ignored scope).
     """
-    onnx = require("onnx", "onnx", name)
-    nncf = require("nncf", "nncf", name)
+    onnx = require("onnx", "onnx", "the onnx target")
+    nncf = require("nncf", "nncf", "the onnx target")
     kwargs = quant.nncf_kwargs(nncf, len(calibration))
     if exclude:
         kwargs["ignored_scope"] = nncf.IgnoredScope(names=[_nodes_for(float_artifact, exclude)[layer] for layer in exclude])
@@ -142,44 +127,10 @@ def _nodes_for(float_artifact: Path, layers: tuple[str, ...]) -> dict[str, str]:
     return nodes
 
 
-def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
-    """Float ONNX + calibration batch -> QDQ int8 ONNX with ONNX Runtime's static quantization.
-
-    ONNX Runtime's quantizer has no bias correction: it quantizes a float model that carries NNCF's
-    corrected biases (bias_corrected). `exclude`: PyTorch module names whose Conv/Gemm
-    stays float (ONNX Runtime's nodes_to_exclude).
-    """
-    require("onnxruntime", "onnxruntime", name)
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    path = Path(out).with_suffix(".onnx")
-    nodes = _nodes_for(float_artifact, exclude)
-    with tempfile.TemporaryDirectory() as tmp:
-        # NNCF's 8-bit weight grid is ONNX Runtime's; its 7-bit one (overflow fix) is not reduce_range's,
-        # and corrections for another grid made 7-bit agreement worse (0.604 vs 0.691, 8-bit's: 0.691).
-        corrected = bias_corrected(model, float_artifact, calibration, quant.without_headroom(), exclude)
-        if corrected is not None:
-            float_artifact = convert_float(corrected, calibration_example(calibration), Path(tmp) / "corrected")
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(float_artifact), str(prepared))  # shape inference + graph clean-up
-        quantize_static(
-            str(prepared), str(path), _Reader(calibration, "input"),
-            quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=getattr(CalibrationMethod, quant.ort_calibration),
-            reduce_range=quant.ort_reduce_range,  # 7-bit weights where the board's int8 kernels can saturate
-            nodes_to_exclude=[nodes[layer] for layer in exclude],
-        )
-    if exclude:
-        _float_inputs(path, {nodes[layer] for layer in exclude})
-    return path
-
-
 def _float_inputs(path: Path, excluded: set[str]) -> None:
     """Feed each excluded node its float input: ONNX Runtime still quantizes the producer's output,
     so a Q/DQ pair read only by excluded nodes is bypassed (and dropped)."""
-    onnx = require("onnx", "onnx", name)
+    onnx = require("onnx", "onnx", "the onnx target")
     model = onnx.load(str(path))
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
@@ -216,67 +167,6 @@ def export_qdq(qat_model, example, out: Path) -> Path:
     return export_onnx(qat_model.eval(), example, out)
 
 
-def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
-    """The QAT-trained weights through ONNX Runtime's own static quantization (ranges calibrated again).
-
-    NNCF's own Q/DQ export ran 4-5x slower than ONNX Runtime's placement in ONNX Runtime here
-    (tiny b0: 3.9 vs 0.8 ms p50), so the weights QAT trained take this target's PTQ route.
-    """
-    return requantize(convert_float, quantize, qat_model, float_model, example, calibration, quant, out)
-
-
-def runner(artifact: Path, threads: int = 0, precision: str = "f32") -> OnnxRuntimeRunner:
-    return OnnxRuntimeRunner(artifact, threads)
-
-
-def describe(artifact: Path) -> dict:
-    """Which compute ops run on int8 weights and int8 activations (Q/DQ inputs), by count and MACs."""
-    onnx = require("onnx", "onnx", name)
-    from onnx import numpy_helper, shape_inference
-
-    model = shape_inference.infer_shapes(onnx.load(str(artifact)))
-    g = model.graph
-    producer = {o: n for n in g.node for o in n.output}
-    inits = {i.name: i for i in g.initializer}
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in list(g.value_info) + list(g.output)}
-
-    def dq_of_int8(tensor: str) -> bool:
-        node = producer.get(tensor)
-        if node is None or node.op_type != "DequantizeLinear":
-            return False
-        src = node.input[0]
-        if src in inits:
-            return numpy_helper.to_array(inits[src]).dtype in (np.int8, np.uint8)
-        q = producer.get(src)
-        return q is not None and q.op_type == "QuantizeLinear"
-
-    compute = quantized = 0
-    macs_total = macs_int8 = 0
-    float_ops = []
-    for n in g.node:
-        if n.op_type not in _COMPUTE_OPS:
-            continue
-        compute += 1
-        macs = _macs(n, producer, inits, shapes)
-        macs_total += macs
-        if dq_of_int8(n.input[0]) and dq_of_int8(n.input[1]):
-            quantized += 1
-            macs_int8 += macs
-        else:
-            float_ops.append(n.name)
-    ops = Counter(n.op_type for n in g.node)
-    return {
-        "compute_ops": compute,
-        "compute_ops_int8_input": quantized,
-        "quantize_ops": ops.get("QuantizeLinear", 0),
-        "dequantize_ops": ops.get("DequantizeLinear", 0),
-        "batchnorm_ops": ops.get("BatchNormalization", 0),
-        "custom_domain_ops": sorted({f"{n.domain}::{n.op_type}" for n in g.node if n.domain not in ("", "ai.onnx")}),
-        "int8_macs_share": macs_int8 / macs_total if macs_total else 0.0,
-        "float_compute_ops": float_ops[:20],
-    }
-
-
 def _weight_shape(tensor: str, producer: dict, inits: dict) -> list[int]:
     from onnx import numpy_helper
 
@@ -294,3 +184,109 @@ def _macs(node, producer: dict, inits: dict, shapes: dict) -> int:
         spatial = int(np.prod(out[2:])) if len(out) > 2 and all(out[2:]) else 1
         return int(np.prod(weight)) * spatial
     return int(np.prod(weight))
+
+
+class OnnxRuntimeTarget(Target):
+    name = "onnx"
+    requires = ("onnx", "onnxruntime")
+    modules = ("onnx", "onnxruntime")
+    device_runtime = "onnxruntime"
+    device_requires = (OPENCV, "onnxruntime==1.32.0")
+    artifact_suffix = ".onnx"
+
+    def convert_float(self, model, example, out: Path) -> Path:
+        """Float ONNX with BatchNorm folded into the convolutions."""
+        from targets.fold import fold_batchnorm
+
+        return export_onnx(fold_batchnorm(model, example), example, out)
+
+    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
+        """Float ONNX + calibration batch -> QDQ int8 ONNX with ONNX Runtime's static quantization.
+
+        ONNX Runtime's quantizer has no bias correction: it quantizes a float model that carries NNCF's
+        corrected biases (bias_corrected). `exclude`: PyTorch module names whose Conv/Gemm
+        stays float (ONNX Runtime's nodes_to_exclude).
+        """
+        require("onnxruntime", "onnxruntime", self.name)
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        path = Path(out).with_suffix(".onnx")
+        nodes = _nodes_for(float_artifact, exclude)
+        with tempfile.TemporaryDirectory() as tmp:
+            # NNCF's 8-bit weight grid is ONNX Runtime's; its 7-bit one (overflow fix) is not reduce_range's,
+            # and corrections for another grid made 7-bit agreement worse (0.604 vs 0.691, 8-bit's: 0.691).
+            corrected = bias_corrected(model, float_artifact, calibration, quant.without_headroom(), exclude)
+            if corrected is not None:
+                float_artifact = self.convert_float(corrected, calibration_example(calibration), Path(tmp) / "corrected")
+            prepared = Path(tmp) / "prepared.onnx"
+            quant_pre_process(str(float_artifact), str(prepared))  # shape inference + graph clean-up
+            quantize_static(
+                str(prepared), str(path), _Reader(calibration, "input"),
+                quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=getattr(CalibrationMethod, quant.ort_calibration),
+                reduce_range=quant.ort_reduce_range,  # 7-bit weights where the board's int8 kernels can saturate
+                nodes_to_exclude=[nodes[layer] for layer in exclude],
+            )
+        if exclude:
+            _float_inputs(path, {nodes[layer] for layer in exclude})
+        return path
+
+    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+        """The QAT-trained weights through ONNX Runtime's own static quantization (ranges calibrated again).
+
+        NNCF's own Q/DQ export ran 4-5x slower than ONNX Runtime's placement in ONNX Runtime here
+        (tiny b0: 3.9 vs 0.8 ms p50), so the weights QAT trained take this target's PTQ route.
+        """
+        return requantize(self, qat_model, float_model, example, calibration, quant, out)
+
+    def describe(self, artifact: Path) -> dict:
+        """Which compute ops run on int8 weights and int8 activations (Q/DQ inputs), by count and MACs."""
+        onnx = require("onnx", "onnx", "the onnx target")
+        from onnx import numpy_helper, shape_inference
+
+        model = shape_inference.infer_shapes(onnx.load(str(artifact)))
+        g = model.graph
+        producer = {o: n for n in g.node for o in n.output}
+        inits = {i.name: i for i in g.initializer}
+        shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in list(g.value_info) + list(g.output)}
+
+        def dq_of_int8(tensor: str) -> bool:
+            node = producer.get(tensor)
+            if node is None or node.op_type != "DequantizeLinear":
+                return False
+            src = node.input[0]
+            if src in inits:
+                return numpy_helper.to_array(inits[src]).dtype in (np.int8, np.uint8)
+            q = producer.get(src)
+            return q is not None and q.op_type == "QuantizeLinear"
+
+        compute = quantized = 0
+        macs_total = macs_int8 = 0
+        float_ops = []
+        for n in g.node:
+            if n.op_type not in _COMPUTE_OPS:
+                continue
+            compute += 1
+            macs = _macs(n, producer, inits, shapes)
+            macs_total += macs
+            if dq_of_int8(n.input[0]) and dq_of_int8(n.input[1]):
+                quantized += 1
+                macs_int8 += macs
+            else:
+                float_ops.append(n.name)
+        ops = Counter(n.op_type for n in g.node)
+        return {
+            "compute_ops": compute,
+            "compute_ops_int8_input": quantized,
+            "quantize_ops": ops.get("QuantizeLinear", 0),
+            "dequantize_ops": ops.get("DequantizeLinear", 0),
+            "batchnorm_ops": ops.get("BatchNormalization", 0),
+            "custom_domain_ops": sorted({f"{n.domain}::{n.op_type}" for n in g.node if n.domain not in ("", "ai.onnx")}),
+            "int8_macs_share": macs_int8 / macs_total if macs_total else 0.0,
+            "float_compute_ops": float_ops[:20],
+        }
+
+
+TARGET = OnnxRuntimeTarget()

@@ -5,19 +5,13 @@ fallback, but ran int8 about 40x slower here and needs numpy < 2.
 """
 from __future__ import annotations
 
-from targets.tflite import (  # noqa: F401  (the same converter, quantizer, runner and census)
-    artifact_suffix,
-    convert_float,
-    describe,
-    export_qat,
-    higher_precision,
-    device_requires,
-    device_runtime,
-    layer_errors,
-    qat_preset,
-    quantize,
-    requires,
-    runner,
-)
+from targets.tflite import TFLiteTarget
 
-name = "rpi"
+
+class RaspberryPiTarget(TFLiteTarget):
+    """The same converter, quantizer, runner and census as tflite; the Pi's own profile."""
+
+    name = "rpi"
+
+
+TARGET = RaspberryPiTarget()

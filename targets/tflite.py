@@ -23,18 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.runners import LiteRTRunner
 from edge.errors import UserError
 from targets import onnx as onnx_target
-from targets.base import require, requantize
+from targets.base import OPENCV, BOARD_VENV, Target, require, requantize
 
-name = "tflite"
-requires = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
-device_runtime = "litert"
-device_requires = ("ai-edge-litert==2.3.0  # tflite-runtime also works, far slower on int8 (fallback)",)
-artifact_suffix = ".tflite"
-qat_preset = None
-higher_precision = "int16 activations (16x8)"  # what QUANT=auto keeps a layer in: the file stays full-integer
 
 _COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"}
 # Ops that only move or reinterpret data; a float one of these is no float compute.
@@ -68,39 +60,13 @@ def _nhwc_model(model):
     return NHWC(model).eval()
 
 
-def convert_float(model, example, out: Path) -> Path:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ info lines are noise here
-    litert_torch = require("litert_torch", "litert-torch", name)
-    path = Path(out).with_suffix(".tflite")
-    nhwc = example.permute(0, 2, 3, 1).contiguous()
-    litert_torch.convert(_nhwc_model(model), (nhwc,)).export(str(path))
-    return path
-
-
-def quantize(model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
-    """Float .tflite + calibration batch -> full-integer int8 .tflite (ai-edge-quantizer, static a8w8).
-
-    `exclude`: PyTorch module names kept out of int8 the way a full-integer file can: the op and
-    the op producing its input run with int16 activations (16x8: int8 weights, int16 activations).
-    The float model it quantizes carries NNCF's bias correction (targets/onnx.py bias_corrected).
-    """
-    require("ai_edge_quantizer", "ai-edge-quantizer", name)
-    with tempfile.TemporaryDirectory() as tmp:
-        corrected = _bias_corrected(model, calibration, quant, exclude, Path(tmp))
-        if corrected is not None:
-            float_artifact = convert_float(corrected, onnx_target.calibration_example(calibration), Path(tmp) / "corrected")
-        return _quantize_file(model, float_artifact, calibration, exclude, out)
-
-
 def _bias_corrected(model, calibration: np.ndarray, quant, exclude: tuple[str, ...], tmp: Path):
     """ai-edge-quantizer has no bias correction: NNCF computes it on the model's float ONNX, for full
     8-bit weights (XNNPACK's kernels need no headroom on any ISA)."""
     if quant.bias_correction == "off":
         return None
     example = onnx_target.calibration_example(calibration)
-    float_onnx = onnx_target.convert_float(model, example, tmp / "float")
+    float_onnx = onnx_target.TARGET.convert_float(model, example, tmp / "float")
     return onnx_target.bias_corrected(model, float_onnx, calibration, quant.without_headroom(), exclude)
 
 
@@ -173,81 +139,114 @@ def _int16_scopes(interpreter, model, layers: tuple[str, ...]) -> list[tuple[str
     return scopes
 
 
-def export_qat(qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
-    """LiteRT's converter cannot read NNCF's quantizers: the QAT-trained weights take this target's own
-    route (float .tflite, full-integer int8 with ranges calibrated again)."""
-    return requantize(convert_float, quantize, qat_model, float_model, example, calibration, quant, out)
+class TFLiteTarget(Target):
+    name = "tflite"
+    requires = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
+    modules = ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")
+    device_runtime = "litert"
+    device_requires = (OPENCV, "ai-edge-litert==2.3.0  # tflite-runtime also works, far slower on int8 (fallback)")
+    device_install = (BOARD_VENV + " (Raspberry Pi OS 64-bit: ai-edge-litert has aarch64 wheels; tflite-runtime also "
+                      "works but ran int8 about 40x slower and needs numpy<2). The Pi camera: `--source picamera2` (with "
+                      "`sudo apt install python3-picamera2`) or a libcamera GStreamer pipeline.")
+    artifact_suffix = ".tflite"
+    higher_precision = "int16 activations (16x8)"  # what QUANT=auto keeps a layer in: the file stays full-integer
 
+    def convert_float(self, model, example, out: Path) -> Path:
+        import os
 
-def runner(artifact: Path, threads: int = 0, precision: str = "f32") -> LiteRTRunner:
-    return LiteRTRunner(artifact, threads)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ info lines are noise here
+        litert_torch = require("litert_torch", "litert-torch", self.name)
+        path = Path(out).with_suffix(".tflite")
+        nhwc = example.permute(0, 2, 3, 1).contiguous()
+        litert_torch.convert(_nhwc_model(model), (nhwc,)).export(str(path))
+        return path
 
+    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
+        """Float .tflite + calibration batch -> full-integer int8 .tflite (ai-edge-quantizer, static a8w8).
 
-def describe(artifact: Path) -> dict:
-    """Every op with its output dtype, the input/output quantization, and any float compute left."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        `exclude`: PyTorch module names kept out of int8 the way a full-integer file can: the op and
+        the op producing its input run with int16 activations (16x8: int8 weights, int16 activations).
+        The float model it quantizes carries NNCF's bias correction (targets/onnx.py bias_corrected).
+        """
+        require("ai_edge_quantizer", "ai-edge-quantizer", self.name)
+        with tempfile.TemporaryDirectory() as tmp:
+            corrected = _bias_corrected(model, calibration, quant, exclude, Path(tmp))
+            if corrected is not None:
+                float_artifact = self.convert_float(corrected, onnx_target.calibration_example(calibration), Path(tmp) / "corrected")
+            return _quantize_file(model, float_artifact, calibration, exclude, out)
 
-    it = Interpreter(model_path=str(artifact), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    tensors = {t["index"]: t for t in it.get_tensor_details()}
-    ops = [(o["op_name"], tensors[o["outputs"][0]]["dtype"].__name__, [tensors[i]["dtype"].__name__ for i in o["inputs"] if i >= 0])
-           for o in it._get_ops_details() if len(o["outputs"])]
-    compute = [op for op in ops if op[0] in _COMPUTE_OPS]
-    int8_compute = [op for op in compute if op[2] and op[2][0] in ("int8", "int16")]
-    float_ops = sorted({f"{n}:{dt}" for n, dt, _ in ops if dt.startswith("float") and n not in _DATA_OPS})
-    inp, outp = it.get_input_details()[0], it.get_output_details()[0]
-    quantized = bool(int8_compute)
-    return {
-        "compute_ops": len(compute),
-        "compute_ops_int8_input": len(int8_compute),
-        "int8_macs_share": len(int8_compute) / len(compute) if compute else 0.0,
-        "op_types": dict(Counter(f"{n}:{dt}" for n, dt, _ in ops)),
-        "float_compute_ops": float_ops if quantized else [],
-        "full_integer": quantized and not float_ops,  # the gate fails an int8 file that is not
-        "input": {"dtype": inp["dtype"].__name__, "shape": [int(d) for d in inp["shape"]],
-                  "scale": float(inp["quantization"][0]), "zero_point": int(inp["quantization"][1])},
-        "output": {"dtype": outp["dtype"].__name__, "scale": float(outp["quantization"][0]), "zero_point": int(outp["quantization"][1])},
-    }
+    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+        """LiteRT's converter cannot read NNCF's quantizers: the QAT-trained weights take this target's own
+        route (float .tflite, full-integer int8 with ranges calibrated again)."""
+        return requantize(self, qat_model, float_model, example, calibration, quant, out)
 
+    def describe(self, artifact: Path) -> dict:
+        """Every op with its output dtype, the input/output quantization, and any float compute left."""
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-def layer_errors(float_artifact: Path, int8_artifact: Path, batch: np.ndarray, worst: int = 10) -> list[dict]:
-    """Each op's output in the int8 model against the float model's same tensor, on a few images.
-
-    Error is mean |int8 - float| / mean |float| (dequantized), averaged over the images; the
-    `worst` ops are returned, in graph order, so the report shows where accuracy is lost.
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from edge.runners import dequantize, quantize_input
-
-    def tensors(path: Path, x: np.ndarray) -> tuple[dict, list]:
-        it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        it = Interpreter(model_path=str(artifact), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         it.allocate_tensors()
-        inp = it.get_input_details()[0]
-        it.set_tensor(inp["index"], quantize_input(x, inp))
-        it.invoke()
-        details = it.get_tensor_details()
-        values = {}
-        for t in details:
-            try:
-                values[t["name"]] = dequantize(it.get_tensor(t["index"]), t)
-            except ValueError:
-                continue
-        order = [(o["op_name"], details[o["outputs"][0]]["name"]) for o in it._get_ops_details() if len(o["outputs"])]
-        return values, order
+        tensors = {t["index"]: t for t in it.get_tensor_details()}
+        ops = [(o["op_name"], tensors[o["outputs"][0]]["dtype"].__name__, [tensors[i]["dtype"].__name__ for i in o["inputs"] if i >= 0])
+               for o in it._get_ops_details() if len(o["outputs"])]
+        compute = [op for op in ops if op[0] in _COMPUTE_OPS]
+        int8_compute = [op for op in compute if op[2] and op[2][0] in ("int8", "int16")]
+        float_ops = sorted({f"{n}:{dt}" for n, dt, _ in ops if dt.startswith("float") and n not in _DATA_OPS})
+        inp, outp = it.get_input_details()[0], it.get_output_details()[0]
+        quantized = bool(int8_compute)
+        return {
+            "compute_ops": len(compute),
+            "compute_ops_int8_input": len(int8_compute),
+            "int8_macs_share": len(int8_compute) / len(compute) if compute else 0.0,
+            "op_types": dict(Counter(f"{n}:{dt}" for n, dt, _ in ops)),
+            "float_compute_ops": float_ops if quantized else [],
+            "full_integer": quantized and not float_ops,  # the gate fails an int8 file that is not
+            "input": {"dtype": inp["dtype"].__name__, "shape": [int(d) for d in inp["shape"]],
+                      "scale": float(inp["quantization"][0]), "zero_point": int(inp["quantization"][1])},
+            "output": {"dtype": outp["dtype"].__name__, "scale": float(outp["quantization"][0]), "zero_point": int(outp["quantization"][1])},
+        }
 
-    totals: dict[str, list[float]] = {}
-    order = []
-    for i in range(len(batch)):
-        x = batch[i : i + 1].transpose(0, 2, 3, 1)
-        ref, order = tensors(float_artifact, x)
-        got, _ = tensors(int8_artifact, x)
-        for op, tensor in order:
-            if tensor in ref and tensor in got and ref[tensor].shape == got[tensor].shape:
-                a, b = ref[tensor], got[tensor]
-                totals.setdefault(tensor, []).append(float(np.abs(a - b).mean() / (np.abs(a).mean() + 1e-12)))
-    rows = [{"index": n, "op": op, "tensor": tensor[-60:], "relative_error": float(np.mean(totals[tensor]))}
-            for n, (op, tensor) in enumerate(order) if tensor in totals]
-    keep = {r["index"] for r in sorted(rows, key=lambda r: -r["relative_error"])[:worst]}
-    return [r for r in rows if r["index"] in keep]
+    def layer_errors(self, float_artifact: Path, int8_artifact: Path, batch: np.ndarray, worst: int = 10) -> list[dict]:
+        """Each op's output in the int8 model against the float model's same tensor, on a few images.
+
+        Error is mean |int8 - float| / mean |float| (dequantized), averaged over the images; the
+        `worst` ops are returned, in graph order, so the report shows where accuracy is lost.
+        """
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        from edge.runners import dequantize, quantize_input
+
+        def tensors(path: Path, x: np.ndarray) -> tuple[dict, list]:
+            it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            it.allocate_tensors()
+            inp = it.get_input_details()[0]
+            it.set_tensor(inp["index"], quantize_input(x, inp))
+            it.invoke()
+            details = it.get_tensor_details()
+            values = {}
+            for t in details:
+                try:
+                    values[t["name"]] = dequantize(it.get_tensor(t["index"]), t)
+                except ValueError:
+                    continue
+            order = [(o["op_name"], details[o["outputs"][0]]["name"]) for o in it._get_ops_details() if len(o["outputs"])]
+            return values, order
+
+        totals: dict[str, list[float]] = {}
+        order = []
+        for i in range(len(batch)):
+            x = batch[i : i + 1].transpose(0, 2, 3, 1)
+            ref, order = tensors(float_artifact, x)
+            got, _ = tensors(int8_artifact, x)
+            for op, tensor in order:
+                if tensor in ref and tensor in got and ref[tensor].shape == got[tensor].shape:
+                    a, b = ref[tensor], got[tensor]
+                    totals.setdefault(tensor, []).append(float(np.abs(a - b).mean() / (np.abs(a).mean() + 1e-12)))
+        rows = [{"index": n, "op": op, "tensor": tensor[-60:], "relative_error": float(np.mean(totals[tensor]))}
+                for n, (op, tensor) in enumerate(order) if tensor in totals]
+        keep = {r["index"] for r in sorted(rows, key=lambda r: -r["relative_error"])[:worst]}
+        return [r for r in rows if r["index"] in keep]
+
+
+TARGET = TFLiteTarget()

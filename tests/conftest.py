@@ -42,8 +42,6 @@ def write_folder(root: Path, per_class: int, seed: int = 0, names=None) -> Path:
 
 
 def _train_tiny(model_name: str, steps: int = 100) -> tuple[torch.nn.Module, list[str]]:
-    from edge.preprocess import Preprocess
-
     spec = get_spec(model_name)
     pre = spec.preprocess.at_size(TINY_SIZE)
     torch.manual_seed(0)
@@ -61,8 +59,13 @@ def _train_tiny(model_name: str, steps: int = 100) -> tuple[torch.nn.Module, lis
     # Running statistics lag a fast-moving model; re-estimate them on fresh images.
     fresh = [np.stack([pre(make_image(CLASSES[c], rng)) for c in rng.integers(0, len(CLASSES), 32)]) for _ in range(2)]
     reestimate_batchnorm(model, fresh)
-    assert isinstance(pre, Preprocess)
-    return model.eval(), list(CLASSES)
+    model.eval()
+    labels = rng.integers(0, len(CLASSES), 32)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.stack([pre(make_image(CLASSES[c], rng)) for c in labels])))
+    # the tests below compare int8 with float on it: a model that learnt nothing would make that meaningless
+    assert (logits.argmax(1).numpy() == labels).mean() >= 0.9, "the tiny model did not learn the colours"
+    return model, list(CLASSES)
 
 
 def write_tiny_checkpoint(model_name: str, folder: Path) -> Path:
@@ -105,6 +108,34 @@ def tiny_arrays(tiny_checkpoint) -> dict:
         ref = model(torch.from_numpy(test)).numpy()
     return {"model": model, "calib": calib, "test": test, "labels": labels, "ref": ref,
             "example": torch.zeros(1, 3, TINY_SIZE, TINY_SIZE)}
+
+
+@pytest.fixture(scope="session")
+def target_artifacts(tiny_arrays, tmp_path_factory):
+    """name -> {"fp32", "int8"}: each target's float and int8 artifacts of the tiny b0, made once a session.
+
+    Targets sharing a converter (jetson: onnx's) or a converter and quantizer (rpi: tflite's) share
+    the files those make: the same code on the same model makes the same file.
+    """
+    import targets
+    from pipeline.config import QuantConfig
+
+    made: dict = {}
+
+    def get(name: str) -> dict:
+        target, t = targets.get_target(name), tiny_arrays
+        ok, why = target.is_available()
+        if not ok:
+            pytest.skip(why)
+        convert, quantize = type(target).convert_float, type(target).quantize
+        if convert not in made:
+            made[convert] = target.convert_float(t["model"], t["example"], tmp_path_factory.mktemp(name) / "float")
+        if (convert, quantize) not in made:
+            out = tmp_path_factory.mktemp(name) / "int8"
+            made[convert, quantize] = target.quantize(t["model"], made[convert], t["calib"], QuantConfig(), out)
+        return {"fp32": made[convert], "int8": made[convert, quantize]}
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,7 @@ def test_onnx_names_map_back_to_pytorch_modules(tmp_path):
     for name in ("b0", "lite0"):
         model = fix_same_padding(build(get_spec(name), 4).eval(), 32)
         example = torch.zeros(1, 3, 32, 32)
-        path = onnx_target.convert_float(model, example, tmp_path / name)
+        path = onnx_target.TARGET.convert_float(model, example, tmp_path / name)
         modules = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
         assert set(onnx_target.compute_nodes(path)) == modules
 
@@ -133,7 +133,7 @@ def test_tflite_names_map_back_to_pytorch_modules(tmp_path):
     from targets import tflite
 
     model = fix_same_padding(build(get_spec("lite0"), 4).eval(), 32)  # as deploy hands it over
-    path = tflite.convert_float(model, torch.zeros(1, 3, 32, 32), tmp_path / "lite0")
+    path = tflite.TARGET.convert_float(model, torch.zeros(1, 3, 32, 32), tmp_path / "lite0")
     it = Interpreter(model_path=str(path))
     names = {t["index"]: t["name"] for t in it.get_tensor_details()}
     mapped = {tflite.torch_name(names[o["outputs"][0]]) for o in it._get_ops_details()

@@ -50,6 +50,6 @@ def test_static_same_padding_is_exact_and_exports_one_pad(tmp_path):
             before = model(x)
             after = fix_same_padding(model, size)(x)
         torch.testing.assert_close(after, before, rtol=0, atol=0)
-    path = onnx_target.convert_float(model, torch.zeros(1, 3, 65, 65), tmp_path / "lite0")
+    path = onnx_target.TARGET.convert_float(model, torch.zeros(1, 3, 65, 65), tmp_path / "lite0")
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert ops.count("Pad") == 5 and "Shape" not in ops and "Ceil" not in ops

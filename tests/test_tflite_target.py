@@ -8,19 +8,14 @@ pytest.importorskip("litert_torch", reason="TARGET=tflite needs pip install -e .
 pytest.importorskip("ai_edge_quantizer", reason="TARGET=tflite needs pip install -e .[tflite]")
 
 import targets  # noqa: E402
-from pipeline.config import QuantConfig  # noqa: E402
 from pipeline.validate import agreement, parity  # noqa: E402
 
 tflite = targets.get_target("tflite")
 
 
 @pytest.fixture(scope="module")
-def artifacts(tiny_arrays, tmp_path_factory):
-    t = tiny_arrays
-    out = tmp_path_factory.mktemp("tflite")
-    fp32 = tflite.convert_float(t["model"], t["example"], out / "float")
-    int8 = tflite.quantize(t["model"], fp32, t["calib"], QuantConfig(), out / "int8")
-    return {**t, "fp32": fp32, "int8": int8}
+def artifacts(tiny_arrays, target_artifacts):
+    return {**tiny_arrays, **target_artifacts("tflite")}
 
 
 def test_float_tflite_matches_pytorch(artifacts):
@@ -59,9 +54,14 @@ def test_int8_tflite_agrees_on_a_model_that_learnt_something(artifacts):
 
 
 def test_layer_errors_point_at_layers(artifacts):
-    rows = tflite.layer_errors(artifacts["fp32"], artifacts["int8"], artifacts["calib"][:2], worst=5)
-    assert len(rows) == 5 and all(r["relative_error"] >= 0 for r in rows)
+    batch = artifacts["calib"][:2]
+    same = tflite.layer_errors(artifacts["fp32"], artifacts["fp32"], batch, worst=5)
+    assert len(same) == 5 and all(r["relative_error"] == 0 for r in same)  # a graph against itself: no error
+    rows = tflite.layer_errors(artifacts["fp32"], artifacts["int8"], batch, worst=5)
+    assert len(rows) == 5 and all(1e-4 < r["relative_error"] < 1 for r in rows), rows  # int8 rounding, not garbage
     assert [r["index"] for r in rows] == sorted(r["index"] for r in rows)  # graph order
+    everything = tflite.layer_errors(artifacts["fp32"], artifacts["int8"], batch, worst=1000)
+    assert min(r["relative_error"] for r in rows) >= max(sorted(r["relative_error"] for r in everything)[:-5])  # the worst five
 
 
 def test_rpi_bundle_runs_on_litert_without_torch(tiny_checkpoint, colour_data, tmp_path):

@@ -50,16 +50,16 @@ def main(model_name: str = "lite0") -> None:
         calib = calibration.build(calibration_folder(tmp / "calib"), 16, spec.preprocess).batch
         test = crops(spec.preprocess, 200)
         example = torch.zeros(1, 3, spec.preprocess.image_size, spec.preprocess.image_size)
-        fp32 = onnx_target.convert_float(model, example, tmp / "float")
-        ort_int8 = onnx_target.quantize(model, fp32, calib, QuantConfig(), tmp / "ort")
+        fp32 = onnx_target.TARGET.convert_float(model, example, tmp / "float")
+        ort_int8 = onnx_target.TARGET.quantize(model, fp32, calib, QuantConfig(), tmp / "ort")
         nncf_model = nncf.quantize(
             onnx.load(str(fp32)), nncf.Dataset([{"input": calib[i : i + 1]} for i in range(len(calib))]),
             preset=nncf.QuantizationPreset.MIXED, subset_size=len(calib),
         )
         onnx.save(nncf_model, str(tmp / "nncf.onnx"))
-        ref = onnx_target.runner(fp32).infer(test).argmax(1)
+        ref = onnx_target.TARGET.runner(fp32).infer(test).argmax(1)
         for label, path in [("float", fp32), ("onnxruntime static", ort_int8), ("nncf onnx", tmp / "nncf.onnx")]:
-            r = onnx_target.runner(path)
+            r = onnx_target.TARGET.runner(path)
             agree = (r.infer(test).argmax(1) == ref).mean()
             lat = measure(r.infer, test[:1], warmup=20, runs=200)
             print(f"{label:20} agreement {agree:.3f}  p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms")
