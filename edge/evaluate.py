@@ -6,18 +6,15 @@ from typing import Callable
 import numpy as np
 
 from edge.dataset import Sample
-from edge.preprocess import Preprocess, read_image
+from edge.preprocess import Preprocess, read_images
 
 
 def classify(samples: list[Sample], preprocess: Preprocess, models: dict[str, Callable], progress=None) -> dict:
     """`models` maps a name to infer(NCHW batch) -> logits. Returns logits per model, labels, skipped files."""
     logits = {name: [] for name in models}
     labels, skipped = [], []
-    for sample in progress(samples, desc="validation images") if progress else samples:
-        img = read_image(sample.path)
-        if img is None:
-            skipped.append(str(sample.path))
-            continue
+    shown = progress(samples, desc="validation images") if progress else samples
+    for sample, img in read_images(shown, lambda s: s.path, skipped):
         x = preprocess(img)[None]
         for name, infer in models.items():
             logits[name].append(np.asarray(infer(x)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -87,3 +88,18 @@ def read_image(path: str | Path) -> np.ndarray | None:
     if img is None or img.size == 0:
         return None
     return img
+
+
+def read_images(items: Iterable, path_of: Callable = lambda item: item, skipped: list | None = None) -> Iterator:
+    """(item, BGR image) for each readable item, in order; the unreadable ones' paths go to `skipped`.
+
+    The one read-and-skip rule for calibration, validation and the board: a corrupt file is
+    counted and reported, never fatal on its own.
+    """
+    for item in items:
+        img = read_image(path_of(item))
+        if img is None:
+            if skipped is not None:
+                skipped.append(str(path_of(item)))
+            continue
+        yield item, img

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.preprocess import Preprocess, read_image
+from edge.preprocess import Preprocess, read_images
 from pipeline import PipelineError
 from pipeline.data import check_folder, list_images
 
@@ -62,21 +62,11 @@ def build(source: str | Path, n: int, preprocess: Preprocess, seed: int = 0, pro
     arrays, skipped, files = [], [], []
     candidates = choose(folder, n * 2, seed)  # spares, in case some files are corrupt
     it = progress(candidates, desc="calibration images", total=min(n, len(candidates))) if progress else candidates
-    for path in it:
-        if len(arrays) == n:
-            break
-        img = read_image(path)
-        if img is None:
-            skipped.append(str(path))
-            continue
+    for path, img in read_images(it, skipped=skipped):
         arrays.append(preprocess(img))
         files.append(str(path))
+        if len(arrays) == n:
+            break
     if not arrays:
         raise PipelineError(f"no readable images in calibration folder {folder}; all {len(skipped)} were corrupt")
     return CalibrationSet(np.stack(arrays), str(folder), skipped=skipped, files=files)
-
-
-def batches(calibration: np.ndarray, batch_size: int = 1):
-    """Iterate the calibration set in batches (the form NNCF's and other quantizers' datasets take)."""
-    for i in range(0, len(calibration), batch_size):
-        yield calibration[i : i + batch_size]

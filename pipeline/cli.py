@@ -6,7 +6,7 @@ import os
 import sys
 import traceback
 
-from pipeline.config import MODES
+from pipeline.config import MODES, OPTIMIZERS, TrainConfig
 from targets import TARGETS
 
 EXIT_ERROR, EXIT_GATE = 1, 3
@@ -159,13 +159,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=0)
     b.add_argument("--debug", action="store_true")
     t = sub.add_parser("train", help="fine-tune on a labelled folder (new head); best.pt feeds make deploy WEIGHTS=")
-    t.add_argument("--model", default="b0")
+    d = TrainConfig()  # the defaults live in the config, not here
+    t.add_argument("--model", default=d.model)
     t.add_argument("--data", required=True, help="labelled folder, one subfolder per class")
     t.add_argument("--val", help="validation folder (default: hold out 20 %% of DATA, stratified)")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
     t.add_argument("--freeze-backbone", action="store_true", help="train only the new head")
     t.add_argument("--weights", help="start from this file; 'random' trains from scratch (default: pretrained)")
     t.add_argument("--image-size", type=int)
@@ -183,6 +184,66 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _toolchain(args) -> int:
+    from pipeline.qat import check_toolchain
+
+    check_toolchain()
+    print("NNCF's C++ extension is built and loads")
+    return 0
+
+
+def _bench(args) -> int:
+    from pipeline.bench import BenchConfig, run_bench, valid_models
+
+    models = valid_models([m for m in args.models.split(",") if m])
+    run_bench(BenchConfig(models=models, data=args.data, out=args.out, quick=args.quick, threads=args.threads))
+    return 0
+
+
+def _fashion_mnist(args) -> int:
+    from pipeline.fashion_mnist import export_folders
+
+    info = export_folders(args.out, args.train_per_class, args.val_per_class)
+    print(f"{info['train_images']} images in {info['train']}, {info['val_images']} in {info['val']}")
+    return 0
+
+
+def _train(args) -> int:
+    from pipeline.train import train
+
+    train(TrainConfig(model=args.model, data=args.data, val=args.val, epochs=args.epochs, batch_size=args.batch_size,
+                      lr=args.lr, optimizer=args.optimizer, freeze_backbone=args.freeze_backbone, weights=args.weights,
+                      image_size=args.image_size, out=args.out, resume=args.resume))
+    return 0
+
+
+def _stages(args, extra: list[str]) -> int:
+    """deploy, push, run and the single stages: the commands that read a deploy config."""
+    from pipeline import PipelineError
+    from pipeline.deploy import run_until
+
+    cfg = _config(args)
+    if args.command == "push":
+        if not args.device:
+            raise PipelineError("push needs --device USER@HOST (make deploy ... DEVICE=user@host)")
+        return _push(args, cfg)
+    if args.command == "run":
+        return _run_camera(args, cfg, extra)
+    stage = "report" if args.command == "deploy" else args.command
+    result = run_until(cfg, stage)
+    if result is None:  # a torchrun rank other than 0: it trained beside rank 0, which reports
+        return 0
+    if stage == "report" and not result["ships"]:
+        return EXIT_GATE
+    if args.command == "deploy" and args.device:
+        return _push(args, cfg)
+    return 0
+
+
+COMMANDS = {"models": lambda args: _print_models(), "targets": lambda args: _print_targets(), "toolchain": _toolchain,
+            "bench": _bench, "fashion-mnist": _fashion_mnist, "train": _train}
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -193,53 +254,7 @@ def main(argv=None) -> int:
     from pipeline import PipelineError
 
     try:
-        if args.command == "models":
-            return _print_models()
-        if args.command == "targets":
-            return _print_targets()
-        if args.command == "toolchain":
-            from pipeline.qat import check_toolchain
-
-            check_toolchain()
-            print("NNCF's C++ extension is built and loads")
-            return 0
-        if args.command == "bench":
-            from pipeline.bench import BenchConfig, run_bench, valid_models
-
-            models = valid_models([m for m in args.models.split(",") if m])
-            run_bench(BenchConfig(models=models, data=args.data, out=args.out, quick=args.quick, threads=args.threads))
-            return 0
-        if args.command == "fashion-mnist":
-            from pipeline.fashion_mnist import export_folders
-
-            info = export_folders(args.out, args.train_per_class, args.val_per_class)
-            print(f"{info['train_images']} images in {info['train']}, {info['val_images']} in {info['val']}")
-            return 0
-        if args.command == "train":
-            from pipeline.train import TrainConfig, train
-
-            train(TrainConfig(model=args.model, data=args.data, val=args.val, epochs=args.epochs, batch_size=args.batch_size,
-                              lr=args.lr, optimizer=args.optimizer, freeze_backbone=args.freeze_backbone, weights=args.weights,
-                              image_size=args.image_size, out=args.out, resume=args.resume))
-            return 0
-        from pipeline.deploy import run_until
-
-        cfg = _config(args)
-        if args.command == "push":
-            if not args.device:
-                raise PipelineError("push needs --device USER@HOST (make deploy ... DEVICE=user@host)")
-            return _push(args, cfg)
-        if args.command == "run":
-            return _run_camera(args, cfg, extra)
-        stage = "report" if args.command == "deploy" else args.command
-        result = run_until(cfg, stage)
-        if result is None:  # a torchrun rank other than 0: it trained beside rank 0, which reports
-            return 0
-        if stage == "report" and not result["ships"]:
-            return EXIT_GATE
-        if args.command == "deploy" and args.device:
-            return _push(args, cfg)
-        return 0
+        return COMMANDS[args.command](args) if args.command in COMMANDS else _stages(args, extra)
     except PipelineError as e:  # every user-facing error: missing input, unknown name, missing runtime
         if getattr(args, "debug", False):
             traceback.print_exc()

@@ -16,6 +16,7 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 
 
 MODES = ("ptq", "qat", "auto")
+OPTIMIZERS = ("adamw", "sgd")
 BIAS_CORRECTIONS = ("full", "fast", "off")
 
 
@@ -219,3 +220,32 @@ def resolved_preset(preset: str, model: str) -> str:
         return preset
     spec = FAMILY.get(model)
     return "performance" if spec is not None and spec.activation == "relu6" else "mixed"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """`python -m pipeline train`: fine-tune (or train from scratch) on a labelled folder."""
+
+    model: str = "b0"
+    data: str = ""
+    val: str | None = None  # a labelled folder; None = hold out `val_split` of DATA
+    val_split: float = 0.2
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"  # one of OPTIMIZERS
+    freeze_backbone: bool = False
+    weights: str | None = None  # start point: None = pretrained, "random" = from scratch, or a file
+    image_size: int | None = None
+    out: str | None = None
+    resume: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise PipelineError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / f"{self.model}-train"

@@ -375,15 +375,13 @@ class Deploy:
 
     def _validation_arrays(self, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """DATA's readable images, preprocessed, with their labels (for the accuracy-aware search)."""
-        from edge.preprocess import read_image
+        from edge.preprocess import read_images
 
         samples = self._validation_samples(labels)
         xs, ys = [], []
-        for s in progress(samples, desc="validation images"):
-            img = read_image(s.path)
-            if img is not None:
-                xs.append(self.preprocess(img))
-                ys.append(s.label)
+        for s, img in read_images(progress(samples, desc="validation images"), lambda s: s.path):
+            xs.append(self.preprocess(img))
+            ys.append(s.label)
         if not xs:
             raise PipelineError(f"no readable labelled images in {self.data_dir}; QUANT=auto needs DATA")
         return np.stack(xs).astype(np.float32), np.asarray(ys)

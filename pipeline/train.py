@@ -15,7 +15,7 @@ import json
 import math
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -29,30 +29,8 @@ from pipeline import PipelineError
 from pipeline.family import get_spec
 from pipeline.models import classifier, load, save_checkpoint
 from pipeline.runfolder import write_atomic
+from pipeline.config import TrainConfig  # noqa: F401  (the config of `train`, beside deploy's)
 from pipeline.training import Dist, cosine, fit
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    model: str = "b0"
-    data: str = ""
-    val: str | None = None  # a labelled folder; None = hold out `val_split` of DATA
-    val_split: float = 0.2
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    optimizer: str = "adamw"  # or "sgd"
-    freeze_backbone: bool = False
-    weights: str | None = None  # start point: None = pretrained, "random" = from scratch, or a file
-    image_size: int | None = None
-    out: str | None = None
-    resume: bool = False
-    seed: int = 0
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out) if self.out else Path("runs") / f"{self.model}-train"
 
 
 def _folder_classes(folder: str) -> list[str]:
