@@ -23,8 +23,7 @@ BOARD_VENV = ("`python3 -m venv --system-site-packages .venv && .venv/bin/pip in
 
 class Target:
     name: str
-    requires: tuple[str, ...]  # pip packages the host needs for convert/quantize
-    modules: tuple[str, ...]  # the importable modules behind `requires` (is_available checks them)
+    requires: dict[str, str]  # pip package the host needs for convert/quantize -> the module it installs
     device_runtime: str  # edge.runners.RUNTIMES name the board loads the artifact with
     device_requires: tuple[str, ...]  # the bundle's requirements.txt lines (comments allowed) beside numpy
     device_install: str = BOARD_VENV  # how the bundle's README says to install them
@@ -37,7 +36,7 @@ class Target:
 
     def is_available(self) -> tuple[bool, str]:
         """Whether this host can convert and quantize for the target, and if not, what to install."""
-        missing = [pip for pip, module in zip(self.requires, self.modules) if importlib.util.find_spec(module) is None]
+        missing = [pip for pip, module in self.requires.items() if importlib.util.find_spec(module) is None]
         return (not missing, f"{self.name} needs {', '.join(missing)}: pip install {' '.join(missing)}" if missing else "")
 
     def convert_float(self, model, example, out: Path) -> Path:

@@ -98,8 +98,7 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
     """ONNX's float export; NNCF's symmetric int8 Q/DQ for TensorRT; the engine built on the board."""
 
     name = "jetson"
-    requires = ("nncf", "onnx", "onnxruntime")
-    modules = ("nncf", "onnx", "onnxruntime")
+    requires = {"nncf": "nncf", "onnx": "onnx", "onnxruntime": "onnxruntime"}
     device_runtime = "tensorrt"
     device_requires = ("# OpenCV (with GStreamer) and TensorRT come with JetPack: do not pip-install them on a Jetson.",
                        "cuda-python")

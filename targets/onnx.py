@@ -187,9 +187,10 @@ def _macs(node, producer: dict, inits: dict, shapes: dict) -> int:
 
 
 class OnnxRuntimeTarget(Target):
+    """Any CPU board with ONNX Runtime: float ONNX, ONNX Runtime's static int8 Q/DQ on NNCF-corrected biases."""
+
     name = "onnx"
-    requires = ("onnx", "onnxruntime")
-    modules = ("onnx", "onnxruntime")
+    requires = {"onnx": "onnx", "onnxruntime": "onnxruntime"}
     device_runtime = "onnxruntime"
     device_requires = (OPENCV, "onnxruntime==1.32.0")
     artifact_suffix = ".onnx"

@@ -51,12 +51,11 @@ def _macs(op) -> int:
 
 
 class OpenVINOTarget(Target):
-    name = "openvino"
-    requires = ("openvino", "nncf")
-    modules = ("openvino", "nncf")
-    device_runtime = "openvino"
-    device_requires = (OPENCV, "openvino==2026.4.1")
-    artifact_suffix = ".xml"
+    """Intel CPUs (and any x86 with OpenVINO): float IR, NNCF int8 IR, NNCF's own accuracy-aware search."""
+
+    name, artifact_suffix = "openvino", ".xml"
+    requires = {"openvino": "openvino", "nncf": "nncf"}
+    device_runtime, device_requires = "openvino", (OPENCV, "openvino==2026.4.1")
     own_accuracy_search = True  # nncf.quantize_with_accuracy_control
 
     def convert_float(self, model, example, out: Path) -> Path:

@@ -140,9 +140,10 @@ def _int16_scopes(interpreter, model, layers: tuple[str, ...]) -> list[tuple[str
 
 
 class TFLiteTarget(Target):
+    """LiteRT on CPU boards: float .tflite from litert-torch, full-integer int8 from ai-edge-quantizer."""
+
     name = "tflite"
-    requires = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
-    modules = ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")
+    requires = {"litert-torch": "litert_torch", "ai-edge-quantizer": "ai_edge_quantizer", "ai-edge-litert": "ai_edge_litert"}
     device_runtime = "litert"
     device_requires = (OPENCV, "ai-edge-litert==2.3.0  # tflite-runtime also works, far slower on int8 (fallback)")
     device_install = (BOARD_VENV + " (Raspberry Pi OS 64-bit: ai-edge-litert has aarch64 wheels; tflite-runtime also "

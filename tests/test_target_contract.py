@@ -23,7 +23,7 @@ def test_target_declares_the_interface(name):
     assert importlib.import_module(targets.TARGETS[name]).TARGET is target
     assert target.device_runtime in RUNTIMES  # the board loads it through the one runner registry
     assert target.artifact_suffix.startswith(".") and target.device_install and target.higher_precision
-    assert len(target.requires) == len(target.modules) and target.qat_preset in (None, "mixed", "performance")
+    assert target.requires and target.qat_preset in (None, "mixed", "performance")
 
 
 @pytest.mark.parametrize("name", sorted(targets.TARGETS))
