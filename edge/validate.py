@@ -12,13 +12,16 @@ from edge.dataset import labelled_samples
 from edge.errors import UserError
 from edge.evaluate import classify
 from edge.files import artifact_size_mb, write_atomic
-from edge.latency import measure
 from edge.isa import describe as describe_isa
 from edge.isa import detect as detect_isa
-from edge.metrics import accuracy, agreeing, agreement, fidelity, paired_counts, ships
+from edge.latency import measure
+from edge.metrics import accuracy, agreeing, agreement, fidelity, paired_counts
+from edge.report import (TABLE, accuracy_block, core, fidelity_lines, headline, int8_row, isa_lines, isa_mismatch, judge,
+                         row, title, verdict_line)
 
 
 def validate_bundle(bundle, args) -> dict:
+    """Classify DATA with the bundle's artifacts in this board's runtime, time them, and gate int8 as the host does."""
     cfg = bundle.config
     samples = labelled_samples(args.data, bundle.classes)
     if args.max_images:
@@ -27,90 +30,66 @@ def validate_bundle(bundle, args) -> dict:
     if cfg.get("float_artifact"):
         runners["float"] = bundle.runner("float", args.threads)
     out = classify(samples, bundle.preprocess, {k: r.infer for k, r in runners.items()})
-    logits, y = out["logits"], out["labels"]
-    if len(y) == 0:
+    if len(out["labels"]) == 0:
         raise UserError(f"all {len(out['skipped'])} images in {args.data} are unreadable")
     size = bundle.preprocess.image_size
     sample = np.zeros((1, 3, size, size), np.float32)
     latency = {k: measure(r.infer, sample, args.warmup, args.runs) for k, r in runners.items()}
-    acc_int8 = accuracy(logits["int8"], y)
-    acc_float = accuracy(logits["float"], y) if "float" in logits else None
-    fid = None
-    if "float" in logits:  # the host's rule: passed / failed / inconclusive from the paired outcomes
-        agree = agreeing(logits["float"], logits["int8"])
-        fid = fidelity(paired_counts(logits["float"], logits["int8"], y), agree, len(y), cfg["thresholds"]["max_drop"])
-    verdict = fid["verdict"] if fid else "inconclusive"
-    lat = latency["int8"]
-    board_isa, made_for = detect_isa(), cfg.get("int8_isa")
-    if made_for and board_isa != made_for and made_for != "gpu":
-        print(f"warning: this int8 model was made for {describe_isa(made_for)}; this board is {describe_isa(board_isa)}. "
+    report = board_report(bundle, out, latency, runners, args.strict)
+    isa = report["int8_isa"]
+    if isa_mismatch(isa["made_for"], isa["board"], "board"):
+        print(f"warning: this int8 model was made for {describe_isa(isa['made_for'])}; this board is {describe_isa(isa['board'])}. "
               "Its int8 results can differ from the host's: this validation is the one that counts.", file=sys.stderr)
-    report = {
-        "model": cfg["model"],
-        "target": cfg["target"],
-        "quant": cfg["quant"],
-        "measured_on": f"device {platform.node()} ({platform.machine()})",
-        "int8_isa": {"made_for": made_for, "board": board_isa},
-        "verdict": verdict,
-        "passed": verdict == "passed",
-        "ships": ships(verdict, args.strict),
-        "strict": bool(args.strict),
-        "failures": [fid["reason"]] if verdict == "failed" else [],
-        "fidelity": fid,
-        "artifact": str(bundle.root / cfg["artifact"]),
-        "accuracy": {
-            "float": acc_float,
-            "int8": acc_int8,
-            "top1_agreement": agreement(logits["int8"], logits["float"]) if "float" in logits else None,
-            "images": int(len(y)),
-            "skipped": len(out["skipped"]),
-            "skipped_files": out["skipped"][:50],
-            "max_drop_points": cfg["thresholds"]["max_drop"],
-        },
-        "latency_ms": {k: lat[k] for k in ("p50", "p90", "p99", "mean", "runs")},
-        "throughput_fps": lat["throughput_fps"],
-        "float_latency_ms": latency.get("float"),
-        "runtime": {k: r.runtime for k, r in runners.items()} | {"threads": runners["int8"].threads},
-        "size_mb": {k: artifact_size_mb(bundle.root / cfg[a]) for k, a in (("int8", "artifact"), ("float", "float_artifact")) if cfg.get(a)},
-        "calibration": cfg.get("host", {}).get("calibration"),
-        "host": cfg.get("host"),
-    }
     out_dir = Path(args.out) if args.out else bundle.root / "validation"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / "report.json", json.dumps(report, indent=2))
     write_atomic(out_dir / "report.md", markdown(report))
-    reason = fid["reason"] if fid else "the bundle has no float model to compare with"
-    print(f"{verdict.upper()}: {reason}; report in {out_dir}")
+    print(f"{headline(report)}; report in {out_dir}")
     return report
 
 
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f} %"
+def board_report(bundle, out: dict, latency: dict, runners: dict, strict: bool) -> dict:
+    """report.json: the keys the host's report shares (edge.report.core), then where it was measured and the host's figures."""
+    cfg = bundle.config
+    logits, y = out["logits"], out["labels"]
+    max_drop = cfg["thresholds"]["max_drop"]
+    has_float = "float" in logits
+    fid = None
+    if has_float:  # the host's rule: passed / failed / inconclusive from the paired outcomes
+        fid = fidelity(paired_counts(logits["float"], logits["int8"], y), agreeing(logits["float"], logits["int8"]), len(y), max_drop)
+    report = core(
+        model=cfg["model"], target=cfg["target"], quant=cfg["quant"], judged=judge(fid, [], strict),
+        artifact=bundle.root / cfg["artifact"],
+        accuracy=accuracy_block(float_=accuracy(logits["float"], y) if has_float else None, int8=accuracy(logits["int8"], y),
+                                agreement=agreement(logits["int8"], logits["float"]) if has_float else None, images=len(y),
+                                skipped=len(out["skipped"]), skipped_files=out["skipped"], max_drop=max_drop),
+        latency=latency["int8"], float_latency=latency.get("float"),
+        runtime={k: r.runtime for k, r in runners.items()} | {"threads": runners["int8"].threads},
+        size_mb={k: artifact_size_mb(bundle.root / cfg[a]) for k, a in (("int8", "artifact"), ("float", "float_artifact")) if cfg.get(a)},
+        calibration=cfg.get("host", {}).get("calibration"),
+        int8_isa={"made_for": cfg.get("int8_isa"), "board": detect_isa()},
+    )
+    return report | {"measured_on": f"device {platform.node()} ({platform.machine()})", "host": cfg.get("host")}
 
 
 def markdown(r: dict) -> str:
-    acc, lat, host = r["accuracy"], r["latency_ms"], r.get("host") or {}
-    host_acc = host.get("accuracy", {})
-    host_lat = host.get("latency_ms", {})
+    acc, host = r["accuracy"], r.get("host") or {}
     lines = [
-        f"# {r['model']} → {r['target']} ({r['quant']}) on the device: {r['verdict'].upper()}",
+        title(r, " on the device"),
         "",
-        *([f"**Verdict: {r['verdict']}.** {r['fidelity']['reason']}.", ""] if r["fidelity"] else []),
-        f"int8 made for {r['int8_isa']['made_for'] or '?'}; this board's int8 ISA: {r['int8_isa']['board']}. "
+        *verdict_line(r),
+        *fidelity_lines(r["fidelity"]),
         f"Measured on {r['measured_on']} with {r['runtime']['int8']}, {r['runtime']['threads']} threads; "
         f"{acc['images']} images ({acc['skipped']} unreadable, skipped).",
         "",
-        "| | top-1 | top-5 | agreement with float | p50 ms | p99 ms | images/s |",
-        "|---|---|---|---|---|---|---|",
+        *isa_lines(r["int8_isa"]["made_for"], r["int8_isa"]["board"], "board"),
+        "",
+        *TABLE,
     ]
-    if acc["float"]:
-        fl = r["float_latency_ms"]
-        lines.append(f"| float (device) | {_pct(acc['float']['top1'])} | {_pct(acc['float']['top5'])} | — | {fl['p50']:.2f} | {fl['p99']:.2f} | {fl['throughput_fps']:.1f} |")
-    lines.append(f"| **int8 (device)** | {_pct(acc['int8']['top1'])} | {_pct(acc['int8']['top5'])} | {_pct(acc['top1_agreement'])} "
-                 f"| {lat['p50']:.2f} | {lat['p99']:.2f} | {r['throughput_fps']:.1f} |")
-    if host_acc:
-        lines.append(f"| int8 (host, {host.get('runtime', '?')}) | {_pct(host_acc.get('int8', {}).get('top1'))} "
-                     f"| {_pct(host_acc.get('int8', {}).get('top5'))} | {_pct(host_acc.get('top1_agreement'))} "
-                     f"| {host_lat.get('p50', 0):.2f} | {host_lat.get('p99', 0):.2f} | {host.get('throughput_fps', 0):.1f} |")
+    if acc["float"]:  # the float artifact is the reference here: no PyTorch on the board
+        lines.append(row("float (device)", acc["float"], "—", r["float_latency_ms"], r["size_mb"].get("float")))
+    lines.append(int8_row("**int8 (device)**", r))
+    if host.get("accuracy"):
+        lines.append(int8_row(f"int8 (host, {host.get('runtime', '?')})", host))
     lines += ["", f"Host figures were measured on {host.get('data', '?')}; compare like with like.", ""]
     return "\n".join(lines)

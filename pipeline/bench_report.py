@@ -10,9 +10,20 @@ def _f(x, fmt="{:.2f}") -> str:
     return "n/a" if x is None else fmt.format(x)
 
 
+STAGES = ["model", "calibration", "float", "int8", "validate"]
+
+
 def write_bench_report(r: dict, out: Path) -> None:
+    """bench/README.md, one section per measurement, and its plots."""
+    sections = (_header, _latency, _benchmark_app, _accuracy, _camera_loop, _stage_cost, _scaling)
+    lines = [line for section in sections for line in section(r)]
+    write_atomic(out / "README.md", "\n".join(lines) + "\n")
+    _plots(r, out)
+
+
+def _header(r: dict) -> list[str]:
     m = r["machine"]
-    lines = [
+    return [
         "# Benchmark",
         "",
         f"{m['cpu']}, {m['cores']} cores ({', '.join(m['isa'])}), {m['threads']} threads; {m['date']}; "
@@ -21,9 +32,11 @@ def write_bench_report(r: dict, out: Path) -> None:
         "engines interleaved in blocks of 10 runs (rotating order, one untimed settling run per block) in one process. OpenVINO fp32 is compiled with INFERENCE_PRECISION_HINT=f32 "
         "(it would run bf16 on this CPU otherwise); int8 artifacts likewise keep their float parts in f32.",
         "",
-        "## Latency",
-        "",
     ]
+
+
+def _latency(r: dict) -> list[str]:
+    lines = ["## Latency", ""]
     for model, mr in r["models"].items():
         lines += [f"### {model} ({mr['resolution']} px, {mr['weights']})", "",
                   "| engine | p50 ms | p90 ms | p99 ms | images/s | × PyTorch | × own fp32 |", "|---|---|---|---|---|---|---|"]
@@ -31,51 +44,66 @@ def write_bench_report(r: dict, out: Path) -> None:
             lines.append(f"| {name} | {row['p50']:.2f} | {row['p90']:.2f} | {row['p99']:.2f} | {row['throughput_fps']:.0f} "
                          f"| {row['speedup_vs_pytorch']:.2f} | {_f(row['speedup_vs_own_fp32'])} |")
         lines.append("")
-    lines += ["![latency](latency.png)", "", "## Against OpenVINO's benchmark_app (same IR, latency hint, f32 precision)", "",
-              "| model | engine | ours p50 ms | benchmark_app median ms | ours / theirs |", "|---|---|---|---|---|"]
+    return lines + ["![latency](latency.png)", ""]
+
+
+def _benchmark_app(r: dict) -> list[str]:
+    lines = ["## Against OpenVINO's benchmark_app (same IR, latency hint, f32 precision)", "",
+             "| model | engine | ours p50 ms | benchmark_app median ms | ours / theirs |", "|---|---|---|---|---|"]
     for model, mr in r["models"].items():
         for name, row in mr["benchmark_app"].items():
             lines.append(f"| {model} | {name} | {row['ours_p50_ms']:.2f} | {_f(row['benchmark_app_median_ms'])} | {_f(row['ratio'], '{:.3f}')} |")
-    lines += ["", "Ours includes the Python call and the copy of the output; benchmark_app times the inference request alone.", ""]
-    lines += ["## Accuracy (float vs int8, same images, target runtime)", ""]
-    acc_rows = [(model, t, a) for model, mr in r["models"].items() if mr["accuracy"] for t, a in mr["accuracy"].items() if a]
-    if acc_rows:
-        data = {mr["data"] for mr in r["models"].values() if mr["data"]}
-        lines += [f"On {', '.join(sorted(data))}.", "",
-                  "| model | target | float top-1 | int8 top-1 | float top-5 | int8 top-5 | agreement | images |", "|---|---|---|---|---|---|---|---|"]
-        for model, t, a in acc_rows:
-            lines.append(f"| {model} | {t} | {a['float_top1']:.3f} | {a['int8_top1']:.3f} | {a['float_top5']:.3f} | {a['int8_top5']:.3f} "
-                         f"| {a['agreement']:.3f} | {a['images']} |")
-        lines += ["", "![accuracy](accuracy.png)", ""]
-    else:
-        lines += ["No model with real weights: no accuracy measured.", ""]
-    lines += ["## Camera loop (openvino int8, generated 640x480 video)", "",
-              "Reading every frame of the file as fast as possible, against the bare inference rate of the same artifact; "
-              "then played live at 30 fps like a camera.", "",
-              "| model | bare inference /s | camera program /s | lost to capture, preprocessing, bookkeeping | "
-              "preprocess p50 ms | live: classified /s | live: dropped | live: frame age p50 / p99 ms |",
-              "|---|---|---|---|---|---|---|---|"]
+    return lines + ["", "Ours includes the Python call and the copy of the output; benchmark_app times the inference request alone.", ""]
+
+
+def _accuracy(r: dict) -> list[str]:
+    lines = ["## Accuracy (float vs int8, same images, target runtime)", ""]
+    rows = [(model, t, a) for model, mr in r["models"].items() if mr["accuracy"] for t, a in mr["accuracy"].items() if a]
+    if not rows:
+        return lines + ["No model with real weights: no accuracy measured.", ""]
+    data = {mr["data"] for mr in r["models"].values() if mr["data"]}
+    lines += [f"On {', '.join(sorted(data))}.", "",
+              "| model | target | float top-1 | int8 top-1 | float top-5 | int8 top-5 | agreement | images |", "|---|---|---|---|---|---|---|---|"]
+    for model, t, a in rows:
+        lines.append(f"| {model} | {t} | {a['float_top1']:.3f} | {a['int8_top1']:.3f} | {a['float_top5']:.3f} | {a['int8_top5']:.3f} "
+                     f"| {a['agreement']:.3f} | {a['images']} |")
+    return lines + ["", "![accuracy](accuracy.png)", ""]
+
+
+def _camera_loop(r: dict) -> list[str]:
+    lines = ["## Camera loop (openvino int8, generated 640x480 video)", "",
+             "Reading every frame of the file as fast as possible, against the bare inference rate of the same artifact; "
+             "then played live at 30 fps like a camera.", "",
+             "| model | bare inference /s | camera program /s | lost to capture, preprocessing, bookkeeping | "
+             "preprocess p50 ms | live: classified /s | live: dropped | live: frame age p50 / p99 ms |",
+             "|---|---|---|---|---|---|---|---|"]
     for model, mr in r["models"].items():
         c = mr["camera_loop"]
         ev, live = c["every frame"], c["live at 30 fps"]
         lines.append(f"| {model} | {c['bare_inference_fps']:.0f} | {ev['fps']:.0f} | {100 * c['loop_loss']:.1f} % "
                      f"| {ev['preprocess_ms']['p50']:.2f} | {live['fps']:.1f} | {live['dropped_stale']} "
                      f"| {live['age_ms']['p50']:.1f} / {live['age_ms']['p99']:.1f} |")
-    lines += ["", "Capture (JPEG decoding) and preprocessing run on the capture thread, overlapping inference; on a "
-              "2-core machine they still share the cores inference uses, so the loss is largest for the fastest model.", ""]
-    lines += ["## Pipeline cost (seconds per deploy stage, as recorded by the run that made it)", "",
-              "| model | target | " + " | ".join(["model", "calibration", "float", "int8", "validate"]) + " |", "|---|---|---|---|---|---|---|"]
+    return lines + ["", "Capture (JPEG decoding) and preprocessing run on the capture thread, overlapping inference; on a "
+                    "2-core machine they still share the cores inference uses, so the loss is largest for the fastest model.", ""]
+
+
+def _stage_cost(r: dict) -> list[str]:
+    lines = ["## Pipeline cost (seconds per deploy stage, as recorded by the run that made it)", "",
+             "| model | target | " + " | ".join(STAGES) + " |", "|---|---|---|---|---|---|---|"]
     for model, mr in r["models"].items():
         for t, st in mr["stage_seconds"].items():
-            lines.append(f"| {model} | {t} | " + " | ".join(_f(st.get(k), "{:.1f}") for k in ["model", "calibration", "float", "int8", "validate"]) + " |")
-    if r["scaling"]:
-        lines += ["", "## Scaling with the model (OpenVINO, random weights: cost only)", "",
-                  "| model | px | paper GFLOPs | fp32 p50 ms | int8 p50 ms | fp32 MB | int8 MB |", "|---|---|---|---|---|---|---|"]
-        for s in r["scaling"]:
-            lines.append(f"| {s['model']} | {s['resolution']} | {s['gflops']} | {s['fp32_p50_ms']:.2f} | {s['int8_p50_ms']:.2f} | {s['fp32_mb']} | {s['int8_mb']} |")
-        lines += ["", "![scaling](scaling.png)", ""]
-    write_atomic(out / "README.md", "\n".join(lines) + "\n")
-    _plots(r, out)
+            lines.append(f"| {model} | {t} | " + " | ".join(_f(st.get(k), "{:.1f}") for k in STAGES) + " |")
+    return lines
+
+
+def _scaling(r: dict) -> list[str]:
+    if not r["scaling"]:
+        return []
+    lines = ["", "## Scaling with the model (OpenVINO, random weights: cost only)", "",
+             "| model | px | paper GFLOPs | fp32 p50 ms | int8 p50 ms | fp32 MB | int8 MB |", "|---|---|---|---|---|---|---|"]
+    for s in r["scaling"]:
+        lines.append(f"| {s['model']} | {s['resolution']} | {s['gflops']} | {s['fp32_p50_ms']:.2f} | {s['int8_p50_ms']:.2f} | {s['fp32_mb']} | {s['int8_mb']} |")
+    return lines + ["", "![scaling](scaling.png)", ""]
 
 
 def _plots(r: dict, out: Path) -> None:
