@@ -1,5 +1,6 @@
 """Accuracy-aware quantization (QUANT=auto): when PTQ misses MAX_DROP, keep the layers that cost
-the most accuracy in float until the int8 model is within MAX_DROP of float top-1.
+the most accuracy in float until the int8 model is within MAX_DROP of float top-1, and, with
+quant.min_agreement set, until int8 agrees with float on that share of the images (no labels needed).
 
 OpenVINO: `nncf.quantize_with_accuracy_control`, which ranks and reverts layers itself.
 Other targets: the layers ranked by sensitivity (pipeline/sensitivity.py) go to higher precision
@@ -19,9 +20,8 @@ from edge.latency import measure
 from pipeline.sensitivity import layer_sensitivity
 
 
-def _top1(runner, x: np.ndarray, y: np.ndarray) -> float:
-    preds = np.array([int(np.argmax(runner.infer(x[i : i + 1]))) for i in range(len(x))])
-    return float((preds == y).mean())
+def _predictions(runner, x: np.ndarray) -> np.ndarray:
+    return np.array([int(np.argmax(runner.infer(x[i : i + 1]))) for i in range(len(x))])
 
 
 class Recovery:
@@ -36,15 +36,25 @@ class Recovery:
         self.val_x, self.val_y, self.float_top1, self.max_drop = val_x, val_y, float_top1, max_drop
         self.threads, self.precision, self.runs, self.log = threads, precision, runs, log
         self.sample = val_x[:1] if len(val_x) else calibration[:1]
+        # float's own top-1 in the target runtime: what int8 must agree with (no labels needed)
+        self.float_pred = _predictions(target.runner(float_artifact, threads, precision), val_x)
 
     def measure(self, artifact: Path) -> dict:
         runner = self.target.runner(artifact, self.threads, self.precision)
-        top1 = _top1(runner, self.val_x, self.val_y)
+        pred = _predictions(runner, self.val_x)
+        top1 = float((pred == self.val_y).mean())
         p50 = measure(runner.infer, self.sample, warmup=10, runs=self.runs)["p50"]
-        return {"top1": top1, "drop_points": 100 * (self.float_top1 - top1), "p50_ms": p50}
+        return {"top1": top1, "drop_points": 100 * (self.float_top1 - top1), "agreement": float((pred == self.float_pred).mean()),
+                "p50_ms": p50}
+
+    def within_drop(self, m: dict) -> bool:
+        return m["drop_points"] <= self.max_drop + 1e-9
+
+    def agrees(self, m: dict) -> bool:
+        return m["agreement"] >= self.quant.min_agreement - 1e-9
 
     def passes(self, m: dict) -> bool:
-        return m["drop_points"] <= self.max_drop + 1e-9
+        return self.within_drop(m) and self.agrees(m)
 
     def run(self, out: Path) -> dict:
         self.log(f"[auto] per-layer sensitivity on {min(len(self.calibration), self.quant.sensitivity_images)} calibration images")
@@ -52,10 +62,12 @@ class Recovery:
                         key=lambda r: -r["sensitivity"])
         ptq = self.measure(self.ptq_artifact)
         self.log(f"[auto] PTQ top-1 {100 * ptq['top1']:.1f} % vs float {100 * self.float_top1:.1f} % "
-                 f"(drop {ptq['drop_points']:.2f} points, allowed {self.max_drop})")
+                 f"(drop {ptq['drop_points']:.2f} points, allowed {self.max_drop}); agreement with float {ptq['agreement']:.3f}"
+                 + (f" (wanted {self.quant.min_agreement})" if self.quant.min_agreement else ""))
         if self.passes(ptq):
-            path, kept, steps, method, final = copy_artifact(self.ptq_artifact, out), [], [], "PTQ already within MAX_DROP", ptq
-        elif self.target.own_accuracy_search:
+            already = "PTQ already within MAX_DROP" + (" and quant.min_agreement" if self.quant.min_agreement else "")
+            path, kept, steps, method, final = copy_artifact(self.ptq_artifact, out), [], [], already, ptq
+        elif self.target.own_accuracy_search and not self.quant.min_agreement:  # NNCF's search steers by labels alone
             path, kept, steps, method = self._nncf_accuracy_control(out, ranked)
             final = self.measure(path)
         else:  # each step is measured as it is made; the last one is the final model
@@ -64,12 +76,15 @@ class Recovery:
         for k in kept:  # NNCF reverts its layers together: each row's "after" is the final model
             k.setdefault("top1_after", final["top1"])
         self.log(f"[auto] {len(kept)} layer(s) kept in {self.target.higher_precision}; top-1 {100 * final['top1']:.1f} % "
-                 f"(drop {final['drop_points']:.2f} points), p50 {ptq['p50_ms']:.2f} -> {final['p50_ms']:.2f} ms")
+                 f"(drop {final['drop_points']:.2f} points), agreement {final['agreement']:.3f}, "
+                 f"p50 {ptq['p50_ms']:.2f} -> {final['p50_ms']:.2f} ms")
         return {
             "artifact": path.name,
             "method": method,
             "kept_precision": self.target.higher_precision,
-            "reached_max_drop": self.passes(final),
+            "reached_max_drop": self.within_drop(final),
+            "min_agreement": self.quant.min_agreement,
+            "reached_min_agreement": self.agrees(final),
             "kept_float": kept,
             "steps": steps,
             "ptq": ptq,
@@ -91,7 +106,8 @@ class Recovery:
                      f"to {self.target.higher_precision}")
             path = self.target.quantize(self.model, self.float_artifact, self.calibration, self.quant, work / f"step{len(layers)}", exclude=layers)
             m = self.measure(path)
-            kept.append({**row, "top1_after": m["top1"], "latency_cost_ms": m["p50_ms"] - current["p50_ms"]})
+            kept.append({**row, "top1_after": m["top1"], "agreement_after": m["agreement"],
+                         "latency_cost_ms": m["p50_ms"] - current["p50_ms"]})
             steps.append({"float_layers": len(layers), **m})
             current = m
         final = copy_artifact(path, out) if path else copy_artifact(self.ptq_artifact, out)

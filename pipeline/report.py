@@ -19,7 +19,12 @@ def gate(cfg, validation: dict, ops: dict) -> dict:
     extra = validation.get("agreement_unlabelled") or {"images": 0, "agree": 0}
     fid = fidelity(validation["paired"], validation["agree"] + extra["agree"], validation["images"] + extra["images"], cfg.max_drop)
     fid["agreement_sources"] = {"validation": validation["images"], "calibration": extra["images"]}
-    return judge(fid, _checks(validation["float_parity"], ops), cfg.strict)
+    failures = _checks(validation["float_parity"], ops)
+    agreement = validation["accuracy"]["top1_agreement"]
+    if cfg.quant.min_agreement and agreement < cfg.quant.min_agreement:
+        failures.append(f"int8 agrees with float on {agreement:.3f} of the validation images, below "
+                        f"quant.min_agreement={cfg.quant.min_agreement}")
+    return judge(fid, failures, cfg.strict)
 
 
 def _checks(parity: dict, ops: dict) -> list[str]:
@@ -99,8 +104,8 @@ def _quant_sections(mode: str, stages: dict, v: dict) -> dict:
     if mode == "qat":
         sections["qat"] = {k: q.get(k) for k in ("history", "train_images", "train_folder", "train_split", "trained_on_validation_data")}
     if mode == "auto":
-        sections["auto"] = {k: q[k] for k in ("method", "kept_precision", "reached_max_drop", "kept_float", "steps", "ptq", "final",
-                                              "validation_images", "sensitivity")}
+        sections["auto"] = {k: q.get(k) for k in ("method", "kept_precision", "reached_max_drop", "min_agreement", "reached_min_agreement",
+                                                  "kept_float", "steps", "ptq", "final", "validation_images", "sensitivity")}
     return sections
 
 
@@ -215,7 +220,9 @@ def _auto_section(r: dict) -> list[str]:
              f"Method: {a['method']}. On {a['validation_images']} validation images: PTQ top-1 {pct(a['ptq']['top1'])} "
              f"({a['ptq']['drop_points']:.2f} points below float, p50 {a['ptq']['p50_ms']:.2f} ms) → "
              f"{pct(a['final']['top1'])} ({a['final']['drop_points']:.2f} points, p50 {a['final']['p50_ms']:.2f} ms); "
-             f"MAX_DROP {'reached' if a['reached_max_drop'] else '**not reached**'}.", ""]
+             f"MAX_DROP {'reached' if a['reached_max_drop'] else '**not reached**'}."
+             + (f" Top-1 agreement with float {a['ptq']['agreement']:.3f} → {a['final']['agreement']:.3f}, quant.min_agreement "
+                f"{a['min_agreement']} {'reached' if a['reached_min_agreement'] else '**not reached**'}." if a.get("min_agreement") else ""), ""]
     if a["kept_float"]:
         lines += [f"Layers kept out of int8 ({a['kept_precision']} on the board). Sensitivity: relative error of the logits when this "
                   "layer alone is int8 (PyTorch simulation); latency cost: the step in measured p50"

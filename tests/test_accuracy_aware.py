@@ -73,6 +73,19 @@ def test_auto_keeps_the_culprit_in_float_and_passes(auto_args, tmp_path, target)
     assert (run / "bundle" / "model").is_dir()
 
 
+def test_auto_steered_by_agreement_needs_no_label_to_bind(auto_args, tmp_path):
+    """MAX_DROP=100 lets any model through on labels; quant.min_agreement=0.9 still keeps the culprit out
+    of int8, measured against float's own top-1. OpenVINO takes the greedy search here (NNCF's steers by labels)."""
+    assert main(auto_args("openvino", "--quant", "auto", "--max-drop", "100", "--set", "quant.min_agreement=0.9")) == 0
+    report = json.loads((tmp_path / "openvino" / "report.json").read_text())
+    auto = report["auto"]
+    assert "one at a time" in auto["method"] and auto["reached_max_drop"] and auto["reached_min_agreement"]
+    assert auto["ptq"]["agreement"] < 0.8 <= 0.9 <= auto["final"]["agreement"]
+    assert "features.8.0" in [k["layer"] for k in auto["kept_float"]]
+    assert report["accuracy"]["top1_agreement"] >= 0.9 and report["verdict"] != "failed"
+    assert "quant.min_agreement 0.9 reached" in (tmp_path / "openvino" / "report.md").read_text()
+
+
 def test_auto_with_ptq_already_good_keeps_nothing(tiny_checkpoint, colour_data, tmp_path):
     args = ["deploy", "--target", "onnx", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
             "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / "run"), "--set", "runs=5", "--quant", "auto"]

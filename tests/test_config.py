@@ -71,3 +71,11 @@ def test_a_bad_choice_is_one_line_with_the_valid_ones(capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(lines) == 1, lines
     assert "invalid choice: 'jetsn'" in lines[0] and all(name in lines[0] for name in ("jetson", "openvino", "rpi"))
+
+
+def test_min_agreement_is_a_share(tmp_path, capsys):
+    from pipeline.cli import main
+
+    assert main(["int8", "--set", "quant.min_agreement=97", "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: quant.min_agreement=97.0 is a share of images") and "\n" not in err
