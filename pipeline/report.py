@@ -10,6 +10,7 @@ from edge.metrics import fidelity
 from edge.report import (TABLE, accuracy_block, core, fidelity_lines, headline, int8_row, isa_lines, judge, pct, row,
                          title, verdict_line)
 from pipeline.runfolder import write_atomic
+from targets import get_target
 
 PARITY_RTOL = 1e-3  # float artifact vs PyTorch: max |diff| relative to the largest logit
 
@@ -19,15 +20,15 @@ def gate(cfg, validation: dict, ops: dict) -> dict:
     extra = validation.get("agreement_unlabelled") or {"images": 0, "agree": 0}
     fid = fidelity(validation["paired"], validation["agree"] + extra["agree"], validation["images"] + extra["images"], cfg.max_drop)
     fid["agreement_sources"] = {"validation": validation["images"], "calibration": extra["images"]}
-    failures = _checks(validation["float_parity"], ops)
-    agreement = validation["accuracy"]["top1_agreement"]
-    if cfg.quant.min_agreement and agreement < cfg.quant.min_agreement:
+    failures = _checks(validation["float_parity"], ops, get_target(cfg.target).full_integer)
+    wanted = cfg.quant.min_agreement
+    if wanted and (agreement := validation["accuracy"]["top1_agreement"]) < wanted:
         failures.append(f"int8 agrees with float on {agreement:.3f} of the validation images, below "
                         f"quant.min_agreement={cfg.quant.min_agreement}")
     return judge(fid, failures, cfg.strict)
 
 
-def _checks(parity: dict, ops: dict) -> list[str]:
+def _checks(parity: dict, ops: dict, full_integer: bool) -> list[str]:
     """What fails the host's gate besides fidelity: a wrong float conversion, an int8 artifact that is not int8."""
     failures = []
     if parity["relative_diff"] > PARITY_RTOL:
@@ -37,7 +38,7 @@ def _checks(parity: dict, ops: dict) -> list[str]:
         )
     if ops.get("compute_ops_int8_input", 0) == 0:
         failures.append("the int8 artifact has no compute op with an int8 input: it is not quantized")
-    elif ops.get("full_integer") is False:
+    elif full_integer and ops.get("float_compute_ops"):
         failures.append(f"float ops remain in the full-integer artifact: {', '.join(ops['float_compute_ops'][:8])}")
     return failures
 

@@ -33,6 +33,9 @@ class Target:
     # QUANT=auto: whether the target has its own accuracy-aware search (quantize_accuracy_aware,
     # float_compute_layers, layer_times); without one, the greedy search re-quantizes with `exclude`.
     own_accuracy_search: bool = False
+    # Whether the int8 artifact must hold no float compute at all (integer-only kernels and accelerators):
+    # the gate then fails one that describe() finds float compute ops in.
+    full_integer: bool = False
 
     def is_available(self) -> tuple[bool, str]:
         """Whether this host can convert and quantize for the target, and if not, what to install."""

@@ -151,6 +151,7 @@ class TFLiteTarget(Target):
                       "`sudo apt install python3-picamera2`) or a libcamera GStreamer pipeline.")
     artifact_suffix = ".tflite"
     higher_precision = "int16 activations (16x8)"  # what QUANT=auto keeps a layer in: the file stays full-integer
+    full_integer = True  # XNNPACK's and the Edge TPU's int8 paths: a float op leaves them
 
     def convert_float(self, model, example, out: Path) -> Path:
         import os
