@@ -31,7 +31,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _deploy_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", default="openvino", choices=sorted(TARGETS), help="deployment target (see `python -m pipeline targets`)")
+    # no argparse choices: targets.get_target's own one-line error names the valid ones, exit 1 like every bad input
+    p.add_argument("--target", default="openvino", help=f"deployment target: {', '.join(sorted(TARGETS))}")
     p.add_argument("--model", default="lite0", help="b0..b7 or lite0..lite4 (see `python -m pipeline models`)")
     p.add_argument("--data", help="labelled image folder, one subfolder per class (default: a tiny embedded sample)")
     p.add_argument("--calib", help="calibration image folder (default: DATA); 'random' only if you mean it")

@@ -63,14 +63,14 @@ def test_configs_are_frozen():
 
 
 def test_a_bad_choice_is_one_line_with_the_valid_ones(capsys):
-    """CLI choices come from the config and the target table, and a wrong one is one line, not a usage dump."""
+    """CLI choices come from the config, and a wrong one is one line, not a usage dump."""
     from pipeline.cli import main
 
     with pytest.raises(SystemExit) as e:
-        main(["deploy", "--target", "jetsn"])
+        main(["deploy", "--quant", "fp4"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(lines) == 1, lines
-    assert "invalid choice: 'jetsn'" in lines[0] and all(name in lines[0] for name in ("jetson", "openvino", "rpi"))
+    assert "invalid choice: 'fp4'" in lines[0] and all(mode in lines[0] for mode in ("ptq", "qat", "auto"))
 
 
 def test_min_agreement_is_a_share(tmp_path, capsys):

@@ -186,6 +186,7 @@ def test_help_everywhere(command, capsys):
     assert e.value.code == 0 and "usage" in capsys.readouterr().out
 
 
+@pytest.mark.e2e  # ~35 s; the verdict rules themselves are unit-tested in test_report.py and edge/metrics' tests
 def test_verdict_passed_inconclusive_strict(deploy_args, tmp_path, capsys):
     """48 images resolve a 30-point MAX_DROP (passed) but not a 1-point one (inconclusive: exit 0, bundle
     marked unverified); --strict turns inconclusive into exit 3 with no new bundle."""

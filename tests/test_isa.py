@@ -57,7 +57,8 @@ def _ir_7bit_share(path) -> float:
     return float(np.mean([p <= 64 for p in peaks]))
 
 
-@pytest.mark.parametrize("target,measure", [("onnx", _onnx_7bit_share), ("openvino", _ir_7bit_share)])
+# OpenVINO in the default run; ONNX Runtime (~40 s) in make test-e2e
+@pytest.mark.parametrize("target,measure", [pytest.param("onnx", _onnx_7bit_share, marks=pytest.mark.e2e), ("openvino", _ir_7bit_share)])
 def test_forcing_the_other_cpu_kind_changes_the_recipe(target, measure, tiny_checkpoint, colour_data, tmp_path):
     """Deploying for an AVX2-only board from any host: 7-bit weights (headroom for 16-bit sums), said in the report."""
     ranges = {}
