@@ -18,6 +18,7 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 MODES = ("ptq", "qat", "auto")
 OPTIMIZERS = ("adamw", "sgd")
 BIAS_CORRECTIONS = ("full", "fast", "off")
+QAT_DATA = ("labelled", "calibration")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class QuantConfig:
     qat_lr: float = 1e-5
     qat_batch_size: int = 16
     qat_seed: int = 0
+    # What QAT trains on. labelled: TRAIN_DATA, else half of DATA (cross-entropy + distillation);
+    # calibration: the calibration images, no labels needed (distillation from the float model alone;
+    # calibration images drawn from DATA are then left out of validation).
+    qat_data: str = "labelled"
     # QUANT=auto: how many layers may go back to float, and how many images rank them.
     max_float_layers: int = 10
     sensitivity_images: int = 32
@@ -53,6 +58,8 @@ class QuantConfig:
             raise PipelineError(f"unknown QUANT={self.mode!r}; use one of {', '.join(MODES)}")
         if not 0 <= self.min_agreement <= 1:
             raise PipelineError(f"quant.min_agreement={self.min_agreement} is a share of images: use a number from 0 to 1, e.g. 0.97")
+        if self.qat_data not in QAT_DATA:
+            raise PipelineError(f"unknown quant.qat_data={self.qat_data!r}; use one of {', '.join(QAT_DATA)}")
         if self.bias_correction not in BIAS_CORRECTIONS:
             raise PipelineError(f"unknown quant.bias_correction={self.bias_correction!r}; use one of {', '.join(BIAS_CORRECTIONS)}")
 
@@ -146,6 +153,11 @@ class DeployConfig:
     quant: QuantConfig = field(default_factory=QuantConfig)
     board: BoardConfig = field(default_factory=BoardConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
+
+    def __post_init__(self):
+        if self.quant.mode == "qat" and self.quant.qat_data == "calibration" and self.calib == "random":
+            raise PipelineError("quant.qat_data=calibration distils on the calibration images, and CALIB=random has none: "
+                                "pass CALIB=<a folder of real images>")
 
     @property
     def quant_name(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,16 @@ from pipeline import validate as val
 
 def progress(iterable, **kw):
     return tqdm(iterable, unit="img", leave=False, dynamic_ncols=True, **kw)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What QUANT=qat trains on: a torch dataset, the files behind it and the folder they come from."""
+
+    dataset: object
+    files: list[str]
+    source: str
+    labelled: bool = True
 
 
 @functools.lru_cache(maxsize=1)
@@ -153,19 +163,22 @@ class Deploy:
         Under torchrun, this rank (0) tells the others whether there is training to join (see follow_qat).
         """
         model_stage, calib_stage = self.model(), self.calibration()
-        train_dir = self._train_folder()
+        trains_on = calib_stage.digest if self.cfg.quant.qat_data == "calibration" else fingerprint(list_images(self._train_folder()))
         key = {"target": self.cfg.target, "code": code_digest(), "model": model_stage.digest, "calibration": calib_stage.digest,
-               "train": fingerprint(list_images(train_dir)), "quant": asdict(self.cfg.quant), "preprocess": self.preprocess.to_dict()}
+               "train": trains_on, "quant": asdict(self.cfg.quant), "preprocess": self.preprocess.to_dict()}
 
         def work(tmp: Path) -> dict:
             self.world.announce(True)
-            folded, qmodel, history, samples, calib = self._qat_train()
+            folded, qmodel, history, trained, calib = self._qat_train()
             example = torch.from_numpy(calib[:1])
             path = self.target.export_qat(qmodel, folded, example, calib, self.cfg.quant, tmp / "model")
-            (tmp / "train_files.json").write_text(json.dumps([str(s.path) for s in samples]))
-            return {"artifact": path.name, "ops": self.target.describe(path), "history": history, "train_images": len(samples),
-                    "train_folder": str(train_dir), "train_split": self._splits_data,
-                    "trained_on_validation_data": not self._splits_data and train_dir.resolve() == self.data_dir.resolve()}
+            (tmp / "train_files.json").write_text(json.dumps(trained.files))
+            validated = {Path(s.path).resolve() for s in self._validation_samples(self._torch_model(model_stage, True)[1])}
+            overlap = len(validated & {Path(f).resolve() for f in trained.files})
+            return {"artifact": path.name, "ops": self.target.describe(path), "history": history,
+                    "train_images": len(trained.files), "train_folder": trained.source, "train_split": self._splits_data,
+                    "labels": trained.labelled, "validation_images_trained_on": overlap,
+                    "trained_on_validation_data": overlap > 0}
 
         try:
             return self.run.stage("qat", key, work)
@@ -177,16 +190,30 @@ class Deploy:
 
         qat.check_toolchain(self.log)
         model, labels = self._torch_model(self.model(), with_labels=True)
+        trained = self._qat_training_set(labels)
+        calib = np.load(self.calibration().path("calibration.npy"))
+        how = "cross-entropy + distillation" if trained.labelled else "distillation from the float model alone, no labels"
+        self.log(f"[qat] PTQ initialisation on {len(calib)} calibration images, then {self.cfg.quant.qat_epochs} epoch(s) "
+                 f"at lr {self.cfg.quant.qat_lr:g} on {len(trained.files)} images from {trained.source} ({how})")
+        folded, qmodel = qat.prepare(model, calib, self.cfg.quant, self.target.qat_preset)
+        history = qat.finetune(qmodel, folded, trained.dataset, self.cfg.quant, self.log)
+        return folded, qmodel, history, trained, calib
+
+    def _qat_training_set(self, labels: list[str]) -> TrainingSet:
+        from pipeline import qat
+        from pipeline.train import FolderDataset
+
+        if self.cfg.quant.qat_data == "calibration":
+            stage = self.calibration()  # never random: DeployConfig refuses that
+            images = np.load(stage.path("calibration.npy"))
+            files = json.loads(stage.path("files.json").read_text())
+            return TrainingSet(qat.Unlabelled(images, self.cfg.quant.qat_seed), files, stage.result["source"], labelled=False)
         train_dir = self._train_folder()
         samples = self._train_samples(labels)
         if not samples:
-            raise PipelineError(f"no labelled images in {train_dir} for QAT; pass TRAIN_DATA=folder (one subfolder per class)")
-        calib = np.load(self.calibration().path("calibration.npy"))
-        self.log(f"[qat] PTQ initialisation on {len(calib)} calibration images, then {self.cfg.quant.qat_epochs} epoch(s) "
-                 f"at lr {self.cfg.quant.qat_lr:g} on {len(samples)} images from {train_dir}")
-        folded, qmodel = qat.prepare(model, calib, self.cfg.quant, self.target.qat_preset)
-        history = qat.finetune(qmodel, folded, samples, self.preprocess, self.cfg.quant, self.log)
-        return folded, qmodel, history, samples, calib
+            raise PipelineError(f"no labelled images in {train_dir} for QAT; pass TRAIN_DATA=folder (one subfolder per class), "
+                                "or SET=quant.qat_data=calibration to distil on the calibration images without labels")
+        return TrainingSet(FolderDataset(samples, self.preprocess, train=True), [str(s.path) for s in samples], str(train_dir))
 
     def follow_qat(self) -> None:
         """A torchrun rank other than 0: wait for rank 0's word, then train beside it (rank 0 alone writes)."""
@@ -360,8 +387,12 @@ class Deploy:
 
     @property
     def _splits_data(self) -> bool:
-        """QAT with no TRAIN_DATA trains on half of DATA and every stage validates on the other half."""
-        return self.cfg.quant.mode == "qat" and not self.cfg.train_data
+        """Labelled QAT with no TRAIN_DATA trains on half of DATA and every stage validates on the other half."""
+        return self.cfg.quant.mode == "qat" and self.cfg.quant.qat_data == "labelled" and not self.cfg.train_data
+
+    @property
+    def _distils_on_calibration(self) -> bool:
+        return self.cfg.quant.mode == "qat" and self.cfg.quant.qat_data == "calibration"
 
     def _train_samples(self, labels: list[str]):
         samples = labelled_samples(self._train_folder(), labels)
@@ -371,6 +402,9 @@ class Deploy:
         samples = labelled_samples(self.data_dir, labels)
         if self._splits_data:
             samples = holdout_split(samples)[1]
+        if self._distils_on_calibration:  # calibration drawn from DATA: QAT trained on those, so they are not validated
+            trained = {Path(f).resolve() for f in json.loads(self.calibration().path("files.json").read_text())}
+            samples = [s for s in samples if Path(s.path).resolve() not in trained]
         return samples[: self.cfg.max_images or None]
 
     def _validation_arrays(self, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -67,10 +67,25 @@ def prepare(model: nn.Module, calibration: np.ndarray, quant, preset: str | None
     return folded, nncf.quantize(copy.deepcopy(folded), dataset, **kwargs)
 
 
-def finetune(qmodel: nn.Module, teacher: nn.Module, samples, preprocess, quant, log=print) -> list[dict]:
-    """Train `qmodel` in place on the labelled `samples`; returns one history row per epoch."""
-    from pipeline.train import FolderDataset
+class Unlabelled(torch.utils.data.Dataset):
+    """Preprocessed images with no labels (label -1), flipped at random: QAT by distillation alone."""
 
+    def __init__(self, images: np.ndarray, seed: int = 0):
+        self.images, self.rng = images, np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        x = self.images[i]
+        if self.rng.random() < 0.5:
+            x = x[:, :, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(x)), -1
+
+
+def finetune(qmodel: nn.Module, teacher: nn.Module, dataset, quant, log=print) -> list[dict]:
+    """Train `qmodel` in place on `dataset` ((image, label) pairs; label -1: distillation alone);
+    returns one history row per epoch."""
     world = Dist()
     if not world.main:
         log = lambda *_: None  # noqa: E731
@@ -78,7 +93,7 @@ def finetune(qmodel: nn.Module, teacher: nn.Module, samples, preprocess, quant, 
     device = world.device()
     qmodel.to(device)
     teacher = teacher.to(device).eval()
-    loader = world.loader(FolderDataset(samples, preprocess, train=True), quant.qat_batch_size, shuffle=True,
+    loader = world.loader(dataset, quant.qat_batch_size, shuffle=True,
                           seed=quant.qat_seed, num_workers=0)
     opt = torch.optim.Adam([p for p in qmodel.parameters() if p.requires_grad], lr=quant.qat_lr)
     sched = cosine(opt, quant.qat_epochs * max(1, len(loader)))  # no warm-up: PTQ's initialisation is already close
@@ -87,8 +102,9 @@ def finetune(qmodel: nn.Module, teacher: nn.Module, samples, preprocess, quant, 
         with torch.no_grad():
             target = teacher(x)
         out = net(x)
-        loss = nn.functional.cross_entropy(out, y, ignore_index=-1) + nn.functional.kl_div(
-            out.log_softmax(1), target.log_softmax(1), log_target=True, reduction="batchmean")
+        loss = nn.functional.kl_div(out.log_softmax(1), target.log_softmax(1), log_target=True, reduction="batchmean")
+        if (y >= 0).any():  # cross-entropy where there are labels (over none it is NaN)
+            loss = loss + nn.functional.cross_entropy(out, y, ignore_index=-1)
         return loss, {"loss": float(loss.detach()) * len(y),
                       "train_agreement_with_float": float((out.argmax(1) == target.argmax(1)).sum())}
 

@@ -103,7 +103,8 @@ def _quant_sections(mode: str, stages: dict, v: dict) -> dict:
         "int8_ops": ptq.result["ops"],
     }}
     if mode == "qat":
-        sections["qat"] = {k: q.get(k) for k in ("history", "train_images", "train_folder", "train_split", "trained_on_validation_data")}
+        sections["qat"] = {k: q.get(k) for k in ("history", "train_images", "train_folder", "train_split", "labels",
+                                                   "validation_images_trained_on", "trained_on_validation_data")}
     if mode == "auto":
         sections["auto"] = {k: q.get(k) for k in ("method", "kept_precision", "reached_max_drop", "min_agreement", "reached_min_agreement",
                                                   "kept_float", "steps", "ptq", "final", "validation_images", "sensitivity")}
@@ -201,13 +202,15 @@ def _qat_section(r: dict) -> list[str]:
              f"Started from NNCF's PTQ initialisation; {len(q['history'])} epoch(s) on {q['train_images']} images "
              f"from `{q['train_folder']}`" + (" (half of each class of DATA; every row of this report is validated on "
                                               "the other half, which QAT never saw)" if q.get("train_split") else "")
-             + ", loss = cross-entropy + distillation from the float model.", ""]
-    if (r["accuracy"]["int8"]["top1"] or 0) > (r["accuracy"]["float"]["top1"] or 0):
+             + (", loss = cross-entropy + distillation from the float model." if q.get("labels", True) else
+                ", no labels: loss = distillation from the float model alone (quant.qat_data=calibration); "
+                "any of these images in DATA are left out of validation."), ""]
+    if q.get("labels", True) and (r["accuracy"]["int8"]["top1"] or 0) > (r["accuracy"]["float"]["top1"] or 0):
         lines += ["- QAT's int8 top-1 is above the float model's: QAT is also more training on TRAIN_DATA, "
                   "which the float model did not get. Compare with PTQ for what quantization alone costs.", ""]
     if q["trained_on_validation_data"]:
-        lines += ["- **Note: QAT trained on the validation folder itself (no TRAIN_DATA given), so the QAT accuracy "
-                  "above is optimistic. Pass TRAIN_DATA=folder with other images.**", ""]
+        lines += [f"- **Note: QAT trained on {q.get('validation_images_trained_on', 'some')} of the validation images, "
+                  "so the QAT accuracy above is optimistic. Pass TRAIN_DATA=folder with other images.**", ""]
     lines += ["| epoch | loss | top-1 agreement with float (training crops) |", "|---|---|---|"]
     lines += [f"| {h['epoch']} | {h['loss']:.4f} | {pct(h['train_agreement_with_float'])} |" for h in q["history"]]
     return lines + [""]

@@ -16,6 +16,7 @@ from targets.base import trained_float_model
 from pipeline.data import labelled_samples
 from pipeline.family import get_spec
 from pipeline.models import load
+from pipeline.train import FolderDataset
 
 QUICK = QuantConfig(qat_epochs=1, qat_batch_size=8)
 
@@ -38,8 +39,8 @@ def trained_with(tiny_checkpoint, tiny_arrays, train_folder):
             folded, qmodel = qat.prepare(loaded.model, tiny_arrays["calib"], QUICK, preset)
             before = {k: v.clone() for k, v in qmodel.state_dict().items()}
             samples = labelled_samples(train_folder, loaded.labels)
-            history = qat.finetune(qmodel, folded, samples, get_spec("b0").preprocess.at_size(TINY_SIZE),
-                                   QuantConfig(qat_epochs=1, qat_batch_size=8, qat_lr=1e-4), log=lambda *_: None)
+            dataset = FolderDataset(samples, get_spec("b0").preprocess.at_size(TINY_SIZE), train=True)
+            history = qat.finetune(qmodel, folded, dataset, QuantConfig(qat_epochs=1, qat_batch_size=8, qat_lr=1e-4), log=lambda *_: None)
             cache[preset] = {"folded": folded, "qmodel": qmodel, "before": before, "history": history}
         return cache[preset]
 
@@ -126,6 +127,32 @@ def test_qat_without_train_data_never_trains_on_its_validation_images(tiny_check
     report = json.loads((run / "report.json").read_text())
     assert report["qat"]["train_split"] is True and report["qat"]["trained_on_validation_data"] is False
     assert report["accuracy"]["images"] == 24 and "which QAT never saw" in (run / "report.md").read_text()
+
+
+def test_label_free_qat_distils_on_calibration_images_it_never_validates(tiny_checkpoint, colour_data, tmp_path):
+    """quant.qat_data=calibration: no labels, no TRAIN_DATA; calibration (drawn from DATA) is what QAT trains on, by
+    distillation alone, and validation leaves those images out."""
+    args = ["deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data), "--quant", "qat",
+            "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / "run"), "--set", "quant.qat_epochs=1",
+            "--set", "quant.qat_data=calibration", "--set", "runs=3", "--set", "warmup=1"]
+    assert main(args) == 0
+    run = tmp_path / "run"
+    trained = set(json.loads((run / "qat" / "train_files.json").read_text()))
+    assert trained == set(json.loads((run / "calibration" / "files.json").read_text())) and len(trained) == 16
+    validated = set(json.loads((run / "validate" / "files.json").read_text()))
+    assert len(validated) == 48 - 16 and not trained & validated
+    q = json.loads((run / "report.json").read_text())["qat"]
+    assert q["labels"] is False and q["validation_images_trained_on"] == 0 and q["train_split"] is False
+    assert q["history"][0]["loss"] > 0  # KL alone (cross-entropy over no labels would be NaN)
+    assert "distillation from the float model alone" in (run / "report.md").read_text()
+
+
+def test_label_free_qat_refuses_random_calibration(tiny_checkpoint, colour_data, tmp_path, capsys):
+    args = ["deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data), "--quant", "qat",
+            "--image-size", "64", "--calib", "random", "--calib-size", "4", "--out", str(tmp_path / "run"),
+            "--set", "quant.qat_data=calibration"]
+    assert main(args) == 1
+    assert "pass CALIB=<a folder of real images>" in capsys.readouterr().err
 
 
 def test_missing_compiler_is_one_clear_line(monkeypatch):

@@ -48,6 +48,7 @@ it is not monotone in what a set gains (5 < 2). Still to measure: label-free dis
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import sys
@@ -122,6 +123,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a deploy setting, e.g. quant.preset=performance")
     ap.add_argument("--keep-float", default="0", metavar="N[,N...]",
                     help="keep the N layers pipeline/sensitivity.py ranks most sensitive out of int8 (QUANT=auto's lever)")
+    ap.add_argument("--qat-epochs", type=int, default=0,
+                    help="also measure label-free QAT: this many epochs of distillation from float on the calibration crops")
     ap.add_argument("--swap", action="store_true", help="calibrate on the other half of the photos and measure on the first")
     ap.add_argument("--emulate-avx2", action="store_true",
                     help="run OpenVINO as on an AVX2-only CPU (oneDNN's ONEDNN_MAX_CPU_ISA); other runtimes are unaffected")
@@ -160,6 +163,23 @@ def main() -> None:
                     int8 = target.quantize(model, fp32, calib, quant, Path(tmp) / f"{name}-{isa}-{keep}", exclude=tuple(ranked[:keep]))
                     print(f"{name:9} made for {isa:12} {quant.recipe(name)}, {keep} layers kept out of int8: agreement "
                           f"{agreement(target.runner(int8), x, reference, confident)} [{time.perf_counter() - t0:.0f} s]", flush=True)
+                if args.qat_epochs:
+                    measure_distilled(target, model, example, calib, quant, args.qat_epochs, Path(tmp) / f"{name}-{isa}-qat", x,
+                                      reference, confident)
+
+
+def measure_distilled(target, model, example, calib, quant, epochs, path, x, reference, confident) -> None:
+    """QUANT=qat without labels: PTQ's initialisation, then distillation from float on the calibration crops alone."""
+    from pipeline import qat
+
+    t0 = time.perf_counter()
+    quant = dataclasses.replace(quant, qat_epochs=epochs)
+    folded, qmodel = qat.prepare(model, calib, quant, target.qat_preset)
+    history = qat.finetune(qmodel, folded, qat.Unlabelled(calib), quant)
+    int8 = target.export_qat(qmodel, folded, example, calib, quant, path)
+    print(f"{target.name:9} made for {quant.isa:12} label-free QAT, {epochs} epoch(s) at lr {quant.qat_lr:g} "
+          f"(train agreement {history[-1]['train_agreement_with_float']:.3f}): agreement "
+          f"{agreement(target.runner(int8), x, reference, confident)} [{time.perf_counter() - t0:.0f} s]", flush=True)
 
 
 if __name__ == "__main__":
