@@ -9,16 +9,21 @@ TARGET ?= openvino
 MODEL ?= lite0
 STAGE ?= report
 
-ARGS = --target $(TARGET) --model $(MODEL) \
-	$(if $(DATA),--data $(DATA)) $(if $(CALIB),--calib $(CALIB)) $(if $(CALIB_SIZE),--calib-size $(CALIB_SIZE)) \
-	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(MAX_DROP),--max-drop $(MAX_DROP)) $(if $(filter-out 0,$(STRICT)),--strict) \
-	$(if $(IMAGE_SIZE),--image-size $(IMAGE_SIZE)) $(if $(OUT),--out $(OUT)) \
-	$(if $(QUANT),--quant $(QUANT)) $(if $(TRAIN_DATA),--train-data $(TRAIN_DATA)) \
-	$(foreach s,$(SET),--set $(s)) $(if $(DEBUG),--debug)
-DEVICE_ARGS = $(if $(DEVICE),--device $(DEVICE)) $(if $(DEVICE_DIR),--device-dir $(DEVICE_DIR)) \
-	$(if $(SSH_PORT),--ssh-port $(SSH_PORT)) $(if $(SSH_KEY),--ssh-key $(SSH_KEY)) \
-	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(DEVICE_START)) \
-	$(if $(SOURCE),--source $(SOURCE))
+# One shell word per value, spaces and quotes included (DATA="/data/my set", SOURCE="v4l2src ! appsink"):
+# the value goes inside '...', each ' in it as '\''. SET is a list: one word per space-separated item.
+q = '$(subst ','\'',$(1))'
+
+ARGS = --target $(call q,$(TARGET)) --model $(call q,$(MODEL)) \
+	$(if $(DATA),--data $(call q,$(DATA))) $(if $(CALIB),--calib $(call q,$(CALIB))) \
+	$(if $(CALIB_SIZE),--calib-size $(call q,$(CALIB_SIZE))) $(if $(WEIGHTS),--weights $(call q,$(WEIGHTS))) \
+	$(if $(MAX_DROP),--max-drop $(call q,$(MAX_DROP))) $(if $(filter-out 0,$(STRICT)),--strict) \
+	$(if $(IMAGE_SIZE),--image-size $(call q,$(IMAGE_SIZE))) $(if $(OUT),--out $(call q,$(OUT))) \
+	$(if $(QUANT),--quant $(call q,$(QUANT))) $(if $(TRAIN_DATA),--train-data $(call q,$(TRAIN_DATA))) \
+	$(foreach s,$(SET),--set $(call q,$(s))) $(if $(DEBUG),--debug)
+DEVICE_ARGS = $(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--device-dir $(call q,$(DEVICE_DIR))) \
+	$(if $(SSH_PORT),--ssh-port $(call q,$(SSH_PORT))) $(if $(SSH_KEY),--ssh-key $(call q,$(SSH_KEY))) \
+	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(call q,$(DEVICE_START))) \
+	$(if $(SOURCE),--source $(call q,$(SOURCE)))
 
 .PHONY: setup deploy stage push run train bench test test-deps test-e2e fashion-mnist models targets clean
 
@@ -43,10 +48,10 @@ push: setup
 	$(PYTHON) -m pipeline push $(ARGS) $(DEVICE_ARGS)
 
 run: setup  ## the deployed bundle's camera program here: make run TARGET=... MODEL=... SOURCE=video.mp4 RUN_ARGS=--headless
-	$(PYTHON) -m pipeline run $(ARGS) $(if $(SOURCE),--source $(SOURCE)) -- $(RUN_ARGS)
+	$(PYTHON) -m pipeline run $(ARGS) $(if $(SOURCE),--source $(call q,$(SOURCE))) -- $(RUN_ARGS)
 
 stage: setup  ## one stage (and what it needs): make stage STAGE=int8 MODEL=b0
-	$(PYTHON) -m pipeline $(STAGE) $(ARGS)
+	$(PYTHON) -m pipeline $(call q,$(STAGE)) $(ARGS)
 
 # Real peers some tests talk to on loopback (an ssh server, an MQTT broker, rsync) and real labelled
 # images (Fashion-MNIST), all from Debian packages.
@@ -63,12 +68,13 @@ test-e2e: setup test-deps
 	$(PYTHON) -m pytest -m e2e
 
 train: setup  ## make train MODEL=b0 DATA=dir [VAL=dir] EPOCHS=10 [RESUME=1] [FREEZE=1]
-	$(PYTHON) -m pipeline train --model $(MODEL) --data $(DATA) $(if $(VAL),--val $(VAL)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
-		$(if $(LR),--lr $(LR)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(IMAGE_SIZE),--image-size $(IMAGE_SIZE)) \
-		$(if $(OUT),--out $(OUT)) $(if $(RESUME),--resume) $(if $(FREEZE),--freeze-backbone)
+	$(PYTHON) -m pipeline train --model $(call q,$(MODEL)) --data $(call q,$(DATA)) $(if $(VAL),--val $(call q,$(VAL))) \
+		$(if $(EPOCHS),--epochs $(call q,$(EPOCHS))) $(if $(LR),--lr $(call q,$(LR))) $(if $(WEIGHTS),--weights $(call q,$(WEIGHTS))) \
+		$(if $(IMAGE_SIZE),--image-size $(call q,$(IMAGE_SIZE))) $(if $(OUT),--out $(call q,$(OUT))) $(if $(RESUME),--resume) \
+		$(if $(FREEZE),--freeze-backbone)
 
 bench: setup  ## MODELS=lite0,b0,b1 QUICK=1 DATA=folder
-	$(PYTHON) -m pipeline bench $(if $(MODELS),--models $(MODELS)) $(if $(QUICK),--quick) $(if $(DATA),--data $(DATA))
+	$(PYTHON) -m pipeline bench $(if $(MODELS),--models $(call q,$(MODELS))) $(if $(QUICK),--quick) $(if $(DATA),--data $(call q,$(DATA)))
 
 fashion-mnist: setup  ## real labelled images offline: Debian's dataset-fashion-mnist as data/fashion-mnist/{train,val}
 	@[ -d /usr/share/datasets/fashion-mnist ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \

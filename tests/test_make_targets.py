@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,42 @@ def test_make_deploy(target, model, colour_data, tmp_path):
     assert report["accuracy"]["top1_agreement"] >= 0.85 and report["int8_ops"]["int8_macs_share"] > 0.97
 
 
-def test_make_passes_quant_and_train_data_through():
-    """QUANT= and TRAIN_DATA= reach the CLI (dry run: make prints the command it would run)."""
-    r = subprocess.run(["make", "-s", "-n", "-C", str(REPO), "deploy", "TARGET=jetson", "QUANT=qat", "TRAIN_DATA=/d/train",
-                        "-o", "setup", "-o", ".setup.stamp"], capture_output=True, text=True)
+def _argv(tmp_path, *make_args: str) -> list[str]:
+    """The arguments a real `make` hands the CLI: PYTHON= a script that prints its argv as JSON (setup bypassed)."""
+    dump = tmp_path / "argv.py"
+    dump.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    dump.chmod(0o755)
+    r = subprocess.run(["make", "-s", "-C", str(REPO), *make_args, f"PYTHON={dump}", "-o", "setup"],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    line = next(x for x in r.stdout.splitlines() if "-m pipeline deploy" in x)
-    assert "--target jetson" in line and "--quant qat" in line and "--train-data /d/train" in line
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def _after(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_make_passes_quant_and_train_data_through(tmp_path):
+    argv = _argv(tmp_path, "deploy", "TARGET=jetson", "QUANT=qat", "TRAIN_DATA=/d/train")
+    assert argv[:3] == ["-m", "pipeline", "deploy"]
+    assert _after(argv, "--target") == ["jetson"] and _after(argv, "--quant") == ["qat"] and _after(argv, "--train-data") == ["/d/train"]
+
+
+def test_make_values_with_spaces_and_quotes_stay_one_argument(tmp_path):
+    """DATA="/data/my set/val", a GStreamer SOURCE, quotes: each value is one argument; SET is still a list."""
+    odd = "/data/my set/it's \"val\""
+    argv = _argv(tmp_path, "deploy", f"DATA={odd}", f"CALIB={odd}", f"TRAIN_DATA={odd}", f"WEIGHTS={odd}", f"OUT={odd}",
+                 "SET=threads=4 quant.preset=performance", "DEVICE=me@board", f"DEVICE_DIR={odd}", f"SSH_KEY={odd}",
+                 "SOURCE=v4l2src device=/dev/video0 ! videoconvert ! appsink")
+    for flag in ("--data", "--calib", "--train-data", "--weights", "--out", "--device-dir", "--ssh-key"):
+        assert _after(argv, flag) == [odd], flag
+    assert _after(argv, "--set") == ["threads=4", "quant.preset=performance"]
+    assert _after(argv, "--source") == ["v4l2src device=/dev/video0 ! videoconvert ! appsink"]
+    run = _argv(tmp_path, "run", "SOURCE=v4l2src device=/dev/video0 ! appsink", "RUN_ARGS=--headless --topk 3")
+    assert _after(run, "--source") == ["v4l2src device=/dev/video0 ! appsink"] and run[run.index("--") + 1:] == ["--headless", "--topk", "3"]
+    train = _argv(tmp_path, "train", f"DATA={odd}", f"VAL={odd}", f"OUT={odd}")
+    assert _after(train, "--data") == _after(train, "--val") == _after(train, "--out") == [odd]
+    assert _after(_argv(tmp_path, "bench", f"DATA={odd}"), "--data") == [odd]
 
 
 @pytest.mark.e2e
