@@ -30,12 +30,22 @@ DEVICE_ARGS = $(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--
 $(ENV_DIR)/bin/python:
 	@$(BOOTSTRAP_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
 		|| { echo "error: $(BOOTSTRAP_PYTHON) is older than 3.10; pass BOOTSTRAP_PYTHON=python3.11"; exit 1; }
-	@$(BOOTSTRAP_PYTHON) -m venv $(ENV_DIR) || { echo "error: cannot make a virtual environment: sudo apt install python3-venv"; exit 1; }
+	@$(BOOTSTRAP_PYTHON) -m venv $(ENV_DIR) || { rm -f $(ENV_DIR)/bin/python; \
+		echo "error: cannot make a virtual environment: sudo apt install python3-venv"; exit 1; }
+# (a failed venv leaves bin/python behind; removing it makes the next `make setup` try again)
 
 # pip installs the project (PyTorch included); then NNCF's C++ extension is built once, so no
 # later command waits on a compiler (a missing one is one line naming `apt install g++`).
+# pip's stderr is held back so that a refusal with a known fix is one line naming it.
 $(SETUP_STAMP): pyproject.toml | $(ENV_DIR)/bin/python
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[all,dev]'
+	@echo "pip install -e '.[all,dev]' with $(PYTHON) (PyTorch included: a few minutes)"
+	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	if $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[all,dev]' 2>"$$log"; then cat "$$log" >&2; \
+	elif grep -q externally-managed-environment "$$log"; then \
+	  echo "error: $(PYTHON) is the system's Python, which refuses pip installs (externally-managed-environment): leave PYTHON unset and make setup installs into $(CURDIR)/.venv, or activate a virtual environment first" >&2; exit 1; \
+	elif grep -q "No module named pip" "$$log"; then \
+	  echo "error: $(PYTHON) has no pip (a virtual environment made before python3-venv was installed?): sudo apt install python3-venv, remove that environment's folder and make setup again" >&2; exit 1; \
+	else cat "$$log" >&2; exit 1; fi
 	$(PYTHON) -m pipeline toolchain
 	touch $@
 

@@ -69,6 +69,24 @@ def test_make_values_with_spaces_and_quotes_stay_one_argument(tmp_path):
     assert _after(_argv(tmp_path, "bench", f"DATA={odd}"), "--data") == [odd]
 
 
+def test_make_setup_with_a_system_python_is_one_line(tmp_path):
+    """PYTHON=/usr/bin/python3 on Debian: pip's externally-managed-environment refusal becomes one line naming the fix."""
+    system = Path("/usr/bin/python3")
+    probe = "import sysconfig, os, pip; print(os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))"
+    r = subprocess.run([str(system), "-c", probe], capture_output=True, text=True) if system.exists() else None
+    if r is None or r.stdout.strip() != "True":
+        pytest.skip("no externally managed system Python with pip here (Debian 12+: /usr/bin/python3)")
+    env_dir = tmp_path / "env"
+    (env_dir / "bin").mkdir(parents=True)
+    (env_dir / "bin" / "python").touch()  # the venv "exists": make goes straight to pip
+    r = subprocess.run(["make", "-s", "-C", str(REPO), "setup", f"PYTHON={system}", f"ENV_DIR={env_dir}"],
+                       capture_output=True, text=True, timeout=120)
+    errors = [x for x in r.stderr.splitlines() if not x.startswith("make")]
+    assert r.returncode != 0 and len(errors) == 1, r.stderr
+    assert "externally-managed-environment" in errors[0] and "leave PYTHON unset" in errors[0]
+    assert not (env_dir / ".effnet-edge-setup").exists()
+
+
 @pytest.mark.e2e
 def test_make_deploy_qat_jetson(colour_data, tmp_path):
     weights = write_tiny_checkpoint("b0", tmp_path)
