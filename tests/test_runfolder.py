@@ -1,6 +1,11 @@
 """Stages are skipped when unchanged, redone when changed, and never trusted half-written."""
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from pipeline.runfolder import RunFolder
@@ -57,3 +62,39 @@ def test_stale_temp_folders_are_cleared(tmp_path):
     (tmp_path / ".tmp-s-abc").mkdir(parents=True)
     RunFolder(tmp_path, lambda m: None)
     assert not (tmp_path / ".tmp-s-abc").exists()
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_stage_folders_reports_and_the_tarball_get_normal_permissions(tmp_path, umask_022):
+    """Not tempfile's private 0700/0600: a board user other than the deployer reads the results (umask 022)."""
+    import tarfile
+
+    from pipeline import report, bundle
+    from pipeline.runfolder import write_atomic
+
+    def work(tmp):
+        (tmp / "plain.txt").write_text("x")
+        fd, private = tempfile.mkstemp(dir=tmp)  # 0600, as a library's temporary file renamed into place
+        os.close(fd)
+        os.replace(private, tmp / "model.bin")
+        Path(tempfile.mkdtemp(dir=tmp)).rename(tmp / "sub")  # 0700
+        (tmp / "run.sh").write_text("#!/bin/sh\n")
+        (tmp / "run.sh").chmod(0o700)
+        return {}
+
+    s = RunFolder(tmp_path, lambda m: None).stage("bundle", {"k": 1}, work)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [s.folder, *s.folder.iterdir()]}
+    assert modes == {"bundle": 0o755, "plain.txt": 0o644, "model.bin": 0o644, "sub": 0o755, "run.sh": 0o755,
+                     "stage.json": 0o644}
+    assert report.write_atomic is write_atomic  # report.json and report.md are written with it
+    write_atomic(tmp_path / "report.json", "{}")
+    assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o644
+    bundle.write_tarball(s.folder, tmp_path / "bundle.tar.gz")
+    with tarfile.open(tmp_path / "bundle.tar.gz") as tar:
+        assert {m.name: m.mode for m in tar.getmembers()}["bundle"] == 0o755
