@@ -4,6 +4,8 @@ A stage writes into a temporary folder; its record (`stage.json`: the key, the r
 and the sha256 of every file) is written last and the folder is renamed into place in
 one step, so an interrupted run never leaves a half-written artifact a later run trusts.
 What it holds gets the user's normal permissions (the umask's), so another user on the board can read it.
+A run folder belongs to one run (`run.json`: its model and target); another run is refused, not let in
+to replace that run's artifacts and report.
 """
 from __future__ import annotations
 
@@ -18,8 +20,12 @@ from typing import Callable
 
 from edge.files import file_sha256 as sha256  # noqa: F401  (re-exported)
 from edge.files import write_atomic as _write_atomic
+from pipeline import PipelineError
 
 RECORD = "stage.json"
+RUN_RECORD = "run.json"
+# Where a folder written before run.json existed says what it holds: the stage that keyed on each field.
+OLDER_RECORDS = (("model", "model"), ("float", "target"), ("int8", "target"), ("qat", "target"))
 
 
 def _umask() -> int:
@@ -78,10 +84,51 @@ class Stage:
         return self.folder / self.result["artifact"]
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def held_by(root: Path) -> dict:
+    """The identity of the run a folder holds: run.json, else what an older run left (report.json, stage keys)."""
+    root = Path(root)
+    if held := _read_json(root / RUN_RECORD):
+        return held
+    report = _read_json(root / "report.json")
+    held = {k: report[k] for k in ("model", "target") if isinstance(report.get(k), str)}
+    for stage, field in OLDER_RECORDS:
+        value = _read_json(root / stage / RECORD).get("key", {}).get(field)
+        if isinstance(value, str):
+            held.setdefault(field, value)
+    return held
+
+
+def _claim(root: Path, identity: dict) -> None:
+    """Refuse a folder that holds another run (before anything in it changes); record this run in it."""
+    held = held_by(root)
+    if any(k in held and held[k] != v for k, v in identity.items()):
+        def say(d):
+            return ", ".join(f"{k} {d[k]}" for k in identity if k in d)
+
+        raise PipelineError(
+            f"run folder {root} holds another run ({say(held)}); this one ({say(identity)}) would replace its "
+            f"artifacts and report: pass another OUT= (e.g. OUT={root.parent / '-'.join(map(str, identity.values()))}) "
+            f"or delete {root}")
+    if _read_json(root / RUN_RECORD) != {**held, **identity}:
+        write_atomic(root / RUN_RECORD, json.dumps({**held, **identity}, indent=2, sort_keys=True))
+
+
 class RunFolder:
-    def __init__(self, root: Path, log: Callable[[str], None] = print):
+    """`identity` (e.g. {"model": "b0", "target": "onnx"}) is the run this folder belongs to; None claims nothing."""
+
+    def __init__(self, root: Path, log: Callable[[str], None] = print, identity: dict | None = None):
         self.root = Path(root)
         self.log = log
+        if identity:
+            _claim(self.root, identity)
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.glob(".tmp-*"):  # left by an interrupted run: never trusted
             shutil.rmtree(stale, ignore_errors=True)

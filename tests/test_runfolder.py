@@ -1,6 +1,7 @@
 """Stages are skipped when unchanged, redone when changed, and never trusted half-written."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tempfile
@@ -98,3 +99,41 @@ def test_stage_folders_reports_and_the_tarball_get_normal_permissions(tmp_path, 
     bundle.write_tarball(s.folder, tmp_path / "bundle.tar.gz")
     with tarfile.open(tmp_path / "bundle.tar.gz") as tar:
         assert {m.name: m.mode for m in tar.getmembers()}["bundle"] == 0o755
+
+
+def _snapshot(root):
+    return {str(p): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns) for p in [root, *root.rglob("*")]}
+
+
+def test_a_folder_holding_another_run_is_refused_untouched(tmp_path):
+    """OUT= an OpenVINO run folder for an ONNX run: one line naming the folder, what it holds and the fix; nothing changes."""
+    from pipeline import PipelineError
+    from pipeline.runfolder import write_atomic
+
+    ov = {"model": "lite0", "target": "openvino"}
+    run = RunFolder(tmp_path, lambda m: None, identity=ov)
+    run.stage("float", {"target": "openvino"}, _writer([]))
+    write_atomic(tmp_path / "report.json", '{"model": "lite0", "target": "openvino"}')
+    (tmp_path / ".tmp-int8-abc").mkdir()  # an interrupted stage: not cleared by a refused run either
+    before = _snapshot(tmp_path)
+    with pytest.raises(PipelineError) as e:
+        RunFolder(tmp_path, lambda m: None, identity={"model": "lite0", "target": "onnx"})
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path) in msg and "target openvino" in msg and "target onnx" in msg
+    assert "another OUT=" in msg and f"delete {tmp_path}" in msg
+    assert _snapshot(tmp_path) == before
+    RunFolder(tmp_path, lambda m: None, identity=ov)  # its own run comes back in
+
+
+def test_an_older_folder_without_run_json_is_known_by_its_records(tmp_path):
+    """A folder written before run.json: its stage keys (or report.json) say what it holds."""
+    from pipeline import PipelineError
+
+    RunFolder(tmp_path, lambda m: None).stage("model", {"model": "b0", "code": "x"}, _writer([]))
+    RunFolder(tmp_path, lambda m: None).stage("int8", {"target": "tflite"}, _writer([]))
+    before = _snapshot(tmp_path)
+    with pytest.raises(PipelineError, match=r"model b0, target tflite\); this one \(model b1, target tflite\)"):
+        RunFolder(tmp_path, lambda m: None, identity={"model": "b1", "target": "tflite"})
+    assert _snapshot(tmp_path) == before
+    RunFolder(tmp_path, lambda m: None, identity={"model": "b0", "target": "tflite"})
+    assert json.loads((tmp_path / "run.json").read_text()) == {"model": "b0", "target": "tflite"}
