@@ -10,7 +10,8 @@ import yaml
 
 from edge import isa as int8_isa
 from pipeline import PipelineError
-from pipeline.family import FAMILY
+from pipeline.family import FAMILY, get_spec
+from targets import TARGETS
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
 
@@ -19,6 +20,22 @@ MODES = ("ptq", "qat", "auto")
 OPTIMIZERS = ("adamw", "sgd")
 BIAS_CORRECTIONS = ("full", "fast", "off")
 QAT_DATA = ("labelled", "calibration")
+PRESETS = ("auto", "mixed", "performance")  # NNCF's QuantizationPreset; auto: make_config picks by activation
+ORT_CALIBRATIONS = ("MinMax", "Entropy", "Percentile", "Distribution")  # onnxruntime.quantization.CalibrationMethod
+PRECISIONS = ("f32", "bf16", "f16")  # OpenVINO's INFERENCE_PRECISION_HINT (f32 = true float, see the profile)
+
+
+def one_of(name: str, value, choices) -> None:
+    """A setting that takes one of a few values: checked where it is made, so every target and stage sees it."""
+    if value not in choices:
+        raise PipelineError(f"unknown {name}={value!r}; use one of {', '.join(choices)}")
+
+
+def at_least(name: str, value, low, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if value is None or value < low:
+        raise PipelineError(f"{name}={value} is out of range; use a number >= {low}")
 
 
 @dataclass(frozen=True)
@@ -54,21 +71,24 @@ class QuantConfig:
     isa: str = field(default_factory=int8_isa.detect)
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise PipelineError(f"unknown QUANT={self.mode!r}; use one of {', '.join(MODES)}")
+        # Every target reads these or none does: a bad value fails here, before any work, on every path.
+        one_of("QUANT", self.mode, MODES)
+        one_of("quant.preset", self.preset, PRESETS)
+        one_of("quant.bias_correction", self.bias_correction, BIAS_CORRECTIONS)
+        one_of("quant.ort_calibration", self.ort_calibration, ORT_CALIBRATIONS)
+        one_of("quant.qat_data", self.qat_data, QAT_DATA)
+        int8_isa.check(self.isa)
         if not 0 <= self.min_agreement <= 1:
             raise PipelineError(f"quant.min_agreement={self.min_agreement} is a share of images: use a number from 0 to 1, e.g. 0.97")
-        if self.qat_data not in QAT_DATA:
-            raise PipelineError(f"unknown quant.qat_data={self.qat_data!r}; use one of {', '.join(QAT_DATA)}")
-        if self.bias_correction not in BIAS_CORRECTIONS:
-            raise PipelineError(f"unknown quant.bias_correction={self.bias_correction!r}; use one of {', '.join(BIAS_CORRECTIONS)}")
+        for name, low in (("qat_epochs", 0), ("qat_batch_size", 1), ("max_float_layers", 0), ("sensitivity_images", 1)):
+            at_least(f"quant.{name}", getattr(self, name), low)
+        if not self.qat_lr > 0:
+            raise PipelineError(f"quant.qat_lr={self.qat_lr} must be a positive learning rate, e.g. 1e-5")
 
     def nncf_kwargs(self, nncf, subset_size: int) -> dict:
-        # auto unresolved (no model named): the swish models' choice
+        # auto unresolved (no model named): the swish models' choice; the preset was checked in __post_init__
         presets = {"auto": nncf.QuantizationPreset.MIXED, "mixed": nncf.QuantizationPreset.MIXED,
                    "performance": nncf.QuantizationPreset.PERFORMANCE}
-        if self.preset not in presets:
-            raise PipelineError(f"unknown quant.preset {self.preset!r}; use one of {sorted(presets)}")
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
         # x86 without VNNI sums u8×s8 pairs in 16 bits: 7-bit weights on every layer leave the headroom.
@@ -129,6 +149,10 @@ class CameraConfig:
     height: int = 720
     fps: int = 30
 
+    def __post_init__(self):
+        for name in ("width", "height", "fps"):
+            at_least(f"camera.{name}", getattr(self, name), 1)
+
 
 @dataclass(frozen=True)
 class DeployConfig:
@@ -155,6 +179,13 @@ class DeployConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
 
     def __post_init__(self):
+        get_spec(self.model)
+        if self.target not in TARGETS:  # the same line as targets.get_target's, without importing the target
+            raise PipelineError(f"unknown target {self.target!r}; valid targets: {', '.join(sorted(TARGETS))}")
+        one_of("precision", self.precision, PRECISIONS)
+        for name, low, optional in (("calib_size", 1, False), ("num_classes", 1, True), ("image_size", 32, True),
+                                    ("max_images", 1, True), ("threads", 0, False), ("warmup", 0, False), ("runs", 1, False)):
+            at_least(name, getattr(self, name), low, optional)
         if self.quant.mode == "qat" and self.quant.qat_data == "calibration" and self.calib == "random":
             raise PipelineError("quant.qat_data=calibration distils on the calibration images, and CALIB=random has none: "
                                 "pass CALIB=<a folder of real images>")
@@ -261,8 +292,13 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise PipelineError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        for name, low in (("epochs", 1), ("batch_size", 1), ("weight_decay", 0)):
+            at_least(name, getattr(self, name), low)
+        if not self.lr > 0:
+            raise PipelineError(f"lr={self.lr} must be a positive learning rate, e.g. 1e-3")
+        if not 0 < self.val_split < 1:
+            raise PipelineError(f"val_split={self.val_split} is a share of DATA: use a number between 0 and 1, e.g. 0.2")
 
     @property
     def run_dir(self) -> Path:

@@ -52,7 +52,38 @@ def test_quant_config_becomes_nncf_arguments():
         QuantConfig(bias_correction="yes")
     assert QuantConfig(isa="avx2").nncf_kwargs(nncf, 10)["advanced_parameters"].overflow_fix == OverflowFix.ENABLE
     with pytest.raises(PipelineError, match="unknown quant.preset"):
-        QuantConfig(preset="fast").nncf_kwargs(nncf, 1)
+        QuantConfig(preset="fast")  # refused when made, not when a target first asks NNCF for it
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("quant.preset", "accurate", "unknown quant.preset='accurate'; use one of auto, mixed, performance"),
+    ("quant.ort_calibration", "minmax", "unknown quant.ort_calibration='minmax'; use one of MinMax, Entropy, Percentile, Distribution"),
+    ("quant.bias_correction", "on", "unknown quant.bias_correction='on'"),
+    ("quant.qat_data", "frames", "unknown quant.qat_data='frames'"),
+    ("precision", "fp32", "unknown precision='fp32'; use one of f32, bf16, f16"),
+    ("board.isa", "neon", "unknown int8 ISA 'neon'"),
+    ("model", "b9", "unknown model 'b9'"),
+    ("calib_size", "0", "calib_size=0 is out of range; use a number >= 1"),
+    ("runs", "0", "runs=0 is out of range"),
+    ("image_size", "8", "image_size=8 is out of range; use a number >= 32"),
+    ("quant.qat_lr", "0", "quant.qat_lr=0.0 must be a positive learning rate"),
+    ("camera.fps", "0", "camera.fps=0 is out of range"),
+])
+@pytest.mark.parametrize("target", ["onnx", "openvino", "tflite"])
+def test_every_setting_is_checked_on_every_target(key, value, message, target):
+    """A setting only one target's quantizer reads is still refused on the others, when the config is made."""
+    with pytest.raises(PipelineError) as e:
+        make_config(target, {key: value})
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_train_settings_are_checked():
+    from pipeline.config import TrainConfig
+
+    for kwargs, message in [({"val_split": 1.0}, "val_split=1.0 is a share"), ({"epochs": 0}, "epochs=0 is out of range"),
+                            ({"lr": 0.0}, "lr=0.0 must be a positive"), ({"optimizer": "adam"}, "unknown optimizer='adam'")]:
+        with pytest.raises(PipelineError, match=message):
+            TrainConfig(**kwargs)
 
 
 def test_configs_are_frozen():
