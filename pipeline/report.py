@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from edge.files import artifact_size_mb
@@ -13,6 +14,7 @@ from pipeline.runfolder import write_atomic
 from targets import get_target
 
 PARITY_RTOL = 1e-3  # float artifact vs PyTorch: max |diff| relative to the largest logit
+RUNTIME_ALIASES = {"tflite-runtime": "litert"}  # LiteRT's fallback package is the board's same runtime
 
 
 def gate(cfg, validation: dict, ops: dict) -> dict:
@@ -41,6 +43,45 @@ def _checks(parity: dict, ops: dict, full_integer: bool) -> list[str]:
     elif full_integer and ops.get("float_compute_ops"):
         failures.append(f"float ops remain in the full-integer artifact: {', '.join(ops['float_compute_ops'][:8])}")
     return failures
+
+
+def host_cores() -> int:
+    """The cores this process may run on (a container or taskset can allow fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def latency_measured(target, runtime: dict, made_for: str, host_isa: str, cores: int | None = None) -> dict:
+    """Where the latency figures come from: always this host. They are the board's only when the host ran the
+    board's own runtime on the board's int8 arithmetic (the host is, or is like, the board); otherwise the label
+    says so, so a Jetson report never passes ONNX Runtime on this CPU off as the Jetson's TensorRT.
+
+    `runtime` is validation's {"int8": runner.runtime, "threads": runner.threads}; more threads than this host has
+    cores never run at once, so the label gives the cores' count and the count asked for.
+    """
+    cores = cores or host_cores()
+    engine = runtime["int8"].split(")")[0] + ")" if ")" in runtime["int8"] else runtime["int8"]
+    ran = runtime["int8"].split(" ")[0]
+    ran = RUNTIME_ALIASES.get(ran, ran)
+    asked = int(runtime.get("threads") or cores)
+    used = min(asked, cores)
+    on_cpu = "CPU" in engine
+    where = f"{engine}, {used} thread{'s' if used != 1 else ''}" if on_cpu else engine
+    if on_cpu and asked > cores:
+        where += f"; {asked} asked for, this host has {cores} cores"
+    on_board = ran == target.device_runtime and made_for == host_isa
+    label = f"latency on this host ({where})"
+    if not on_board:
+        label += f", not the {target.name} board's: run ./run.sh validate on the board for its own"
+    note = None
+    if ran != target.device_runtime:
+        note = (f"this host ran {ran}, not the board's {target.device_runtime}: neither these times nor the int8/float "
+                "ratio carry over to the board")
+    return {"where": "host", "on_board": on_board, "runtime": engine, "target": target.name, "board_runtime": target.device_runtime,
+            "threads": used if on_cpu else None, "threads_asked": asked if on_cpu else None, "host_cores": cores,
+            "host": where, "label": label, "note": note}
 
 
 def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sample: bool, sample_count: int, log=print) -> dict:
@@ -85,6 +126,7 @@ def build_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         "executed_precisions": v["executed_precisions"],
         "layer_errors": v.get("layer_errors"),
         "stage_seconds": {name: s.seconds for name, s in stages.items()},
+        "latency_measured": latency_measured(get_target(cfg.target), v["runtime"], cfg.quant.isa, report["int8_isa"]["validated_on"]),
     }
     return report | _quant_sections(cfg.quant.mode, stages, v)
 
@@ -124,12 +166,13 @@ def markdown(r: dict, sample_count: int) -> str:
                  r["size_mb"]["float"]),
              *_ptq_row(r),
              int8_row(int8_label, r),
+             *_latency_note(r["latency_measured"]),
              "",
              f"- Gate: int8 top-1 may fall at most {acc['max_drop_points']} points below float. Passed when the whole 95 % "
              "interval of the drop is within that, failed when the whole interval is beyond it, inconclusive otherwise.",
              f"- Float conversion check: max |logit difference| vs PyTorch {parity['max_abs_diff']:.2e} "
              f"({parity['relative_diff']:.1e} of the logit scale).",
-             f"- Latency: batch 1, {r['latency_ms']['runs']} timed runs after warm-up, {r['runtime']['threads']} threads.",
+             f"- Latency: batch 1, {r['latency_ms']['runs']} timed runs after warm-up, on this host ({r['latency_measured']['host']}).",
              _int8_graph_line(r),
              *isa_lines(r["int8_isa"]["made_for"], r["int8_isa"]["validated_on"], "host", r["int8_isa"]["recipe"]),
              f"- Calibration: {r['calibration']['count']} images from `{r['calibration']['source']}`"
@@ -140,6 +183,13 @@ def markdown(r: dict, sample_count: int) -> str:
              "![latency](latency.png)",
              ""]
     return "\n".join(lines + _qat_section(r) + _auto_section(r) + _layer_errors_section(r))
+
+
+def _latency_note(m: dict) -> list[str]:
+    """Under the table, where its latency columns are not the board's: say whose they are."""
+    if m["on_board"]:
+        return []
+    return ["", f"**Mind the latency columns: {m['label']}.**" + (f" Note: {m['note']}." if m["note"] else "")]
 
 
 def _data_warnings(r: dict, sample_count: int) -> list[str]:
@@ -244,6 +294,14 @@ def _auto_section(r: dict) -> list[str]:
     return lines + [""]
 
 
+def _plot_latency_words(m: dict) -> tuple[str, str]:
+    """The latency panel's title (whose latency, with which runtime and threads) and, off the board, a caption saying so."""
+    threads = f", {m['threads']} thread{'s' if m['threads'] != 1 else ''}" if m["threads"] else ""
+    title = f"latency on this host\n({m['runtime']}{threads})"
+    caption = "" if m["on_board"] else f"not the {m['target']} board's ({m['board_runtime']}): run ./run.sh validate there"
+    return title, caption
+
+
 def _plot(report: dict, validation: dict, path: Path) -> None:
     import matplotlib
 
@@ -260,7 +318,10 @@ def _plot(report: dict, validation: dict, path: Path) -> None:
     bars = ax1.bar([labels[n] for n in names], p50, yerr=err, capsize=6, color=[colours[n] for n in names])
     ax1.bar_label(bars, fmt="p50 %.2f", label_type="edge", padding=2)
     ax1.set_ylabel("ms at batch 1 (p50, bar to p99)")
-    ax1.set_title("latency")
+    title, caption = _plot_latency_words(report["latency_measured"])
+    ax1.set_title(title, fontsize=9)
+    ax1.set_xlabel(caption, fontsize=8, color="#b00")
+    ax1.margins(y=0.15)  # room for the p50 labels under the title
     top1 = {"float": acc["float"]["top1"], "int8": acc["int8"]["top1"], "ptq": report.get("ptq", {}).get("accuracy", {}).get("top1")}
     bars = ax2.bar([labels[n] for n in names], [100 * (top1[n] or 0) for n in names], color=[colours[n] for n in names])
     ax2.bar_label(bars, fmt="%.1f", label_type="center")  # a point or two of difference is invisible at this scale
