@@ -118,6 +118,7 @@ def run_loop(runner, preprocess, names: list[str], grabber, opts: LoopOptions, e
             t_done = time.monotonic()
             record = {
                 "frame": frame.index,
+                **({"file": frame.file} if frame.file is not None else {}),
                 "t": round(time.time(), 4),
                 "index": int(top[0]),
                 "label": names[top[0]],

@@ -10,11 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import UserError
-
-
-class MissingRuntime(UserError):
-    """A runtime or converter package is not installed."""
+from edge.errors import MissingRuntime, UserError
 
 
 def require(module: str, pip_name: str, who: str):
@@ -22,7 +18,8 @@ def require(module: str, pip_name: str, who: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise MissingRuntime(f"{who} needs the Python package {pip_name!r} ({e}); install it with: pip install {pip_name}") from None
+        raise MissingRuntime(f"{who} needs the Python package {pip_name!r} ({e}); install it with: pip install {pip_name}",
+                             module.split(".")[0]) from None
 
 
 class Runner:

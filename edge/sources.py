@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.dataset import list_images
+from edge.dataset import IMAGE_EXTENSIONS, list_images
 from edge.errors import UserError
 from edge.preprocess import read_image
 
@@ -29,26 +29,30 @@ class Frame:
     t_capture: float  # time.monotonic() when it was read
     tensor: np.ndarray | None = None  # the model input, when the grabber prepared it
     prepare_ms: float = 0.0
+    file: str | None = None  # the image file it came from (image sources only)
 
 
-class ImageFolderSource:
-    """A folder of images, in sorted order, as a finite source."""
+class ImageFilesSource:
+    """Image files in order (a folder's, sorted, or one image) as a finite source.
+
+    `file` names the image last read, relative to the folder, so each decision says which file it is.
+    """
 
     live = False
 
-    def __init__(self, folder: Path, fps: float):
-        self.paths = list_images(folder)
-        if not self.paths:
-            raise UserError(f"source folder {folder} holds no images")
+    def __init__(self, paths: list[Path], root: Path, fps: float):
+        self.paths, self.root = paths, root
         self.fps = fps or 30.0
         self.pos = 0
+        self.file: str | None = None
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         if self.pos >= len(self.paths):
             return False, None
-        img = read_image(self.paths[self.pos])
+        path = self.paths[self.pos]
         self.pos += 1
-        return True, img  # img None: a corrupt file, skipped by the caller
+        self.file = path.relative_to(self.root).as_posix()
+        return True, read_image(path)  # None: a corrupt file, skipped by the caller
 
     def reopen(self) -> bool:
         return False
@@ -61,6 +65,7 @@ class Picamera2Source:
     """The Raspberry Pi camera through Picamera2 (libcamera), when it is installed."""
 
     live = True
+    file = None
 
     def __init__(self, width: int = 0, height: int = 0, fps: float = 0):
         try:
@@ -98,6 +103,8 @@ class Picamera2Source:
 class VideoSource:
     """Anything cv2.VideoCapture opens: camera, V4L2 device, GStreamer pipeline, URL, video file."""
 
+    file = None
+
     def __init__(self, spec: str, width: int = 0, height: int = 0, fps: float = 0):
         self.spec, self.width, self.height, self.req_fps = spec, width, height, fps
         self.target, self.backend, self.live = describe_source(spec)
@@ -118,7 +125,13 @@ class VideoSource:
     def _open(self) -> bool:
         if self.cap is not None:
             self.cap.release()
-        self.cap = cv2.VideoCapture(self.target, self.backend)
+        # A source that does not open is our one line with its fix, not OpenCV's warnings before it.
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            self.cap = cv2.VideoCapture(self.target, self.backend)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not self.cap.isOpened():
             return False
         if self.live and self.backend != cv2.CAP_GSTREAMER:
@@ -162,8 +175,14 @@ def open_source(spec: str, width: int = 0, height: int = 0, fps: float = 0):
     spec = str(spec)
     if spec == "picamera2":
         return Picamera2Source(width, height, fps)
-    if Path(spec).is_dir():
-        return ImageFolderSource(Path(spec), fps)
+    path = Path(spec)
+    if path.is_dir():
+        paths = list_images(path)
+        if not paths:
+            raise UserError(f"source folder {path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        return ImageFilesSource(paths, path, fps)
+    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+        return ImageFilesSource([path], path.parent, fps)
     return VideoSource(spec, width, height, fps)
 
 
@@ -202,7 +221,7 @@ class Grabber(threading.Thread):
                     self.counts["corrupt"] += 1
                     continue
                 self.counts["read"] += 1
-                frame = Frame(frame_index, img, time.monotonic())
+                frame = Frame(frame_index, img, time.monotonic(), file=self.source.file)
                 if self.prepare is not None:
                     t0 = time.monotonic()
                     frame.tensor = self.prepare(img)

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import MissingRuntime
 from edge.files import file_sha256
+from edge.install import how_to_install
 from edge.runners import Runner
 
 
-class TensorRTUnavailable(RuntimeError):
+class TensorRTUnavailable(MissingRuntime):
     pass
 
 
@@ -27,10 +29,7 @@ def _trt():
     try:
         import tensorrt as trt
     except ImportError:
-        raise TensorRTUnavailable(
-            "TensorRT is not installed: on a Jetson it comes with JetPack (apt install nvidia-tensorrt); "
-            "elsewhere pip install tensorrt"
-        ) from None
+        raise TensorRTUnavailable(f"TensorRT is not installed: {how_to_install('tensorrt')}", "tensorrt") from None
     return trt
 
 
@@ -41,7 +40,7 @@ def _cudart():
         try:
             from cuda import cudart  # older cuda-python
         except ImportError:
-            raise TensorRTUnavailable("the TensorRT runner needs cuda-python: pip install cuda-python") from None
+            raise TensorRTUnavailable(f"the TensorRT runner needs cuda-python: {how_to_install('cuda')}", "cuda") from None
     return cudart
 
 

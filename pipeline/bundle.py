@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from edge.bundle import BUNDLE_FORMAT
+from edge.cli import COMMANDS
 from edge.files import copy_artifact
 from pipeline.data import class_table
 
@@ -20,7 +21,7 @@ EDGE_DIR = Path(__file__).resolve().parent.parent / "edge"
 SERVICE = "effnet-edge.service"
 
 RUN_SH = """#!/bin/sh
-# The camera program:  ./run.sh --source 0 [--headless] [--json out.jsonl] [--topk 3]   (./run.sh --help)
+# The camera program:  ./run.sh --source 0 [--headless] [--json out.jsonl] [--topk 3]   (./run.sh --help: every command)
 # Accuracy on this board:  ./run.sh validate --data path/to/labelled/images
 # Python: $PYTHON, else the bundle's own .venv (made by `make push DEVICE_INSTALL=1`), else python3.
 cd "$(dirname "$0")" || exit 1
@@ -118,22 +119,32 @@ def _readme(config: dict, target) -> str:
     host = config["host"]
     acc = host["accuracy"]
     install = target.device_install
+    commands = "\n".join(f"- `./run.sh {name}`: {line}." for name, line in COMMANDS.items())
     return f"""# {config['model']} → {config['target']} ({config['quant']})
 
 Runs without PyTorch: numpy, OpenCV and {config['runtime']} only.
 
 1. Install: {install}
 2. Run the camera program: `./run.sh --source 0 --headless --json out.jsonl --topk 3`
-   (sources: a camera index, `/dev/videoN`, a GStreamer pipeline, an `rtsp://` URL, a video file or a folder of images;
-   `--width/--height/--fps` for the camera, `--smooth N`, `--mqtt host:1883`; `./run.sh --help`).
+   (sources: a camera index, `/dev/videoN`, a GStreamer pipeline, an `rtsp://` URL, a video file, a folder of images or one
+   image, whose JSON lines then name the `file`; `--width/--height/--fps` for the camera, `--smooth N`, `--mqtt host:1883`).
    Default source from the profile: `{config['camera']['source']}`
 3. Check accuracy on this board: `./run.sh validate --data path/to/labelled/images` (writes `validation/report.md`).
 4. Start on boot: `./install-service.sh` (systemd; logs with `journalctl -u effnet-edge -f`).
+
+A setup mistake (a missing package, camera or file) is one line naming the fix, exit 1; `--debug` shows
+the traceback instead.
 
 Measured on the host ({host['machine']}, {host['runtime']}, {host['date']}) on `{host['data']}`:
 int8 top-1 {acc['int8']['top1']:.3f} vs float {acc['float']['top1']:.3f} ({acc['images']} images),
 agreement {acc['top1_agreement']:.3f}; latency p50 {host['latency_ms']['p50']:.2f} ms.
 Verdict: **{config['verdict']}**{'' if config['verified'] else ' (unverified: ' + host['fidelity']['reason'] + ')'}.
+
+## Commands
+
+`./run.sh --help` lists them, `./run.sh COMMAND --help` gives each one's options:
+
+{commands}
 """
 
 

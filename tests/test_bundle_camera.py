@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 
 from board import MjpegServer, board_venv, write_video
-from conftest import CLASSES, make_image
+from conftest import CLASSES, make_image, write_folder
 from edge.bundle import Bundle
+from edge.preprocess import Preprocess
 from pipeline.cli import main
 
 REQUIRED_KEYS = {"frame", "t", "index", "label", "score", "topk", "latency_ms", "age_ms"}
@@ -46,9 +48,16 @@ def video(tmp_path_factory) -> tuple[Path, list[int]]:
     return write_video(tmp_path_factory.mktemp("video") / "colours.avi", frames), labels
 
 
-def run_board(board_python, bundle: Path, *args, timeout=120, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHON": str(board_python)}
+def run_board(board_python, bundle: Path, *args, timeout=120, env=None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {}), "PYTHON": str(board_python)}
     return subprocess.run([str(bundle / "run.sh"), *args], capture_output=True, text=True, env=env, timeout=timeout, **kw)
+
+
+def one_line(r: subprocess.CompletedProcess) -> str:
+    """The one line a mistake prints on stderr (no traceback, nothing else), with nothing on stdout."""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and not r.stdout, r.stdout + r.stderr
+    return lines[0]
 
 
 def summary_of(stderr: str) -> dict:
@@ -91,7 +100,7 @@ def test_camera_on_video_matches_validation_path(deployed, board_python, video, 
     assert json.loads((bundle / "config.json").read_text())["verified"] is False
     assert "(unverified:" in r.stderr.splitlines()[0]
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(records) == 60 and all(REQUIRED_KEYS <= set(rec) for rec in records)
+    assert len(records) == 60 and all(REQUIRED_KEYS <= set(rec) and "file" not in rec for rec in records)
     assert [rec["frame"] for rec in records] == list(range(60))  # a file is read in order, every frame
     assert all(len(rec["topk"]) == 3 and rec["topk"][0]["index"] == rec["index"] for rec in records)
     # The validation path on the same decoded frames: same preprocessing, same runtime, same answers.
@@ -131,9 +140,9 @@ def test_stale_frames_are_dropped_when_the_model_is_slower(deployed, board_pytho
 def test_camera_faults(deployed, board_python, tmp_path):
     bundle = deployed / "bundle"
     r = run_board(board_python, bundle, "--source", "/dev/video99", "--headless")
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: cannot open source '/dev/video99'")
+    assert r.returncode == 1 and one_line(r).startswith("error: cannot open source '/dev/video99'")  # not OpenCV's warnings too
     r = run_board(board_python, bundle, "--source", str(tmp_path / "missing.mp4"), "--headless")
-    assert r.returncode == 2 and "is not a camera index" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "is not a camera index" in one_line(r)
     folder = tmp_path / "frames"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -234,3 +243,112 @@ def test_temporal_smoothing_lags_at_a_class_change(deployed, board_python, video
         return sum(a["index"] != b["index"] for a, b in zip(records, records[1:]))
 
     assert flips(runs[8]) <= flips(runs[0])
+
+
+def python_with_only(board_python: Path, dists: list[str], where: Path) -> Path:
+    """A Python that has only `dists` of the board venv (linked, not installed again): a board that lacks the rest."""
+    site = next(board_python.parent.parent.glob("lib/python*/site-packages"))
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    dest = next(where.glob("lib/python*/site-packages"))
+    for dist in dists:
+        record = next(site.glob(f"{dist}-*.dist-info")) / "RECORD"
+        for top in {line.split(",")[0].split("/")[0] for line in record.read_text().splitlines()} - {"..", ""}:
+            (dest / top).symlink_to(site / top)
+    return where / "bin" / "python"
+
+
+def requirement(bundle: Path, package: str) -> str:
+    """The bundle's requirements.txt line for a package, as pip takes it."""
+    return next(line.split("#")[0].strip() for line in (bundle / "requirements.txt").read_text().splitlines()
+                if line.startswith(package))
+
+
+def test_a_python_without_opencv_is_one_line(deployed, board_python, video, tmp_path):
+    """The bundle run with a Python that has numpy and not OpenCV: the fix the bundle's requirements name, nothing written."""
+    bundle, out = deployed / "bundle", tmp_path / "out.jsonl"
+    out.write_text("earlier\n")
+    python = python_with_only(board_python, ["numpy"], tmp_path / "py")
+    r = run_board(python, bundle, "--source", str(video[0]), "--headless", "--json", str(out))
+    line = one_line(r)
+    assert r.returncode == 1 and line.startswith(f"error: {python} has no OpenCV"), line
+    assert f"pip install '{requirement(bundle, 'opencv-python-headless')}'" in line and "sudo apt install python3-opencv" in line
+    assert out.read_text() == "earlier\n"
+    r = run_board(python, bundle, "--source", str(video[0]), "--headless", "--debug")
+    assert r.returncode == 1 and "Traceback" in r.stderr and "ModuleNotFoundError: No module named 'cv2'" in r.stderr
+
+
+def test_a_missing_runtime_is_one_line(deployed, board_python, video, colour_data, tmp_path):
+    """numpy and OpenCV but not the bundle's runtime: the camera program and validate name its requirements.txt line."""
+    bundle, out = deployed / "bundle", tmp_path / "out.jsonl"
+    out.write_text("earlier\n")
+    runtime = json.loads((bundle / "config.json").read_text())["runtime"]
+    python = python_with_only(board_python, ["numpy", "opencv_python_headless"], tmp_path / "py")
+    for args in (["--source", str(video[0]), "--headless", "--json", str(out)],
+                 ["validate", "--data", str(colour_data), "--out", str(tmp_path / "v")]):
+        r = run_board(python, bundle, *args)
+        line = one_line(r)
+        assert r.returncode == 1 and f"pip install '{requirement(bundle, runtime)}' (as this bundle's requirements.txt says)" in line, line
+    assert out.read_text() == "earlier\n" and not (tmp_path / "v").exists()
+
+
+@pytest.mark.parametrize("deployed", ["onnx"], indirect=True)
+def test_a_jetson_bundle_without_tensorrt_is_one_line(deployed, board_python, video, tmp_path):
+    """The Jetson bundle as the host writes it (the ONNX deploy's files, the jetson target's requirements and runtime),
+    run by a Python without TensorRT: JetPack's package and pip's, not a traceback."""
+    import targets
+    from pipeline.bundle import write_bundle
+    from pipeline.config import DeployConfig
+    from pipeline.family import get_spec
+
+    if subprocess.run([str(board_python), "-c", "import tensorrt"], capture_output=True).returncode == 0:
+        pytest.skip("TensorRT is installed in the board venv")
+    src, jetson = deployed / "bundle", tmp_path / "jetson"
+    config = json.loads((src / "config.json").read_text())
+    write_bundle(jetson, DeployConfig(target="jetson"), get_spec("b0"), targets.get_target("jetson"),
+                 Preprocess.from_dict(config["preprocess"]), CLASSES, json.loads((deployed / "report.json").read_text()),
+                 src / config["artifact"], src / config["float_artifact"])
+    assert json.loads((jetson / "config.json").read_text())["runtime"] == "tensorrt"
+    r = run_board(board_python, jetson, "--source", str(video[0]), "--headless")
+    line = one_line(r)
+    assert r.returncode == 1 and "has no TensorRT" in line, line
+    assert "sudo apt install python3-libnvinfer" in line and "pip install tensorrt" in line
+
+
+def test_help_lists_every_command_as_the_readme_does(deployed, board_python):
+    """`./run.sh --help` lists each command with its line, the bundle's README the same ones, and every option the
+    README names is one that a command takes."""
+    import targets
+
+    bundle = deployed / "bundle"
+    r = run_board(board_python, bundle, "--help", env={"COLUMNS": "300"})  # one line each, unwrapped
+    assert r.returncode == 0, r.stderr
+    section = r.stdout.split("commands:\n", 1)[1].split("\n\n", 1)[0]
+    listed = dict(re.findall(r"^  (\w+) +(.+)$", section, re.M))
+    readme = (bundle / "README.md").read_text()
+    assert len(listed) >= 2 and dict(re.findall(r"^- `\./run\.sh (\w+)`: (.+)\.$", readme, re.M)) == listed
+    helps = ""
+    for name in listed:
+        r = run_board(board_python, bundle, name, "--help")
+        assert r.returncode == 0, r.stderr
+        helps += r.stdout
+    install = targets.get_target(json.loads((bundle / "config.json").read_text())["target"]).device_install
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", readme.replace(install, "")))  # the install line's are pip's
+    assert {"--source", "--mqtt", "--data", "--mqtt-ca"} <= named and not {o for o in named if o not in helps}
+
+
+def test_image_sources_name_the_file(deployed, board_python, tmp_path):
+    """A folder of real image files (in class subfolders, one corrupt) and a single image: each line names its file."""
+    bundle, out = deployed / "bundle", tmp_path / "out.jsonl"
+    folder = write_folder(tmp_path / "photos", per_class=3, seed=3)
+    (folder / "green" / "green_1.png").write_bytes(b"not a png")
+    r = run_board(board_python, bundle, "--source", str(folder), "--headless", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    assert [rec["file"] for rec in records] == [f for f in files if f != "green/green_1.png"] and len(records) == 11
+    r = run_board(board_python, bundle, "--source", str(folder / "blue" / "blue_2.png"), "--headless")
+    assert r.returncode == 0, r.stderr
+    (single,) = [json.loads(line) for line in r.stdout.splitlines()]
+    by_file = {rec["file"]: rec for rec in records}
+    assert single["file"] == "blue_2.png" and single["frame"] == 0
+    assert single["topk"] == by_file["blue/blue_2.png"]["topk"]  # the same file, the same decision

@@ -1,0 +1,169 @@
+"""The bundle's command line (`./run.sh`): the camera program (`run`, the default) and `validate`.
+
+Only the standard library and edge's standard-library modules are imported up front, the
+rest inside the commands, so a Python that lacks numpy, OpenCV or the runtime gets one line
+naming what to install (exit 1), not a traceback; `--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from edge.errors import MissingRuntime, UserError
+from edge.install import missing_package
+
+BUNDLE_ROOT = Path(__file__).resolve().parent.parent
+
+# Every command with its one line: `./run.sh --help` lists them and the bundle's README (pipeline/bundle.py) too.
+COMMANDS = {
+    "run": "classify a camera, stream, video file or image folder, one JSON line per frame (the default command)",
+    "validate": "accuracy and latency of this bundle's model on a labelled folder, in this board's runtime",
+}
+EPILOG = ("With no command, ./run.sh runs `run`: ./run.sh --source 0 is ./run.sh run --source 0.\n"
+          "Each command's options: ./run.sh run --help, ./run.sh validate --help.")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option as one line (what is wrong, where the help is), not a usage dump; exit 2 as argparse."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--bundle", default=str(BUNDLE_ROOT), help="bundle folder (default: the one this program is in)")
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error instead of its one line")
+    return common
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", help="camera index, /dev/videoN, GStreamer pipeline, rtsp/http URL, video file, image folder or image (default: the profile's camera)")
+    p.add_argument("--headless", action="store_true", help="no overlay window")
+    p.add_argument("--json", metavar="PATH", help="write one JSON line per classified frame here ('-' = stdout, the default when headless)")
+    p.add_argument("--topk", type=int, default=3, help="labels per frame (default 3)")
+    p.add_argument("--smooth", type=int, default=0, help="average probabilities over about N frames (default off)")
+    p.add_argument("--width", type=int, help="camera width")
+    p.add_argument("--height", type=int, help="camera height")
+    p.add_argument("--fps", type=float, help="camera frame rate (with --realtime: the rate a file is played at)")
+    p.add_argument("--realtime", action="store_true", help="play a file/folder at its frame rate like a camera, dropping stale frames")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after N classified frames")
+    p.add_argument("--threads", type=int, help="runtime threads (default: the bundle's)")
+    p.add_argument("--stats-every", type=float, default=5.0, help="seconds between live statistics on stderr (0 = off)")
+    p.add_argument("--summary", metavar="PATH", help="also write the exit summary as JSON here")
+    p.add_argument("--reconnect", type=int, default=10, help="reconnect attempts when a live source drops (default 10)")
+    p.add_argument("--mqtt", metavar="HOST[:PORT]", help="also publish each classification to this MQTT broker")
+    p.add_argument("--mqtt-topic", default="effnet-edge/classification", help="MQTT topic")
+
+
+def _validate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="labelled folder, one subfolder per class")
+    p.add_argument("--out", help="where report.json/report.md go (default: BUNDLE/validation)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs for latency (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    p.add_argument("--max-images", type=int, default=0, help="classify at most N images (default all)")
+    p.add_argument("--threads", type=int, help="runtime threads (default: the bundle's)")
+    p.add_argument("--strict", action="store_true", help="an inconclusive verdict (too few images) exits 3 too")
+
+
+def parser() -> argparse.ArgumentParser:
+    width = max(map(len, COMMANDS))
+    commands = "\n".join(f"  {name:<{width}}  {line}" for name, line in COMMANDS.items())
+    top = _Parser(prog="./run.sh", usage="./run.sh [COMMAND] [options]", epilog=EPILOG,
+                  description=f"EfficientNet int8 on this board.\n\ncommands:\n{commands}",
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", prog="./run.sh", help=argparse.SUPPRESS)  # listed one line each in the description
+    for name, line in COMMANDS.items():
+        p = sub.add_parser(name, parents=[_common()], help=line, description=line[0].upper() + line[1:] + ".")
+        {"run": _run_options, "validate": _validate_options}[name](p)
+    return top
+
+
+def run(args) -> int:
+    """The camera program. What can fail (broker, source, runtime) is checked before the JSON file is opened."""
+    from edge.bundle import Bundle
+    from edge.loop import LoopOptions, json_emitter, run_loop
+    from edge.sources import Grabber, open_source
+
+    bundle = Bundle.load(args.bundle)
+    mqtt = _publisher(args)  # before the model loads (a TensorRT engine builds for minutes): a broker not there shows at once
+    camera = bundle.config.get("camera", {})
+    source = open_source(args.source or camera.get("source", "0"), args.width or camera.get("width", 0),
+                         args.height or camera.get("height", 0), args.fps or 0)
+    latest_only = source.live or args.realtime
+    pace = (args.fps or source.fps) if (args.realtime and not source.live) else 0
+    grabber = Grabber(source, latest_only=latest_only, pace_fps=pace, reconnect_tries=args.reconnect, prepare=bundle.preprocess)
+    runner = bundle.runner("int8", args.threads)
+    out = open(args.json, "a") if args.json and args.json != "-" else None
+    emitters = [json_emitter(out or sys.stdout)] if out or args.json == "-" or args.headless else []
+    emitters += [mqtt.publish] if mqtt else []
+    verified = "" if bundle.config.get("verified", True) else (
+        " (unverified: the host's validation images were too few to resolve MAX_DROP; run ./run.sh validate --data DIR)")
+    print(f"effnet-edge: {bundle.config['model']} {bundle.config['quant']}{verified} on {runner.runtime}, "
+          f"source {args.source or camera.get('source')}", file=sys.stderr)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    opts = LoopOptions(args.topk, args.smooth, args.headless, args.max_frames, args.stats_every)
+    try:
+        summary = run_loop(runner, bundle.preprocess, bundle.classes.names, grabber, opts,
+                           lambda r: [e(r) for e in emitters], stop)
+    finally:
+        source.release()
+        for opened in (out, mqtt):
+            if opened:
+                opened.close()
+    summary["stopped_by_signal"] = stop.is_set()
+    if grabber.error:
+        summary["error"] = grabber.error
+    print("summary: " + json.dumps(summary), file=sys.stderr)
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(summary, indent=2))
+    return 1 if grabber.error else 0
+
+
+def _publisher(args):
+    """The MQTT publisher, connected; None without --mqtt."""
+    if not args.mqtt:
+        return None
+    from edge.mqtt import MqttPublisher
+
+    return MqttPublisher(args.mqtt, args.mqtt_topic)
+
+
+def validate(args) -> int:
+    from edge.bundle import Bundle
+    from edge.validate import validate_bundle
+
+    report = validate_bundle(Bundle.load(args.bundle), args)
+    return 0 if report["ships"] else 3
+
+
+def one_line(e: Exception, bundle: Path) -> str | None:
+    """The line a user sees for a setup or input mistake; None for a bug, whose traceback is shown."""
+    module = e.module if isinstance(e, MissingRuntime) else (e.name if isinstance(e, ModuleNotFoundError) else None)
+    line = missing_package(module, bundle / "requirements.txt") if module else None
+    return line or (str(e) if isinstance(e, UserError) else None)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = parser()
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:  # run takes no positional: a mistyped command
+        top.error(f"unknown command {argv[0]!r}: use {' or '.join(COMMANDS)}")
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv.insert(0, "run")
+    args = top.parse_args(argv)
+    try:
+        return {"run": run, "validate": validate}[args.command](args)
+    except Exception as e:
+        line = one_line(e, Path(args.bundle))
+        if line is None or args.debug:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 1
