@@ -56,8 +56,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats-every", type=float, default=5.0, help="seconds between live statistics on stderr (0 = off)")
     p.add_argument("--summary", metavar="PATH", help="also write the exit summary as JSON here")
     p.add_argument("--reconnect", type=int, default=10, help="reconnect attempts when a live source drops (default 10)")
-    p.add_argument("--mqtt", metavar="HOST[:PORT]", help="also publish each classification to this MQTT broker")
-    p.add_argument("--mqtt-topic", default="effnet-edge/classification", help="MQTT topic")
+    mqtt = p.add_argument_group("MQTT", "a login comes from the environment, MQTT_USERNAME and MQTT_PASSWORD, or the password "
+                                "from --mqtt-password-file: never from the command line, which every user of the board can read")
+    mqtt.add_argument("--mqtt", metavar="HOST[:PORT]", help="also publish each classification to this MQTT broker (port 1883, 8883 with TLS)")
+    mqtt.add_argument("--mqtt-topic", default="effnet-edge/classification", help="MQTT topic")
+    mqtt.add_argument("--mqtt-password-file", metavar="FILE", help="the MQTT password, the first line of FILE (user name: MQTT_USERNAME)")
+    mqtt.add_argument("--mqtt-ca", metavar="FILE", help="TLS: the CA certificate (PEM) that signed the broker's certificate")
+    mqtt.add_argument("--mqtt-cert", metavar="FILE", help="TLS: this client's certificate (PEM), for a broker that asks for one")
+    mqtt.add_argument("--mqtt-key", metavar="FILE", help="TLS: the private key (PEM) of --mqtt-cert")
 
 
 def _validate_options(p: argparse.ArgumentParser) -> None:
@@ -90,7 +96,7 @@ def run(args) -> int:
     from edge.sources import Grabber, open_source
 
     bundle = Bundle.load(args.bundle)
-    mqtt = _publisher(args)  # before the model loads (a TensorRT engine builds for minutes): a broker not there shows at once
+    mqtt = _publisher(args)  # before the model loads (a TensorRT engine builds for minutes): a refused login shows at once
     camera = bundle.config.get("camera", {})
     source = open_source(args.source or camera.get("source", "0"), args.width or camera.get("width", 0),
                          args.height or camera.get("height", 0), args.fps or 0)
@@ -128,12 +134,12 @@ def run(args) -> int:
 
 
 def _publisher(args):
-    """The MQTT publisher, connected; None without --mqtt."""
+    """The MQTT publisher, connected and accepted by the broker; None without --mqtt."""
     if not args.mqtt:
         return None
-    from edge.mqtt import MqttPublisher
+    from edge.mqtt import MqttPublisher, MqttSettings
 
-    return MqttPublisher(args.mqtt, args.mqtt_topic)
+    return MqttPublisher(MqttSettings.from_args(args))
 
 
 def validate(args) -> int:

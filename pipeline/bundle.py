@@ -129,10 +129,13 @@ Runs without PyTorch: numpy, OpenCV and {config['runtime']} only.
    (sources: a camera index, `/dev/videoN`, a GStreamer pipeline, an `rtsp://` URL, a video file, a folder of images or one
    image, whose JSON lines then name the `file`; `--width/--height/--fps` for the camera, `--smooth N`, `--mqtt host:1883`).
    Default source from the profile: `{config['camera']['source']}`
+   An MQTT broker with a login: the user name and password in the environment (`MQTT_USERNAME`, `MQTT_PASSWORD`) or the
+   password in a file (`--mqtt-password-file FILE`), never on the command line; TLS: `--mqtt-ca ca.crt`
+   (and `--mqtt-cert`/`--mqtt-key` where the broker asks for a client certificate).
 3. Check accuracy on this board: `./run.sh validate --data path/to/labelled/images` (writes `validation/report.md`).
 4. Start on boot: `./install-service.sh` (systemd; logs with `journalctl -u effnet-edge -f`).
 
-A setup mistake (a missing package, camera or file) is one line naming the fix, exit 1; `--debug` shows
+A setup mistake (a missing package, camera, file or broker login) is one line naming the fix, exit 1; `--debug` shows
 the traceback instead.
 
 Measured on the host ({host['machine']}, {host['runtime']}, {host['date']}) on `{host['data']}`:

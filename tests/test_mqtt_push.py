@@ -1,6 +1,7 @@
 """MQTT publishing against a real mosquitto, and pushing a bundle over a real sshd, both on loopback."""
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from board import board_venv, free_port, wait_port, write_video
-from conftest import CLASSES, make_image
+from conftest import CLASSES, make_image, write_folder
 from pipeline import PipelineError
 from pipeline import push
 from pipeline.cli import main
@@ -33,53 +34,154 @@ def video(tmp_path_factory):
 
 
 @pytest.fixture
-def mosquitto(tmp_path):
+def broker(tmp_path):
+    """Starts real mosquitto brokers on loopback: broker(config lines) -> port."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         pytest.skip("mosquitto is not installed (apt-get install mosquitto; make test installs it as root)")
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    procs = []
+
+    def start(*lines: str) -> int:
+        port = free_port()
+        conf = tmp_path / f"mosquitto-{port}.conf"
+        # As root, mosquitto would drop to its own user, which cannot read the test's key and password files.
+        conf.write_text("\n".join([f"user {getpass.getuser()}", f"listener {port} 127.0.0.1", *lines]) + "\n")
+        procs.append(subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(port)
-        yield port
-    finally:
+        return port
+
+    yield start
+    for proc in procs:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def test_mqtt_publishes_every_classification(deployed, video, mosquitto):
+@pytest.fixture
+def mosquitto(broker):
+    return broker("allow_anonymous true")
+
+
+def subscribe(port: int, topic: str, received: list, login=None, tls=None):
+    """A subscriber in this process, collecting the JSON payloads."""
     import paho.mqtt.client as mqtt
 
-    received = []
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    if login:
+        sub.username_pw_set(*login)
+    if tls:
+        sub.tls_set(**tls)
     sub.on_message = lambda c, u, msg: received.append(json.loads(msg.payload))
-    sub.connect("127.0.0.1", mosquitto)
-    sub.subscribe("robot/vision", qos=0)
+    sub.connect("127.0.0.1", port)
+    sub.subscribe(topic, qos=0)
     sub.loop_start()
     time.sleep(0.5)
+    return sub
+
+
+def camera(deployed, source, *args, env=None) -> subprocess.CompletedProcess:
+    """The bundle's camera program in the board venv (the MQTT password never in these arguments)."""
+    env = {**os.environ, **(env or {}), "PYTHON": str(board_venv())}
+    return subprocess.run([str(deployed / "bundle" / "run.sh"), "--source", str(source), "--headless", "--json", "/dev/null",
+                           "--stats-every", "0", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def wait_for(received: list, n: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while len(received) < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def one_line(r: subprocess.CompletedProcess) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_mqtt_publishes_every_classification(deployed, video, mosquitto):
+    received = []
+    sub = subscribe(mosquitto, "robot/vision", received)
     try:
-        env = {**os.environ, "PYTHON": str(board_venv())}
-        r = subprocess.run([str(deployed / "bundle" / "run.sh"), "--source", str(video), "--headless", "--json", "/dev/null",
-                            "--mqtt", f"127.0.0.1:{mosquitto}", "--mqtt-topic", "robot/vision"],
-                           capture_output=True, text=True, env=env, timeout=120)
+        r = camera(deployed, video, "--mqtt", f"127.0.0.1:{mosquitto}", "--mqtt-topic", "robot/vision")
         assert r.returncode == 0, r.stderr
-        deadline = time.monotonic() + 10
-        while len(received) < 12 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(received, 12)
     finally:
         sub.loop_stop()
         sub.disconnect()
     assert len(received) == 12 and [m["frame"] for m in received] == list(range(12))
-    assert {"index", "label", "score", "topk", "latency_ms", "age_ms"} <= set(received[0])
+    assert {"index", "label", "score", "topk", "latency_ms", "age_ms"} <= set(received[0]) and "file" not in received[0]
 
 
 def test_unreachable_broker_is_one_line(deployed, video):
-    env = {**os.environ, "PYTHON": str(board_venv())}
-    r = subprocess.run([str(deployed / "bundle" / "run.sh"), "--source", str(video), "--headless",
-                        "--mqtt", f"127.0.0.1:{free_port()}"], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: cannot reach the MQTT broker")
+    line = one_line(camera(deployed, video, "--mqtt", f"127.0.0.1:{free_port()}"))
+    assert line.startswith("error: cannot reach the MQTT broker")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return write_folder(tmp_path_factory.mktemp("photos"), per_class=1, seed=4)
+
+
+def test_mqtt_login_from_the_environment_or_a_file(deployed, photos, broker, tmp_path):
+    """A broker with a password file: the login from MQTT_USERNAME and --mqtt-password-file is accepted, and each
+    message of an image folder names its file; a wrong or missing login is one line."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text("robot:s3cret robot\nwatcher:w4tch\n")
+    subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True)  # hashes the file in place: no password in argv
+    port = broker("allow_anonymous false", f"password_file {passwd}")
+    (tmp_path / "pw").write_text("s3cret robot\n")
+    received = []
+    sub = subscribe(port, "robot/vision", received, login=("watcher", "w4tch"))
+    try:
+        r = camera(deployed, photos, "--mqtt", f"127.0.0.1:{port}", "--mqtt-topic", "robot/vision",
+                   "--mqtt-password-file", str(tmp_path / "pw"), env={"MQTT_USERNAME": "robot"})
+        assert r.returncode == 0, r.stderr
+        wait_for(received, 4)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert [m["file"] for m in received] == [f"{c}/{c}_0.png" for c in sorted(CLASSES)]
+    line = one_line(camera(deployed, photos, "--mqtt", f"127.0.0.1:{port}", env={"MQTT_USERNAME": "robot", "MQTT_PASSWORD": "wrong"}))
+    assert line.startswith(f"error: the MQTT broker at 127.0.0.1:{port} refused the login of 'robot'") and "MQTT_PASSWORD" in line
+    line = one_line(camera(deployed, photos, "--mqtt", f"127.0.0.1:{port}"))
+    assert "wants a login" in line and "MQTT_USERNAME" in line
+
+
+def _certificates(d: Path) -> dict:
+    """A CA, a broker certificate for 127.0.0.1 and a client certificate it signed, and a second CA that signed neither."""
+    d.mkdir()
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+    for ca in ("ca", "other-ca"):
+        subprocess.run(["openssl", "req", "-x509", *ec, "-keyout", d / f"{ca}.key", "-out", d / f"{ca}.crt", "-subj", f"/CN={ca}"],
+                       check=True, capture_output=True)
+    for name, extra in (("server", ["-addext", "subjectAltName=IP:127.0.0.1"]), ("client", [])):
+        subprocess.run(["openssl", "req", "-x509", "-CA", d / "ca.crt", "-CAkey", d / "ca.key", *ec, "-keyout", d / f"{name}.key",
+                        "-out", d / f"{name}.crt", "-subj", f"/CN={name}", "-addext", "basicConstraints=CA:FALSE", *extra],
+                       check=True, capture_output=True)
+    return {name: str(d / name) for name in ("ca.crt", "other-ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
+
+
+def test_mqtt_over_tls_with_a_ca_and_a_client_certificate(deployed, photos, broker, tmp_path):
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed (apt-get install openssl)")
+    c = _certificates(tmp_path / "tls")
+    port = broker("allow_anonymous true", f"cafile {c['ca.crt']}", f"certfile {c['server.crt']}", f"keyfile {c['server.key']}",
+                  "require_certificate true")
+    tls = ["--mqtt-ca", c["ca.crt"], "--mqtt-cert", c["client.crt"], "--mqtt-key", c["client.key"]]
+    received = []
+    sub = subscribe(port, "effnet-edge/classification", received,
+                    tls={"ca_certs": c["ca.crt"], "certfile": c["client.crt"], "keyfile": c["client.key"]})
+    try:
+        r = camera(deployed, photos, "--mqtt", f"127.0.0.1:{port}", *tls)
+        assert r.returncode == 0, r.stderr
+        wait_for(received, 4)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert len(received) == 4 and {"file", "label", "topk"} <= set(received[0])
+    line = one_line(camera(deployed, photos, "--mqtt", f"127.0.0.1:{port}"))  # plain MQTT to the TLS port
+    assert "closed the connection without accepting it: if it is a TLS listener, pass --mqtt-ca FILE" in line
+    line = one_line(camera(deployed, photos, "--mqtt", f"127.0.0.1:{port}", "--mqtt-ca", c["other-ca.crt"], *tls[2:]))
+    assert "CERTIFICATE_VERIFY_FAILED" in line and "--mqtt-ca" in line
 
 
 @pytest.fixture
