@@ -37,10 +37,10 @@ def requirement(requirements: Path | None, package: str) -> str | None:
 
 
 def how_to_install(module: str, requirements: Path | None = None) -> str | None:
-    """'pip install ...' (and the apt alternative) for a board module; None for a module the board does not need."""
-    if module.split(".")[0] not in PROVIDERS:
+    """'pip install ...' (and the apt alternative) for a top-level module; None for one the board does not need."""
+    if module not in PROVIDERS:
         return None
-    _, pip, apt = PROVIDERS[module.split(".")[0]]
+    _, pip, apt = PROVIDERS[module]
     line = requirement(requirements, pip)
     if line:  # the bundle lists it: the same pin, and the system package as the alternative
         return f"pip install '{line}' (as this bundle's requirements.txt says)" + (f", or sudo apt install {apt}" if apt else "")
@@ -52,8 +52,6 @@ def how_to_install(module: str, requirements: Path | None = None) -> str | None:
 
 def missing_package(module: str, requirements: Path | None = None) -> str | None:
     """The one line for a Python that lacks a module the board needs; None for any other module (a bug, not a setup)."""
-    fix = how_to_install(module, requirements)
-    if fix is None:
-        return None
-    what = PROVIDERS[module.split(".")[0]][0]
-    return f"{sys.executable} has no {what} (no module {module.split('.')[0]!r}): {fix}"
+    top = module.split(".")[0]
+    fix = how_to_install(top, requirements)
+    return None if fix is None else f"{sys.executable} has no {PROVIDERS[top][0]} (no module {top!r}): {fix}"
