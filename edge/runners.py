@@ -74,10 +74,13 @@ class OpenVINORunner(Runner):
 
 
 class OnnxRuntimeRunner(Runner):
-    def __init__(self, artifact: Path, threads: int = 0, providers: list[str] | None = None):
+    def __init__(self, artifact: Path, threads: int = 0, providers: list[str] | None = None, exact_int8: bool = False):
+        """`exact_int8`: leave Q/DQ pairs unfused, so int8 arithmetic is exact (dequantized values, float sums)
+        on any CPU, as an accelerator's int32 accumulators compute it; fused, x86 without VNNI can saturate."""
         ort = require("onnxruntime", "onnxruntime", "the ONNX Runtime runner")
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if exact_int8
+                                            else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         if threads:
             options.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(str(artifact), options, providers=providers or ["CPUExecutionProvider"])

@@ -107,6 +107,26 @@ def test_qdq_runs_in_onnxruntime_as_the_reference(tiny):
     assert agreement(logits, tiny["ref"]) >= 0.9 and (logits.argmax(1) == tiny["labels"]).mean() >= 0.9
 
 
+def test_host_reference_for_tensorrt_is_exact_int8_on_any_cpu(tiny):
+    """Without TensorRT, the Q/DQ file runs unfused: int8 values, exact sums (TensorRT's int32 accumulators),
+    the same numbers ONNX Runtime's op-by-op reference gives. Fused, an x86 CPU without VNNI saturates
+    (real Lite0 on a Zen 3: agreement with float 0.243 fused, 0.878 unfused)."""
+    import onnxruntime as ort
+
+    if tensorrt_engine.available()[0]:
+        pytest.skip("TensorRT is here: the engine itself is the int8 reference")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    reference = ort.InferenceSession(str(tiny["qdq"]), options, providers=["CPUExecutionProvider"])
+    r = jetson.runner(tiny["qdq"])
+    assert "Q/DQ unfused" in r.runtime
+    assert r.session.get_session_options().graph_optimization_level != ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    x = tiny["test"][:8]
+    expected = np.concatenate([reference.run(None, {"input": x[i : i + 1]})[0] for i in range(len(x))])
+    # float sums in another order flip a few roundings at the requantizers: close, not bit-equal
+    np.testing.assert_allclose(r.infer(x), expected, atol=0.03 * np.abs(expected).max())
+
+
 def test_engine_cache_key_follows_onnx_trt_gpu_and_precision(tiny, tmp_path):
     key = tensorrt_engine.engine_cache_key(tiny["qdq"], "10.3.0", "Orin", "int8")
     assert key == tensorrt_engine.engine_cache_key(tiny["qdq"], "10.3.0", "Orin", "int8")
