@@ -8,13 +8,28 @@ import tempfile
 from pathlib import Path
 
 
+def umask() -> int:
+    """The process umask, read without changing it where Linux shows it (os.umask alone must set it to read it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write a text file so readers see the old or the new content, never half of it."""
+    """Write a text file so readers see the old or the new content, never half of it, with the mode a plain
+    open() gives (mkstemp's 0600 would hide reports from the board's other users)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o666 & ~umask())
     os.replace(tmp, path)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.runfolder import write_atomic
+from edge.files import write_atomic
 
 
 def _f(x, fmt="{:.2f}") -> str:

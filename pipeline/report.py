@@ -10,7 +10,7 @@ from edge.isa import detect as detect_isa
 from edge.metrics import fidelity
 from edge.report import (TABLE, accuracy_block, core, fidelity_lines, headline, int8_row, isa_lines, judge, pct, row,
                          title, verdict_line)
-from pipeline.runfolder import write_atomic
+from edge.files import write_atomic
 from targets import get_target
 
 PARITY_RTOL = 1e-3  # float artifact vs PyTorch: max |diff| relative to the largest logit

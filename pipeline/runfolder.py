@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge.files import file_sha256 as sha256  # noqa: F401  (re-exported)
-from edge.files import write_atomic as _write_atomic
+from edge.files import umask, write_atomic
 from pipeline import PipelineError
 
 RECORD = "stage.json"
@@ -28,37 +28,18 @@ RUN_RECORD = "run.json"
 OLDER_RECORDS = (("model", "model"), ("float", "target"), ("int8", "target"), ("qat", "target"))
 
 
-def _umask() -> int:
-    """The process umask, read without changing it where Linux shows it (os.umask alone must set it to read it)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def normal_permissions(root: Path) -> None:
     """Give `root` and everything under it the modes a plain open()/mkdir() would (0644/0755 under umask 022).
 
     tempfile's mkdtemp/mkstemp make 0700/0600, private to the deployer: a stage folder renamed into place,
     the bundle and its tarball would stay unreadable to the board's other users.
     """
-    mask, root = _umask(), Path(root)
+    mask, root = umask(), Path(root)
     for p in [root, *(root.rglob("*") if root.is_dir() else ())]:
         if p.is_symlink():
             continue
         executable = p.is_dir() or p.stat().st_mode & 0o111
         p.chmod((0o777 if executable else 0o666) & ~mask)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """edge.files.write_atomic with the file's mode made normal (its mkstemp creates 0600)."""
-    _write_atomic(path, text)
-    normal_permissions(Path(path))
 
 
 def _key_hash(key: dict) -> str:

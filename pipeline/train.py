@@ -28,7 +28,7 @@ from edge.preprocess import INTERPOLATIONS, Preprocess, read_image
 from pipeline import PipelineError
 from pipeline.family import get_spec
 from pipeline.models import classifier, load, save_checkpoint
-from pipeline.runfolder import write_atomic
+from edge.files import write_atomic
 from pipeline.config import TrainConfig  # noqa: F401  (the config of `train`, beside deploy's)
 from pipeline.training import Dist, cosine, fit
 

@@ -77,7 +77,7 @@ def test_stage_folders_reports_and_the_tarball_get_normal_permissions(tmp_path, 
     import tarfile
 
     from pipeline import report, bundle
-    from pipeline.runfolder import write_atomic
+    from edge.files import write_atomic
 
     def work(tmp):
         (tmp / "plain.txt").write_text("x")
@@ -108,7 +108,7 @@ def _snapshot(root):
 def test_a_folder_holding_another_run_is_refused_untouched(tmp_path):
     """OUT= an OpenVINO run folder for an ONNX run: one line naming the folder, what it holds and the fix; nothing changes."""
     from pipeline import PipelineError
-    from pipeline.runfolder import write_atomic
+    from edge.files import write_atomic
 
     ov = {"model": "lite0", "target": "openvino"}
     run = RunFolder(tmp_path, lambda m: None, identity=ov)

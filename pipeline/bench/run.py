@@ -16,7 +16,7 @@ from pipeline.config import make_config
 from pipeline.deploy import Deploy
 from pipeline.family import FAMILY, get_spec
 from pipeline.models import load
-from pipeline.runfolder import write_atomic
+from edge.files import write_atomic
 from targets import get_target
 
 
