@@ -24,7 +24,8 @@ from pipeline import PipelineError
 from pipeline.config import DeployConfig
 from pipeline.data import check_folder, fingerprint, holdout_split, labelled_samples, list_images
 from pipeline.family import get_spec
-from pipeline.models import fix_same_padding, load, save_checkpoint
+from pipeline.labels import is_imagenet
+from pipeline.models import fix_same_padding, labels_for, load, save_checkpoint
 from pipeline.bundle import write_bundle, write_tarball
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, Stage, sha256
@@ -80,11 +81,33 @@ class Deploy:
         self.log = log if self.world.main else (lambda *_: None)
         self.spec = get_spec(cfg.model)
         self.target = targets.get_target(cfg.target)
-        self.run = RunFolder(cfg.run_dir, self.log)
         self.data_dir, self.data_is_sample = self._data_folder()
         self._done: dict[str, Stage] = {}
 
+    @functools.cached_property
+    def run(self) -> RunFolder:
+        """Made on first use, after check_inputs: a refused run leaves the run folder as it was."""
+        return RunFolder(self.cfg.run_dir, self.log)
+
     # -- inputs -------------------------------------------------------------------------------
+    def check_inputs(self, stage: str) -> None:
+        """What the stages up to `stage` will read, checked before any model work (seconds to minutes) and before
+        the run folder is touched: WEIGHTS against MODEL, the folders, DATA's and TRAIN_DATA's class folders."""
+        cfg = self.cfg
+        if cfg.calib and cfg.calib != calibration.RANDOM:
+            check_folder(cfg.calib, "CALIB")
+        if stage == "calibration":
+            return  # needs no model and no labels
+        labels = labels_for(self.spec, cfg.weights, cfg.num_classes)  # reads WEIGHTS' tensor shapes, builds nothing
+        trains = stage == "qat" or (cfg.quant.mode == "qat" and stage in ("validate", "report"))
+        if trains and cfg.quant.qat_data == "labelled":
+            self._train_samples(labels)
+        if stage in ("qat", "auto", "validate", "report"):
+            if self.data_is_sample and not is_imagenet(labels):
+                raise PipelineError(f"no DATA given, and the embedded sample is labelled with ImageNet classes, which this "
+                                    f"{len(labels)}-class model does not have: pass DATA=<a folder with one subfolder per class>")
+            labelled_samples(self.data_dir, labels, "DATA", self.spec.name)
+
     def _data_folder(self) -> tuple[Path, bool]:
         if self.cfg.data:
             return check_folder(self.cfg.data), False
@@ -395,11 +418,12 @@ class Deploy:
         return self.cfg.quant.mode == "qat" and self.cfg.quant.qat_data == "calibration"
 
     def _train_samples(self, labels: list[str]):
-        samples = labelled_samples(self._train_folder(), labels)
+        what = "TRAIN_DATA" if self.cfg.train_data else "DATA"
+        samples = labelled_samples(self._train_folder(), labels, what, self.spec.name)
         return holdout_split(samples)[0] if self._splits_data else samples
 
     def _validation_samples(self, labels: list[str]):
-        samples = labelled_samples(self.data_dir, labels)
+        samples = labelled_samples(self.data_dir, labels, "DATA", self.spec.name)
         if self._splits_data:
             samples = holdout_split(samples)[1]
         if self._distils_on_calibration:  # calibration drawn from DATA: QAT trained on those, so they are not validated
@@ -446,6 +470,7 @@ def run_until(cfg: DeployConfig, stage: str, log=print):
         "report": deploy.report,
     }
     try:
+        deploy.check_inputs(stage)
         return steps[stage]()
     finally:
         deploy.world.announce(False)  # no QAT training in this run: the other ranks stop waiting

@@ -57,3 +57,24 @@ def test_missing_empty_and_flat_folders(tmp_path):
         p.rename(flat / p.name)
     with pytest.raises(PipelineError, match="no class subfolders"):
         labelled_samples(flat, ["a"])
+
+
+def test_a_dataset_root_names_its_splits(tmp_path):
+    for split in ("train", "validation"):
+        write_folder(tmp_path / "root" / split, per_class=1)
+    root = tmp_path / "root"
+    with pytest.raises(PipelineError) as e:
+        labelled_samples(root, ["red", "green", "blue", "yellow"])
+    assert str(e.value) == (f"DATA={root} is a dataset root (train/, validation/ inside), not a folder of class subfolders: "
+                            f"pass DATA={root / 'validation'} TRAIN_DATA={root / 'train'}")
+    # two splits and a 2-class model with unnamed classes: not mapped in sorted order as two classes
+    with pytest.raises(PipelineError, match="is a dataset root"):
+        labelled_samples(root, ["class_0", "class_1"])
+
+
+def test_some_unknown_folders_ask_for_a_rename(tmp_path):
+    write_folder(tmp_path, per_class=1, names=["red", "green", "blu", "yellow"])
+    with pytest.raises(PipelineError) as e:
+        labelled_samples(tmp_path, ["red", "green", "blue", "yellow"], model="b0")
+    assert "1 of 4 class folders" in str(e.value) and "['blu']" in str(e.value) and "rename or remove them" in str(e.value)
+    assert "by index 0-3 or name: red, green, blue, yellow" in str(e.value)
