@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
+from pathlib import Path
 
 from pipeline.config import MODES, OPTIMIZERS, TrainConfig
 from targets import TARGETS
@@ -138,8 +140,21 @@ def _print_targets() -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m pipeline", description="EfficientNet -> int8 edge deployment")
+def version() -> str:
+    """The installed package's version; in a source tree never pip-installed, pyproject.toml's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("effnet-edge")
+    except metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.M) if pyproject.is_file() else None
+        return found.group(1) if found else "unknown"
+
+
+def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="EfficientNet -> int8 edge deployment")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("deploy", help="all stages: model, calibration, float, int8, validate, report, bundle")
     _deploy_options(d)
@@ -245,12 +260,17 @@ COMMANDS = {"models": lambda args: _print_models(), "targets": lambda args: _pri
             "bench": _bench, "fashion-mnist": _fashion_mnist, "train": _train}
 
 
-def main(argv=None) -> int:
+def script(argv=None) -> int:
+    """The `effnet-edge` console script (pyproject's [project.scripts]): `python -m pipeline` under its own name."""
+    return main(argv, prog="effnet-edge")
+
+
+def main(argv=None, prog: str = "python -m pipeline") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:  # what follows goes to the bundle's ./run.sh (the `run` command)
         argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
 
     from pipeline import PipelineError
 
