@@ -123,3 +123,10 @@ def test_the_embedded_sample_still_passes_the_checks(tmp_path, monkeypatch):
     for stage in ("model", "validate", "report"):
         deploy.check_inputs(stage)
     assert deploy.data_is_sample and not (tmp_path / "run").exists()  # checking made no run folder
+
+
+def test_a_run_folder_of_another_target_is_refused(run_folder, colour_data, tiny_checkpoint, capsys):
+    """OUT= an OpenVINO run for TARGET=onnx replaced that run's artifacts and report; now one line, nothing changed."""
+    err = one_line_error(["deploy", "--target", "onnx", "--model", "b0", "--weights", str(tiny_checkpoint),
+                          "--data", str(colour_data), "--image-size", "64"], run_folder, capsys)
+    assert f"run folder {run_folder} holds another run (model b0, target openvino)" in err and "pass another OUT=" in err
