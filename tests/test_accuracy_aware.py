@@ -72,6 +72,7 @@ def test_auto_keeps_the_culprit_in_float_and_passes(auto_args, tmp_path, target)
     assert (run / "bundle" / "model").is_dir()
 
 
+@pytest.mark.e2e  # ~45 s; the min_agreement gate is unit-tested in test_report.py
 def test_auto_steered_by_agreement_needs_no_label_to_bind(auto_args, tmp_path):
     """MAX_DROP=100 lets any model through on labels; quant.min_agreement=0.9 still keeps the culprit out
     of int8, measured against float's own top-1. OpenVINO takes the greedy search here (NNCF's steers by labels)."""
@@ -85,6 +86,7 @@ def test_auto_steered_by_agreement_needs_no_label_to_bind(auto_args, tmp_path):
     assert "quant.min_agreement 0.9 reached" in (tmp_path / "openvino" / "report.md").read_text()
 
 
+@pytest.mark.e2e  # ~40 s; the search itself is covered by the ONNX Runtime culprit case
 def test_auto_with_ptq_already_good_keeps_nothing(tiny_checkpoint, colour_data, tmp_path):
     args = ["deploy", "--target", "onnx", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
             "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / "run"), "--set", "runs=5", "--quant", "auto"]
@@ -93,6 +95,7 @@ def test_auto_with_ptq_already_good_keeps_nothing(tiny_checkpoint, colour_data, 
     assert auto["kept_float"] == [] and auto["method"] == "PTQ already within MAX_DROP" and auto["reached_max_drop"]
 
 
+@pytest.mark.e2e  # ~35 s; the verdict rules are unit-tested in test_report.py
 def test_auto_reports_failure_honestly_when_budget_is_too_small(auto_args, tmp_path, capsys):
     """No layer may go back to float: the search stops, the report says MAX_DROP was not reached, the gate fails."""
     assert main(auto_args("onnx", "--quant", "auto", "--set", "quant.max_float_layers=0", out="nobudget")) == 3

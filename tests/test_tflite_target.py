@@ -77,7 +77,8 @@ def test_rpi_bundle_runs_on_litert_without_torch(tiny_checkpoint, colour_data, t
                  "--image-size", "64", "--calib-size", "16", "--out", str(out), "--set", "runs=5", "--set", "warmup=2"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["int8_ops"]["full_integer"] and report["runtime"]["int8"].startswith("litert")
-    assert report["runtime"]["threads"] == 4 and report["layer_errors"]
+    # the board's 4 threads go in the bundle; the host times with no more threads than it has
+    assert report["runtime"]["threads"] == min(4, os.cpu_count()) and report["layer_errors"]
     config = json.loads((out / "bundle" / "config.json").read_text())
     assert config["runtime"] == "litert" and config["threads"] == 4 and config["camera"]["source"] == "/dev/video0"
     reqs = (out / "bundle" / "requirements.txt").read_text()
