@@ -45,6 +45,7 @@ class TrainingSet:
     files: list[str]
     source: str
     labelled: bool = True
+    validated: int = 0  # how many of the files are also validation images (by content)
 
 
 @functools.lru_cache(maxsize=1)
@@ -197,12 +198,10 @@ class Deploy:
             example = torch.from_numpy(calib[:1])
             path = self.target.export_qat(qmodel, folded, example, calib, self.cfg.quant, tmp / "model")
             (tmp / "train_files.json").write_text(json.dumps(trained.files))
-            validated = {Path(s.path).resolve() for s in self._validation_samples(self._torch_model(model_stage, True)[1])}
-            overlap = len(validated & {Path(f).resolve() for f in trained.files})
             return {"artifact": path.name, "ops": self.target.describe(path), "history": history,
                     "train_images": len(trained.files), "train_folder": trained.source, "train_split": self._splits_data,
-                    "labels": trained.labelled, "validation_images_trained_on": overlap,
-                    "trained_on_validation_data": overlap > 0}
+                    "labels": trained.labelled, "validation_images_trained_on": trained.validated,
+                    "trained_on_validation_data": trained.validated > 0}
 
         try:
             return self.run.stage("qat", key, work)
@@ -229,15 +228,18 @@ class Deploy:
 
         if self.cfg.quant.qat_data == "calibration":
             stage = self.calibration()  # never random: DeployConfig refuses that
-            images = np.load(stage.path("calibration.npy"))
-            files = json.loads(stage.path("files.json").read_text())
-            return TrainingSet(qat.Unlabelled(images, self.cfg.quant.qat_seed), files, stage.result["source"], labelled=False)
-        train_dir = self._train_folder()
-        samples = self._train_samples(labels)
-        if not samples:
-            raise PipelineError(f"no labelled images in {train_dir} for QAT; pass TRAIN_DATA=folder (one subfolder per class), "
-                                "or SET=quant.qat_data=calibration to distil on the calibration images without labels")
-        return TrainingSet(FolderDataset(samples, self.preprocess, train=True), [str(s.path) for s in samples], str(train_dir))
+            images, files = np.load(stage.path("calibration.npy")), self._calibration_files()
+            dataset, source = qat.Unlabelled(images, self.cfg.quant.qat_seed), stage.result["source"]
+        else:
+            samples = self._train_samples(labels)
+            if not samples:
+                raise PipelineError(f"no labelled images in {self._train_folder()} for QAT; pass TRAIN_DATA=folder (one subfolder "
+                                    "per class), or SET=quant.qat_data=calibration to distil on the calibration images without labels")
+            dataset, source = FolderDataset(samples, self.preprocess, train=True), str(self._train_folder())
+            files = [str(s.path) for s in samples]
+        validated = [s.path for s in self._validation_samples(labels)]
+        among = len(files) - len(val.rows_not_among(files, validated))  # by content: a copy in another folder counts
+        return TrainingSet(dataset, files, source, labelled=self.cfg.quant.qat_data == "labelled", validated=among)
 
     def follow_qat(self) -> None:
         """A torchrun rank other than 0: wait for rank 0's word, then train beside it (rank 0 alone writes)."""
@@ -394,10 +396,11 @@ class Deploy:
         labelled photos but 16 photos in all). They were used to calibrate, which the report says.
         """
         calib_stage = self.calibration()
-        files_json = calib_stage.path("files.json")
-        if calib_stage.result.get("random") or not files_json.exists():
+        if calib_stage.result.get("random") or not calib_stage.path("files.json").exists():
             return {"images": 0, "agree": 0, "source": None}
-        rows = val.rows_not_among(json.loads(files_json.read_text()), samples)
+        # nor images QAT trained on: it learnt to agree with float there
+        trained = json.loads(self.qat().path("train_files.json").read_text()) if self.cfg.quant.mode == "qat" else []
+        rows = val.rows_not_among(self._calibration_files(), [s.path for s in samples] + trained)
         if not rows:
             return {"images": 0, "agree": 0, "source": calib_stage.result["source"]}
         batch = np.load(calib_stage.path("calibration.npy"))[rows]
@@ -405,6 +408,10 @@ class Deploy:
         agree = sum(int(reference(x[None]).argmax() == np.asarray(int8_runner.infer(x[None])).argmax())
                     for x in progress(batch, desc="agreement on calibration images"))
         return {"images": len(rows), "agree": agree, "source": calib_stage.result["source"]}
+
+    def _calibration_files(self) -> list[str]:
+        """The image behind each row of calibration.npy."""
+        return json.loads(self.calibration().path("files.json").read_text())
 
     def _train_folder(self) -> Path:
         return check_folder(self.cfg.train_data, "TRAIN_DATA") if self.cfg.train_data else self.data_dir
@@ -434,8 +441,7 @@ class Deploy:
         if self._splits_data:
             samples = holdout_split(samples)[1]
         if self._distils_on_calibration:  # calibration drawn from DATA: QAT trained on those, so they are not validated
-            trained = {Path(f).resolve() for f in json.loads(self.calibration().path("files.json").read_text())}
-            samples = [s for s in samples if Path(s.path).resolve() not in trained]
+            samples = [samples[i] for i in val.rows_not_among([s.path for s in samples], self._calibration_files())]
         return samples[: self.cfg.max_images or None]
 
     def _validation_arrays(self, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -32,9 +32,9 @@ def latency(runner, sample: np.ndarray, warmup: int, runs: int) -> dict:
     return measure(runner.infer, sample, warmup=warmup, runs=runs)
 
 
-def rows_not_among(files: list[str], samples: list[Sample]) -> list[int]:
-    """Indices of `files` whose content is not one of the samples' images (a copy in another folder counts)."""
-    paths = {Path(s.path).resolve() for s in samples}
+def rows_not_among(files: list[str], among: list) -> list[int]:
+    """Indices of `files` whose content is not one of the images at the paths `among` (a copy in another folder counts)."""
+    paths = {Path(f).resolve() for f in among}
     by_size: dict[int, list[Path]] = {}
     for p in paths:
         by_size.setdefault(p.stat().st_size, []).append(p)
