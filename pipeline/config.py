@@ -113,7 +113,7 @@ class QuantConfig:
 
     @property
     def ort_reduce_range(self) -> bool:
-        """ONNX Runtime's 7-bit weights, for the same reason as NNCF's overflow fix."""
+        """ONNX Runtime's 7-bit weights (but depthwise ones), for the same reason as NNCF's overflow fix."""
         return self.saturates
 
     def recipe(self, target: str) -> dict:
@@ -122,7 +122,8 @@ class QuantConfig:
         if target in ("openvino", "jetson"):
             return {"nncf.overflow_fix": "ENABLE" if self.saturates else "DISABLE", **bias}
         if target == "onnx":
-            return {"onnxruntime.reduce_range": self.ort_reduce_range, **bias}
+            depthwise = {"onnxruntime.depthwise_weights": "8-bit (summed in 32 bits)"} if self.ort_reduce_range else {}
+            return {"onnxruntime.reduce_range": self.ort_reduce_range, **depthwise, **bias}
         return {"int8 arithmetic": "XNNPACK's int8 kernels widen products to 16/32 bits on x86 and Arm alike", **bias}
 
 

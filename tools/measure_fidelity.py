@@ -50,6 +50,7 @@ target made for avx2 (board.isa auto-detected):
     target    recipe                         agreement             2 layers kept out of int8
     openvino  NNCF overflow fix ENABLE       0.802 (0.752-0.844)   0.837
     onnx      reduce_range (U8S8, 7-bit w)   0.694 (0.639-0.745)   0.740   (tools/measure_ort_types.py)
+              ... depthwise kept 8-bit         0.729 (0.675-0.777)           (the recipe since; as NNCF's overflow fix)
     jetson*   overflow fix, run in ORT       0.760 (0.708-0.806)   0.861   (* host check only: TensorRT does not saturate)
     tflite    XNNPACK                        0.882 (0.840-0.914)   0.778   (16x8 for those two layers hurts here)
 OpenVINO's emulated AVX2 (0.819) was close to the real one (0.802). The confident crops agree on
