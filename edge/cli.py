@@ -22,6 +22,7 @@ BUNDLE_ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {
     "run": "classify a camera, stream, video file or image folder, one JSON line per frame (the default command)",
     "validate": "accuracy and latency of this bundle's model on a labelled folder, in this board's runtime",
+    "latency": "batch-1 latency of this bundle's int8 model in this board's runtime, as one JSON line (no images needed)",
 }
 EPILOG = ("With no command, ./run.sh runs `run`: ./run.sh --source 0 is ./run.sh run --source 0.\n"
           "Each command's options: ./run.sh run --help, ./run.sh validate --help.")
@@ -76,6 +77,12 @@ def _validate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="an inconclusive verdict (too few images) exits 3 too")
 
 
+def _latency_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    p.add_argument("--threads", type=int, help="runtime threads (default: the bundle's)")
+
+
 def parser() -> argparse.ArgumentParser:
     width = max(map(len, COMMANDS))
     commands = "\n".join(f"  {name:<{width}}  {line}" for name, line in COMMANDS.items())
@@ -85,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", prog="./run.sh", help=argparse.SUPPRESS)  # listed one line each in the description
     for name, line in COMMANDS.items():
         p = sub.add_parser(name, parents=[_common()], help=line, description=line[0].upper() + line[1:] + ".")
-        {"run": _run_options, "validate": _validate_options}[name](p)
+        {"run": _run_options, "validate": _validate_options, "latency": _latency_options}[name](p)
     return top
 
 
@@ -150,6 +157,24 @@ def validate(args) -> int:
     return 0 if report["ships"] else 3
 
 
+def latency(args) -> int:
+    """What `make choose DEVICE=...` reads: the same measurement as the host's (edge.latency), on the board."""
+    import platform
+
+    import numpy as np
+
+    from edge.bundle import Bundle
+    from edge.latency import measure
+
+    bundle = Bundle.load(args.bundle)
+    runner = bundle.runner("int8", args.threads)
+    size = bundle.preprocess.image_size
+    result = measure(runner.infer, np.zeros((1, 3, size, size), np.float32), args.warmup, args.runs)
+    print(json.dumps({**result, "runtime": runner.runtime, "threads": runner.threads,
+                      "machine": f"{platform.node()} ({platform.machine()})"}))
+    return 0
+
+
 def one_line(e: Exception, bundle: Path) -> str | None:
     """The line a user sees for a setup or input mistake; None for a bug, whose traceback is shown."""
     module = e.module if isinstance(e, MissingRuntime) else (e.name if isinstance(e, ModuleNotFoundError) else None)
@@ -166,7 +191,7 @@ def main(argv=None) -> int:
         argv.insert(0, "run")
     args = top.parse_args(argv)
     try:
-        return {"run": run, "validate": validate}[args.command](args)
+        return {"run": run, "validate": validate, "latency": latency}[args.command](args)
     except Exception as e:
         line = one_line(e, Path(args.bundle))
         if line is None or args.debug:

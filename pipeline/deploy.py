@@ -266,7 +266,7 @@ class Deploy:
             recovery = Recovery(
                 self.target, model, fold_batchnorm(model, torch.from_numpy(calib[:1])),
                 float_stage.artifact, int8_stage.artifact,
-                calib, cfg.quant, x, y, float_top1, cfg.max_drop, self._host_threads, cfg.precision, cfg.runs, self.log,
+                calib, cfg.quant, x, y, float_top1, cfg.max_drop, self.host_threads, cfg.precision, cfg.runs, self.log,
             )
             result = recovery.run(tmp / "model")
             return {**result, "ops": self.target.describe(tmp / result["artifact"])}
@@ -299,7 +299,7 @@ class Deploy:
             artifacts = {"float": float_stage.artifact, "int8": int8_stage.artifact}
             if ptq_stage is not int8_stage:  # QAT / auto: the PTQ model it started from, for comparison
                 artifacts["ptq"] = ptq_stage.artifact
-            runners = {k: self.target.runner(a, self._host_threads, cfg.precision) for k, a in artifacts.items()}
+            runners = {k: self.target.runner(a, self.host_threads, cfg.precision) for k, a in artifacts.items()}
             out = val.classify_all(samples, self.preprocess, model, runners, progress)
             result = self._measure(out, runners, model, samples)
             # where the target can compare its int8 and float graphs layer by layer (None elsewhere)
@@ -417,7 +417,7 @@ class Deploy:
         return check_folder(self.cfg.train_data, "TRAIN_DATA") if self.cfg.train_data else self.data_dir
 
     @property
-    def _host_threads(self) -> int:
+    def host_threads(self) -> int:
         """The board's thread count (a Pi profile's 4), never more than this host's cores: timing 4 threads
         on 2 cores measures the contention, not the model (0 = the runtime's default)."""
         return min(self.cfg.threads, os.cpu_count() or 1) if self.cfg.threads else 0

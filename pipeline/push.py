@@ -47,6 +47,16 @@ def _run(cmd: list[str], what: str, capture: bool = False, log=print) -> subproc
     return r
 
 
+def reach(device: Device) -> None:
+    """A login that does nothing: an unreachable board or a refused key is one line before any work."""
+    _run(device.ssh("true"), f"ssh to {device.address} port {device.port}", capture=True)
+
+
+def remote_output(device: Device, script: str, *args: str, what: str) -> str:
+    """Run a fixed script in the bundle's folder on the board ($1 = the folder) and return its stdout."""
+    return _run(device.sh(script, device.dest, *args), what, capture=True).stdout
+
+
 def copy(bundle: Path, device: Device, log=print) -> None:
     if not (Path(bundle) / "config.json").is_file():
         raise PipelineError(f"{bundle} is not a bundle; run make deploy first")
