@@ -10,7 +10,7 @@ import yaml
 
 from edge import isa as int8_isa
 from pipeline import PipelineError
-from pipeline.family import FAMILY, get_spec
+from pipeline.family import get_spec
 from targets import TARGETS
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
@@ -268,8 +268,7 @@ def resolved_preset(preset: str, model: str) -> str:
     halves of tools/measure_fidelity.py's photos, with full bias correction."""
     if preset != "auto":
         return preset
-    spec = FAMILY.get(model)
-    return "performance" if spec is not None and spec.activation == "relu6" else "mixed"
+    return "performance" if get_spec(model).activation == "relu6" else "mixed"
 
 
 @dataclass(frozen=True)
@@ -293,6 +292,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        get_spec(self.model)
         one_of("optimizer", self.optimizer, OPTIMIZERS)
         for name, low in (("epochs", 1), ("batch_size", 1), ("weight_decay", 0)):
             at_least(name, getattr(self, name), low)

@@ -26,6 +26,8 @@ class LoadedModel:
 
 def build(spec: ModelSpec, num_classes: int = 1000) -> nn.Module:
     """A random-init model of the spec's architecture with `num_classes` outputs."""
+    if spec.scaling is not None:
+        return _build_scaled(spec, num_classes)
     if spec.library == "torchvision":
         import torchvision.models as tvm
 
@@ -33,6 +35,16 @@ def build(spec: ModelSpec, num_classes: int = 1000) -> nn.Module:
     import timm
 
     return timm.create_model(spec.builder, pretrained=False, num_classes=num_classes)
+
+
+def _build_scaled(spec: ModelSpec, num_classes: int) -> nn.Module:
+    """B0 compound-scaled, by torchvision's own machinery (as its efficientnet_b0..b7 are built): its B0 stage table
+    with the multipliers applied, channels rounded to multiples of 8 and layer counts rounded up."""
+    from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
+
+    s = spec.scaling
+    setting, last_channel = _efficientnet_conf("efficientnet_b0", width_mult=s.width, depth_mult=s.depth)
+    return EfficientNet(setting, s.dropout, num_classes=num_classes, last_channel=last_channel)
 
 
 def classifier(model: nn.Module) -> nn.Linear:
@@ -69,6 +81,12 @@ def labels_for(spec: ModelSpec, weights: str | None = None, num_classes: int | N
 
 
 def _no_offline_weights(spec: ModelSpec) -> PipelineError:
+    if spec.scaling is not None:
+        return PipelineError(
+            f"{spec.name} (B0 compound-scaled by φ={spec.scaling.phi:g}) has no pretrained weights: train it first, "
+            f"make train MODEL={spec.name} WEIGHTS=random DATA=<labelled folder>, then pass "
+            f"WEIGHTS=runs/{spec.name}-train/best.pt"
+        )
     return PipelineError(
         f"{spec.name} has no pretrained weights that can be had offline; pass WEIGHTS=path/to/state_dict.pth "
         f"(or WEIGHTS=random for an untrained model)"

@@ -9,7 +9,7 @@ import torch
 from conftest import write_folder
 from pipeline.cli import main
 from pipeline.family import get_spec
-from pipeline.models import load
+from pipeline.models import build, load, save_checkpoint
 
 
 def test_finetune_resume_and_deploy(tmp_path, colour_data):
@@ -109,3 +109,43 @@ def test_torchrun_two_processes_train_checkpoint_and_resume(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2] and all(h["processes"] == 2 for h in history)
     assert (out / "best.pt").exists() and not list(out.glob(".*.tmp"))
     assert load(get_spec("lite0"), str(out / "best.pt")).labels == ["blue", "green", "red", "yellow"]
+
+
+@pytest.mark.e2e  # ~60 s on 2 busy cores; the default run has deploy's model stage on such a checkpoint below
+def test_a_phi_model_trains_from_scratch_and_deploys(tmp_path, colour_data):
+    """MODEL=phi-1 (B0 compound-scaled down, no pretrained weights): make train from scratch, then make deploy
+    with the checkpoint it wrote, at 64 px."""
+    data = write_folder(tmp_path / "train", per_class=8, seed=5)
+    out = tmp_path / "train-run"
+    assert main(["train", "--model", "phi-1", "--weights", "random", "--data", str(data), "--image-size", "64",
+                 "--batch-size", "8", "--epochs", "2", "--lr", "3e-3", "--out", str(out)]) == 0
+    assert torch.load(out / "best.pt", weights_only=True)["model"] == "phi-1"
+    run = tmp_path / "deploy"
+    assert main(["deploy", "--model", "phi-1", "--weights", str(out / "best.pt"), "--data", str(colour_data),
+                 "--image-size", "64", "--calib-size", "16", "--out", str(run), "--set", "runs=3", "--set", "warmup=1",
+                 "--max-drop", "100"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["model"] == "phi-1" and report["weights"] == f"file {out / 'best.pt'}"
+    assert report["preprocess"]["image_size"] == 64 and report["float_parity"]["relative_diff"] < 1e-3
+
+
+def test_deploy_takes_a_phi_checkpoint(tmp_path, colour_data):
+    """What make train writes for a phi model (a checkpoint naming it) is what deploy's model stage loads (the
+    conversions after it are those of any torchvision EfficientNet; the test above runs them)."""
+    spec = get_spec("phi-2")
+    torch.manual_seed(0)
+    model = build(spec, 4).eval()
+    save_checkpoint(tmp_path / "best.pt", spec, model, ["blue", "green", "red", "yellow"])
+    run = tmp_path / "run"
+    assert main(["model", "--model", "phi-2", "--weights", str(tmp_path / "best.pt"), "--data", str(colour_data),
+                 "--image-size", "64", "--out", str(run)]) == 0
+    loaded = load(spec, str(run / "model" / "model.pt"))
+    assert loaded.labels == ["blue", "green", "red", "yellow"] and spec.preprocess.image_size == 168  # 224 · 1.15^-2 = 169.4
+    assert torch.equal(loaded.model.features[0][0].weight, model.features[0][0].weight)
+
+
+def test_deploying_an_untrained_phi_model_says_train_it_first(tmp_path, capsys):
+    assert main(["deploy", "--model", "phi0.5", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "train it first, make train MODEL=phi0.5 WEIGHTS=random" in err, err
+    assert not (tmp_path / "run").exists()

@@ -13,6 +13,7 @@ from pipeline import PipelineError
 from pipeline.bench.camera import camera_loop_rate
 from pipeline.bench.engines import benchmark_app, engines_for, interleaved_latency, machine_info
 from pipeline.config import make_config
+from pipeline.costs import cost
 from pipeline.deploy import Deploy
 from pipeline.family import FAMILY, get_spec
 from pipeline.models import load
@@ -92,7 +93,8 @@ def scaling(bc: BenchConfig, log) -> list[dict]:
         }
         lat = interleaved_latency(engines, sample, 5, runs // 4, block=5)
         rows.append({
-            "model": model, "resolution": size, "gflops": get_spec(model).gflops,
+            "model": model, "resolution": size, "gmacs": round(cost(d.spec, size).gmacs, 3),
+            "published_gflops": d.spec.published_gflops,
             "fp32_p50_ms": lat["fp32"]["p50"], "int8_p50_ms": lat["int8"]["p50"],
             "fp32_mb": artifact_size_mb(fp32.artifact),
             "int8_mb": artifact_size_mb(int8.artifact),
