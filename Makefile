@@ -25,7 +25,7 @@ DEVICE_ARGS = $(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--
 	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(call q,$(DEVICE_START))) \
 	$(if $(SOURCE),--source $(call q,$(SOURCE)))
 
-.PHONY: setup deploy stage push run train bench test test-deps test-e2e fashion-mnist models targets clean
+.PHONY: setup deploy stage push run train bench choose test test-deps test-e2e fashion-mnist models targets clean
 
 $(ENV_DIR)/bin/python:
 	@$(BOOTSTRAP_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
@@ -85,6 +85,16 @@ train: setup  ## make train MODEL=b0 DATA=dir [VAL=dir] EPOCHS=10 [RESUME=1] [FR
 
 bench: setup  ## MODELS=lite0,b0,b1 QUICK=1 DATA=folder
 	$(PYTHON) -m pipeline bench $(if $(MODELS),--models $(call q,$(MODELS))) $(if $(QUICK),--quick) $(if $(DATA),--data $(call q,$(DATA)))
+
+# The most accurate model whose int8 p99 fits BUDGET_MS, timed in TARGET's runtime here or on DEVICE (its bundle's own code).
+choose: setup  ## make choose TARGET=openvino BUDGET_MS=20 [MODELS=lite0,b0] [DATA=dir] [DEVICE=user@host] [IMAGE_SIZE=] [OUT=]
+	$(PYTHON) -m pipeline choose --target $(call q,$(TARGET)) --budget-ms $(call q,$(BUDGET_MS)) \
+		$(if $(MODELS),--models $(call q,$(MODELS))) $(if $(DATA),--data $(call q,$(DATA))) \
+		$(if $(IMAGE_SIZE),--image-size $(call q,$(IMAGE_SIZE))) $(if $(CALIB_SIZE),--calib-size $(call q,$(CALIB_SIZE))) \
+		$(if $(OUT),--out $(call q,$(OUT))) $(foreach s,$(SET),--set $(call q,$(s))) $(if $(DEBUG),--debug) \
+		$(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--device-dir $(call q,$(DEVICE_DIR))) \
+		$(if $(SSH_PORT),--ssh-port $(call q,$(SSH_PORT))) $(if $(SSH_KEY),--ssh-key $(call q,$(SSH_KEY))) \
+		$(if $(DEVICE_INSTALL),--device-install)
 
 fashion-mnist: setup  ## real labelled images offline: Debian's dataset-fashion-mnist as data/fashion-mnist/{train,val}
 	@[ -d /usr/share/datasets/fashion-mnist ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
