@@ -242,13 +242,12 @@ def pick(rows: list[dict], budget_ms: float) -> dict | None:
 
 
 def next_larger(rows: list[dict], choice: dict | None) -> dict | None:
-    """The first candidate after the choice in cost order that the budget ruled out: more accurate, or not measured
-    (larger than one far over the budget). Larger ones with no accuracy (needs training) are not it."""
+    """The first candidate after the choice in cost order that the budget ruled out: a more accurate one. Larger ones
+    with no accuracy (needs training, or not measured) could not have been picked, so they are not it."""
     if choice is None:
         return None
     later = rows[rows.index(choice) + 1:]
-    return next((r for r in later if r["status"].startswith("not measured")
-                 or (r["accuracy"] is not None and r["accuracy"] > choice["accuracy"])), None)
+    return next((r for r in later if r["accuracy"] is not None and r["accuracy"] > choice["accuracy"]), None)
 
 
 def deploy_command(cfg: ChooseConfig, model: str) -> str:
