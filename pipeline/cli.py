@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 def _deploy_options(p: argparse.ArgumentParser) -> None:
     # no argparse choices: targets.get_target's own one-line error names the valid ones, exit 1 like every bad input
     p.add_argument("--target", default="openvino", help=f"deployment target: {', '.join(sorted(TARGETS))}")
-    p.add_argument("--model", default="lite0", help="b0..b7 or lite0..lite4 (see `python -m pipeline models`)")
+    p.add_argument("--model", default="lite0", help="b0..b7, lite0..lite4 or phi<φ> (see `python -m pipeline models`)")
     p.add_argument("--data", help="labelled image folder, one subfolder per class (default: a tiny embedded sample)")
     p.add_argument("--calib", help="calibration image folder (default: DATA); 'random' only if you mean it")
     p.add_argument("--calib-size", type=int, help="calibration images (default 300)")
@@ -119,13 +119,21 @@ def _config(args):
 
 
 def _print_models() -> int:
-    from pipeline.family import FAMILY
+    """The table, with parameters and MACs counted from each model at its input size (FlopCounterMode, FLOPs / 2)
+    beside the paper's FLOPs at the paper's resolution; then a few compound-scaled phi<φ> rows."""
+    from pipeline.costs import cost
+    from pipeline.family import FAMILY, PHI_EXAMPLES, phi_spec
 
-    print(f"{'name':6} {'input':>5} {'resize':>6} {'interp':8} {'GFLOPs':>6} {'padding':9} {'top-1':>5}  weights")
-    for s in FAMILY.values():
-        p, top1 = s.preprocess, f"{100 * s.weights.top1:.1f}" if s.weights.top1 else "-"
-        print(f"{s.name:6} {p.image_size:>5} {p.resize_size:>6} {p.interpolation:8} {s.gflops:>6} {s.padding:9} {top1:>5}  "
-              f"{s.weights.source}: {s.weights.ref}")
+    print(f"{'name':7} {'input':>5} {'resize':>6} {'params M':>8} {'MACs G':>7} {'paper GFLOPs':>13} {'top-1':>5} "
+          f"{'padding':9} weights")
+    for s in [*FAMILY.values(), *map(phi_spec, PHI_EXAMPLES)]:
+        p, c = s.preprocess, cost(s)
+        top1 = f"{100 * s.weights.top1:.1f}" if s.weights.top1 else "-"
+        paper = f"{s.published_gflops:.2f} @{s.published_size}" if s.published_gflops else "-"
+        print(f"{s.name:7} {p.image_size:>5} {p.resize_size:>6} {c.params / 1e6:>8.2f} {c.gmacs:>7.3f} {paper:>13} "
+              f"{top1:>5} {s.padding:9} {s.weights.source}: {s.weights.ref}")
+    print("MACs G: counted at the input size; paper GFLOPs: as published, at the paper's resolution. "
+          "phi<φ>: B0 compound-scaled (any φ from -4 to 8), to be trained (README: Compound scaling)")
     return 0
 
 
@@ -152,6 +160,27 @@ def version() -> str:
         return found.group(1) if found else "unknown"
 
 
+def _choose_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--target", default="openvino", help=f"deployment target: {', '.join(sorted(TARGETS))}")
+    c.add_argument("--budget-ms", help="the p99 latency the model must fit, batch 1, in milliseconds (required)")
+    c.add_argument("--models", help="comma-separated candidates (default: the whole family table)")
+    c.add_argument("--data", help="labelled ImageNet-class folder: measured int8 top-1 instead of the published one")
+    c.add_argument("--image-size", type=int, help="run every candidate at this resolution (default: each model's own)")
+    c.add_argument("--calib-size", type=int, help="calibration images per candidate (default: deploy's)")
+    c.add_argument("--runs", type=int, help="timed runs per candidate (default: the target profile's)")
+    c.add_argument("--warmup", type=int, help="untimed runs first (default: the target profile's)")
+    c.add_argument("--out", help="choose folder (default runs/choose-<target>)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a deploy setting for every candidate")
+    g = c.add_argument_group("timing on a board over ssh (keys only)")
+    g.add_argument("--device", metavar="USER@HOST", help="time each candidate's bundle on this board")
+    g.add_argument("--device-dir", default="effnet-edge-choose", help="folder on the board (default ~/effnet-edge-choose)")
+    g.add_argument("--ssh-port", type=int, default=22)
+    g.add_argument("--ssh-key", help="identity file (default: ssh's own)")
+    g.add_argument("--ssh-known-hosts", help="known_hosts file (default: ssh's own)")
+    g.add_argument("--device-install", action="store_true", help="pip-install the bundle's requirements on the board first")
+    c.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
 def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description="EfficientNet -> int8 edge deployment")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -174,6 +203,7 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="a few-minute run: fewer runs, smaller scaling budget")
     b.add_argument("--threads", type=int, default=0)
     b.add_argument("--debug", action="store_true")
+    _choose_options(sub.add_parser("choose", help="the most accurate EfficientNet whose int8 p99 latency fits a budget on the target"))
     t = sub.add_parser("train", help="fine-tune on a labelled folder (new head); best.pt feeds make deploy WEIGHTS=")
     d = TrainConfig()  # the defaults live in the config, not here
     t.add_argument("--model", default=d.model)
@@ -213,6 +243,17 @@ def _bench(args) -> int:
 
     models = valid_models([m for m in args.models.split(",") if m])
     run_bench(BenchConfig(models=models, data=args.data, out=args.out, quick=args.quick, threads=args.threads))
+    return 0
+
+
+def _choose(args) -> int:
+    from pipeline import push
+    from pipeline.choose import ChooseConfig, choose, parse_budget, parse_models
+
+    device = push.Device(args.device, args.ssh_port, args.ssh_key, args.device_dir, args.ssh_known_hosts) if args.device else None
+    choose(ChooseConfig(target=args.target, budget_ms=parse_budget(args.budget_ms), models=parse_models(args.models),
+                        data=args.data, image_size=args.image_size, calib_size=args.calib_size, warmup=args.warmup,
+                        runs=args.runs, settings=tuple(args.set), device=device, device_install=args.device_install, out=args.out))
     return 0
 
 
@@ -257,7 +298,7 @@ def _stages(args, extra: list[str]) -> int:
 
 
 COMMANDS = {"models": lambda args: _print_models(), "targets": lambda args: _print_targets(), "toolchain": _toolchain,
-            "bench": _bench, "fashion-mnist": _fashion_mnist, "train": _train}
+            "bench": _bench, "choose": _choose, "fashion-mnist": _fashion_mnist, "train": _train}
 
 
 def script(argv=None) -> int:
