@@ -92,6 +92,34 @@ def colour_data(tmp_path_factory) -> Path:
     return write_folder(tmp_path_factory.mktemp("data") / "val", per_class=12, seed=7)
 
 
+def deploy_args(target: str, checkpoint: Path, data: Path, out: Path) -> list[str]:
+    """The CLI arguments of the shared tiny deployment (deployed_tiny): a test deploying the same
+    again into its folder hits every cached stage."""
+    return ["deploy", "--target", target, "--model", "b0", "--weights", str(checkpoint), "--data", str(data),
+            "--image-size", str(TINY_SIZE), "--calib-size", "16", "--out", str(out), "--set", "runs=5", "--set", "warmup=2",
+            "--set", "quant.bias_correction=fast"]
+
+
+@pytest.fixture(scope="session")
+def deployed_tiny(tiny_checkpoint, colour_data, tmp_path_factory):
+    """target -> the run folder of the tiny b0 deployed there once a session, for tests of what a
+    deployment gives (bundle, camera program, MQTT, push), not of how it is made. Its bias correction
+    is NNCF's fast one: the full one (the default, tested in test_deploy/test_onnx_targets) makes
+    no difference to a bundle and costs ~10 s a deploy."""
+    from pipeline.cli import main
+
+    made: dict = {}
+
+    def get(target: str) -> Path:
+        if target not in made:
+            out = tmp_path_factory.mktemp(f"deployed-{target}") / "run"
+            assert main(deploy_args(target, tiny_checkpoint, colour_data, out)) == 0
+            made[target] = out
+        return made[target]
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def tiny_arrays(tiny_checkpoint) -> dict:
     """The tiny b0, a 16-image calibration batch, 48 labelled test images and the model's own logits on them."""

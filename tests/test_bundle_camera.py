@@ -19,19 +19,13 @@ from board import MjpegServer, board_venv, write_video
 from conftest import CLASSES, make_image, write_folder
 from edge.bundle import Bundle
 from edge.preprocess import Preprocess
-from pipeline.cli import main
 
 REQUIRED_KEYS = {"frame", "t", "index", "label", "score", "topk", "latency_ms", "age_ms"}
 
 
 @pytest.fixture(scope="module", params=["openvino", "onnx"])
-def deployed(request, tiny_checkpoint, colour_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp(f"deploy-{request.param}") / "run"
-    args = ["deploy", "--target", request.param, "--model", "b0", "--weights", str(tiny_checkpoint),
-            "--data", str(colour_data), "--image-size", "64", "--calib-size", "16", "--out", str(out),
-            "--set", "runs=5", "--set", "warmup=2"]
-    assert main(args) == 0
-    return out
+def deployed(request, deployed_tiny):
+    return deployed_tiny(request.param)
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,15 @@ import numpy as np
 import pytest
 
 from board import board_venv, free_port, wait_port, write_video
-from conftest import CLASSES, make_image, write_folder
+from conftest import CLASSES, deploy_args, make_image, write_folder
 from pipeline import PipelineError
 from pipeline import push
 from pipeline.cli import main
 
 
 @pytest.fixture(scope="module")
-def deployed(tiny_checkpoint, colour_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("deploy") / "run"
-    assert main(["deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
-                 "--image-size", "64", "--calib-size", "8", "--out", str(out), "--set", "runs=3", "--set", "warmup=1"]) == 0
-    return out
+def deployed(deployed_tiny):
+    return deployed_tiny("openvino")
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +231,7 @@ def test_push_copies_installs_and_starts(deployed, video, sshd, capfd):
 
 
 def test_deploy_with_device_pushes_through_the_cli(deployed, tiny_checkpoint, colour_data, sshd):
-    args = ["deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
-            "--image-size", "64", "--calib-size", "8", "--out", str(deployed), "--set", "runs=3", "--set", "warmup=1",
+    args = [*deploy_args("openvino", tiny_checkpoint, colour_data, deployed),  # every stage cached
             "--device", sshd.address, "--ssh-port", str(sshd.port), "--ssh-key", sshd.key,
             "--ssh-known-hosts", sshd.known_hosts, "--device-dir", sshd.dest]
     assert main(args) == 0
