@@ -1,6 +1,7 @@
 """`python -m pipeline deploy` end to end on a tiny trained model, through the real CLI entry point."""
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 
@@ -25,11 +26,14 @@ def _get(d, dotted):
 
 @pytest.fixture
 def deploy_args(tiny_checkpoint, colour_data, tmp_path):
-    def args(*extra, out="run"):
+    """Deploy arguments for the tiny b0. `full_bias_correction`: the default; the tests of other behaviour
+    take NNCF's fast one, ~8 s less a deploy (the full one's effect is tested in test_onnx_targets.py)."""
+    def args(*extra, out="run", full_bias_correction=False):
         return [
             "deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
             "--image-size", "64", "--calib-size", "16", "--out", str(tmp_path / out),
             "--set", "runs=5", "--set", "warmup=2", *extra,
+            *([] if full_bias_correction else ["--set", "quant.bias_correction=fast"]),
         ]
 
     return args
@@ -45,7 +49,8 @@ def _stage_lines(out: str) -> dict:
 
 
 def test_deploy_reports_and_caches(deploy_args, tmp_path, colour_data, capsys):
-    assert main(deploy_args()) == 0
+    default = functools.partial(deploy_args, full_bias_correction=True)  # every setting at its default
+    assert main(default()) == 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     for key in REQUIRED:
         _get(report, key)
@@ -68,18 +73,18 @@ def test_deploy_reports_and_caches(deploy_args, tmp_path, colour_data, capsys):
 
     # Unchanged re-run: every stage is skipped.
     capsys.readouterr()
-    assert main(deploy_args()) == 0
+    assert main(default()) == 0
     lines = _stage_lines(capsys.readouterr().out)
     for stage in ("model", "calibration", "float", "int8", "validate"):
         assert lines[stage] == ["unchanged, skipped"], (stage, lines)
 
     # A looser gate changes only the report.
-    assert main(deploy_args("--max-drop", "5")) == 0
+    assert main(default("--max-drop", "5")) == 0
     lines = _stage_lines(capsys.readouterr().out)
     assert lines["validate"] == ["unchanged, skipped"]
 
     # A new calibration set redoes what depends on it, and only that.
-    assert main(deploy_args("--calib-size", "8")) == 0
+    assert main(default("--calib-size", "8")) == 0
     lines = _stage_lines(capsys.readouterr().out)
     assert lines["model"] == ["unchanged, skipped"] and lines["float"] == ["unchanged, skipped"]
     for stage in ("calibration", "int8", "validate"):
