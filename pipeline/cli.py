@@ -53,14 +53,26 @@ def _deploy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def _device_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("pushing to a board over ssh (keys only)")
-    g.add_argument("--device", metavar="USER@HOST", help="copy the bundle to this board")
-    g.add_argument("--device-dir", default="effnet-edge", help="folder on the board (default ~/effnet-edge)")
+def _ssh_options(p: argparse.ArgumentParser, purpose: str, device_help: str, folder: str):
+    """The board and how to reach it (push.Device's fields, read back by _device), in a group of their own."""
+    g = p.add_argument_group(f"{purpose} over ssh (keys only)")
+    g.add_argument("--device", metavar="USER@HOST", help=device_help)
+    g.add_argument("--device-dir", default=folder, help=f"folder on the board (default ~/{folder})")
     g.add_argument("--ssh-port", type=int, default=22)
     g.add_argument("--ssh-key", help="identity file (default: ssh's own)")
     g.add_argument("--ssh-known-hosts", help="known_hosts file (default: ssh's own)")
-    g.add_argument("--device-install", action="store_true", help="pip-install the bundle's requirements on the board")
+    g.add_argument("--device-install", action="store_true", help="pip-install the bundle's requirements on the board first")
+    return g
+
+
+def _device(args):
+    from pipeline import push
+
+    return push.Device(args.device, args.ssh_port, args.ssh_key, args.device_dir, args.ssh_known_hosts) if args.device else None
+
+
+def _device_options(p: argparse.ArgumentParser) -> None:
+    g = _ssh_options(p, "pushing to a board", "copy the bundle to this board", "effnet-edge")
     g.add_argument("--device-start", choices=["foreground", "service"], help="start the camera program after copying")
     g.add_argument("--source", help="camera source for --device-start foreground")
 
@@ -69,7 +81,7 @@ def _push(args, cfg) -> int:
     from pipeline import push
 
     bundle = cfg.run_dir / "bundle"
-    device = push.Device(args.device, args.ssh_port, args.ssh_key, args.device_dir, args.ssh_known_hosts)
+    device = _device(args)
     push.copy(bundle, device)
     if args.device_install:
         push.install(device)
@@ -171,13 +183,7 @@ def _choose_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--warmup", type=int, help="untimed runs first (default: the target profile's)")
     c.add_argument("--out", help="choose folder (default runs/choose-<target>)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a deploy setting for every candidate")
-    g = c.add_argument_group("timing on a board over ssh (keys only)")
-    g.add_argument("--device", metavar="USER@HOST", help="time each candidate's bundle on this board")
-    g.add_argument("--device-dir", default="effnet-edge-choose", help="folder on the board (default ~/effnet-edge-choose)")
-    g.add_argument("--ssh-port", type=int, default=22)
-    g.add_argument("--ssh-key", help="identity file (default: ssh's own)")
-    g.add_argument("--ssh-known-hosts", help="known_hosts file (default: ssh's own)")
-    g.add_argument("--device-install", action="store_true", help="pip-install the bundle's requirements on the board first")
+    _ssh_options(c, "timing on a board", "time each candidate's bundle on this board", "effnet-edge-choose")
     c.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -247,13 +253,11 @@ def _bench(args) -> int:
 
 
 def _choose(args) -> int:
-    from pipeline import push
     from pipeline.choose import ChooseConfig, choose, parse_budget, parse_models
 
-    device = push.Device(args.device, args.ssh_port, args.ssh_key, args.device_dir, args.ssh_known_hosts) if args.device else None
     choose(ChooseConfig(target=args.target, budget_ms=parse_budget(args.budget_ms), models=parse_models(args.models),
                         data=args.data, image_size=args.image_size, calib_size=args.calib_size, warmup=args.warmup,
-                        runs=args.runs, settings=tuple(args.set), device=device, device_install=args.device_install, out=args.out))
+                        runs=args.runs, settings=tuple(args.set), device=_device(args), device_install=args.device_install, out=args.out))
     return 0
 
 
