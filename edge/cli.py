@@ -57,10 +57,17 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats-every", type=float, default=5.0, help="seconds between live statistics on stderr (0 = off)")
     p.add_argument("--summary", metavar="PATH", help="also write the exit summary as JSON here")
     p.add_argument("--reconnect", type=int, default=10, help="reconnect attempts when a live source drops (default 10)")
+    shadow = p.add_argument_group("shadow check", "the bundle's float model beside int8 on sampled frames, off the critical "
+                                  "path: a running agreement with its 95 % interval, and one alert when it falls clearly below deploy's")
+    shadow.add_argument("--shadow", type=int, default=0, metavar="N", help="run the float model on one frame in N (default 0: off)")
+    shadow.add_argument("--shadow-margin", type=float, help="alert when agreement's upper 95 %% bound is below deploy's "
+                        "lower bound minus this (default 0.05: the shift a new camera brings anyway)")
+    shadow.add_argument("--shadow-threads", type=int, default=1, help="runtime threads of the float model (default 1: int8 keeps the rest)")
     mqtt = p.add_argument_group("MQTT", "a login comes from the environment, MQTT_USERNAME and MQTT_PASSWORD, or the password "
                                 "from --mqtt-password-file: never from the command line, which every user of the board can read")
     mqtt.add_argument("--mqtt", metavar="HOST[:PORT]", help="also publish each classification to this MQTT broker (port 1883, 8883 with TLS)")
     mqtt.add_argument("--mqtt-topic", default="effnet-edge/classification", help="MQTT topic")
+    mqtt.add_argument("--mqtt-alert-topic", default="effnet-edge/alert", help="MQTT topic of the shadow check's alert")
     mqtt.add_argument("--mqtt-password-file", metavar="FILE", help="the MQTT password, the first line of FILE (user name: MQTT_USERNAME)")
     mqtt.add_argument("--mqtt-ca", metavar="FILE", help="TLS: the CA certificate (PEM) that signed the broker's certificate")
     mqtt.add_argument("--mqtt-cert", metavar="FILE", help="TLS: this client's certificate (PEM), for a broker that asks for one")
@@ -111,6 +118,7 @@ def run(args) -> int:
     pace = (args.fps or source.fps) if (args.realtime and not source.live) else 0
     grabber = Grabber(source, latest_only=latest_only, pace_fps=pace, reconnect_tries=args.reconnect, prepare=bundle.preprocess)
     runner = bundle.runner("int8", args.threads)
+    shadow = _shadow(args, bundle, mqtt)
     out = open(args.json, "a") if args.json and args.json != "-" else None
     emitters = [json_emitter(out or sys.stdout)] if out or args.json == "-" or args.headless else []
     emitters += [mqtt.publish] if mqtt else []
@@ -118,6 +126,8 @@ def run(args) -> int:
         " (unverified: the host's validation images were too few to resolve MAX_DROP; run ./run.sh validate --data DIR)")
     print(f"effnet-edge: {bundle.config['model']} {bundle.config['quant']}{verified} on {runner.runtime}, "
           f"source {args.source or camera.get('source')}", file=sys.stderr)
+    if shadow is not None:
+        print(shadow.describe(), file=sys.stderr)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -125,7 +135,7 @@ def run(args) -> int:
     opts = LoopOptions(args.topk, args.smooth, args.headless, args.max_frames, args.stats_every)
     try:
         summary = run_loop(runner, bundle.preprocess, bundle.classes.names, grabber, opts,
-                           lambda r: [e(r) for e in emitters], stop)
+                           lambda r: [e(r) for e in emitters], stop, shadow=shadow)
     finally:
         source.release()
         for opened in (out, mqtt):
@@ -138,6 +148,26 @@ def run(args) -> int:
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary, indent=2))
     return 1 if grabber.error else 0
+
+
+def _shadow(args, bundle, mqtt):
+    """--shadow N: the float model on its own thread, and where its one alert goes (stderr, the MQTT alert topic)."""
+    if not args.shadow:
+        return None
+    if args.shadow < 0:
+        raise UserError(f"--shadow {args.shadow}: N is how many frames per shadowed one, 1 or more (0: off)")
+    from edge.shadow import DEFAULT_MARGIN, ShadowCheck, ShadowOptions, reference_from
+
+    opts = ShadowOptions(args.shadow, DEFAULT_MARGIN if args.shadow_margin is None else args.shadow_margin,
+                         reference_from(bundle.config))
+    float_runner = bundle.runner("float", args.shadow_threads)
+
+    def alert(message: str, state: dict) -> None:
+        print(f"warning: shadow check: {message}", file=sys.stderr, flush=True)
+        if mqtt:
+            mqtt.alert(args.mqtt_alert_topic, {"alert": "int8_fidelity", "message": message, "shadow": state})
+
+    return ShadowCheck(float_runner, opts, alert)
 
 
 def _publisher(args):

@@ -91,12 +91,14 @@ class Display:
 
 
 def run_loop(runner, preprocess, names: list[str], grabber, opts: LoopOptions, emit: Callable[[dict], None],
-             stop: threading.Event, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict:
-    """Classify frames until the source ends, `max_frames`, or `stop`; returns the summary."""
+             stop: threading.Event, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr), shadow=None) -> dict:
+    """Classify frames until the source ends, `max_frames`, or `stop`; returns the summary.
+
+    `shadow` (edge.shadow.ShadowCheck) is offered every frame's tensor and int8 top-1; its running agreement
+    goes into each record, the live statistics and the summary."""
     stats, display = Stats(), Display(not opts.headless, log)
     smoothed = None
     alpha = 2.0 / (opts.smooth + 1) if opts.smooth > 0 else 1.0
-    k = min(opts.topk, len(names))
     last_stats = time.monotonic()
     grabber.start()
     try:
@@ -109,39 +111,51 @@ def run_loop(runner, preprocess, names: list[str], grabber, opts: LoopOptions, e
             t_pick = time.monotonic()
             x = (frame.tensor if frame.tensor is not None else preprocess(frame.image))[None]
             t_pre = time.monotonic()
-            preprocess_ms = frame.prepare_ms + (t_pre - t_pick) * 1000
             logits = runner.infer(x)[0]
             t_inf = time.monotonic()
+            if shadow is not None:
+                shadow.offer(x, int(np.argmax(logits)))  # int8's own answer, before smoothing
             probs = softmax(logits.astype(np.float64))
             smoothed = probs if smoothed is None else alpha * probs + (1 - alpha) * smoothed
-            top = np.argsort(-smoothed)[:k]
-            t_done = time.monotonic()
-            record = {
-                "frame": frame.index,
-                **({"file": frame.file} if frame.file is not None else {}),
-                "t": round(time.time(), 4),
-                "index": int(top[0]),
-                "label": names[top[0]],
-                "score": round(float(smoothed[top[0]]), 5),
-                "topk": [{"index": int(i), "label": names[i], "score": round(float(smoothed[i]), 5)} for i in top],
-                "latency_ms": round(preprocess_ms + (t_done - t_pre) * 1000, 3),
-                "age_ms": round((t_done - frame.t_capture) * 1000, 3),
-                "preprocess_ms": round(preprocess_ms, 3),
-                "inference_ms": round((t_inf - t_pre) * 1000, 3),
-            }
+            record = _record(frame, names, smoothed, opts.topk, (t_pick, t_pre, t_inf, time.monotonic()))
+            if shadow is not None and (running := shadow.snapshot()):
+                record["shadow"] = running
             stats.add(record)
             emit(record)
             if not display.show(frame.image, record):
                 break
-            if opts.stats_every and t_done - last_stats >= opts.stats_every:
-                log(stats.line())
-                last_stats = t_done
+            if opts.stats_every and t_inf - last_stats >= opts.stats_every:
+                log(stats.line() + (f" | {shadow.line()}" if shadow is not None else ""))
+                last_stats = t_inf
             if opts.max_frames and stats.classified >= opts.max_frames:
                 break
     finally:
         grabber.stop()
         grabber.join(timeout=5)
-    return stats.summary(dict(grabber.counts))
+        if shadow is not None:
+            shadow.close()
+    summary = stats.summary(dict(grabber.counts))
+    return summary | ({"shadow": shadow.summary()} if shadow is not None else {})
+
+
+def _record(frame, names: list[str], probs: np.ndarray, topk: int, times: tuple) -> dict:
+    """One frame's JSON line; `times`: monotonic picked, preprocessed, inferred, done."""
+    t_pick, t_pre, t_inf, t_done = times
+    top = np.argsort(-probs)[: min(topk, len(names))]
+    preprocess_ms = frame.prepare_ms + (t_pre - t_pick) * 1000
+    return {
+        "frame": frame.index,
+        **({"file": frame.file} if frame.file is not None else {}),
+        "t": round(time.time(), 4),
+        "index": int(top[0]),
+        "label": names[top[0]],
+        "score": round(float(probs[top[0]]), 5),
+        "topk": [{"index": int(i), "label": names[i], "score": round(float(probs[i]), 5)} for i in top],
+        "latency_ms": round(preprocess_ms + (t_done - t_pre) * 1000, 3),
+        "age_ms": round((t_done - frame.t_capture) * 1000, 3),
+        "preprocess_ms": round(preprocess_ms, 3),
+        "inference_ms": round((t_inf - t_pre) * 1000, 3),
+    }
 
 
 def json_emitter(stream) -> Callable[[dict], None]:

@@ -83,8 +83,20 @@ def _camera_loop(r: dict) -> list[str]:
         lines.append(f"| {model} | {c['bare_inference_fps']:.0f} | {ev['fps']:.0f} | {100 * c['loop_loss']:.1f} % "
                      f"| {ev['preprocess_ms']['p50']:.2f} | {live['fps']:.1f} | {live['dropped_stale']} "
                      f"| {live['age_ms']['p50']:.1f} / {live['age_ms']['p99']:.1f} |")
-    return lines + ["", "Capture (JPEG decoding) and preprocessing run on the capture thread, overlapping inference; on a "
-                    "2-core machine they still share the cores inference uses, so the loss is largest for the fastest model.", ""]
+    lines += ["", "Capture (JPEG decoding) and preprocessing run on the capture thread, overlapping inference; on a "
+              "2-core machine they still share the cores inference uses, so the loss is largest for the fastest model.", ""]
+    return lines + _shadow_cost(r)
+
+
+def _shadow_cost(r: dict) -> list[str]:
+    """The shadow check's price: --shadow N's frame rate against the camera program's own, every frame of the video."""
+    lines = ["### Shadow check (`--shadow N`: the float model on one frame in N, on its own thread, 1 runtime thread)", "",
+             "| model | shadow | camera program /s | vs without | frames shadowed | skipped (float busy) |", "|---|---|---|---|---|---|"]
+    for model, mr in r["models"].items():
+        for mode, row in (mr["camera_loop"].get("shadow") or {}).items():
+            lines.append(f"| {model} | {mode} | {row['fps']:.0f} | {row['fps_ratio']:.2f}x | {row['shadowed']} | {row['skipped_busy']} |")
+    return lines + ["", "A sampled frame that arrives while the float model is still busy is skipped, never queued: "
+                    "the check costs CPU shared with int8, not waiting.", ""]
 
 
 def _stage_cost(r: dict) -> list[str]:

@@ -42,6 +42,7 @@ def test_bench_writes_tables_and_plots(tmp_path):
     assert lite["accuracy"]["openvino"]["images"] == 3 and 0 <= lite["accuracy"]["onnx"]["int8_top1"] <= 1
     assert lite["accuracy"]["onnx"]["float_top1"] == 1.0
     cam = lite["camera_loop"]
+    assert cam["shadow"]["1 in 10"]["classified"] == 40 and cam["shadow"]["1 in 1"]["shadowed"] >= 1
     assert cam["every frame"]["classified"] == 40 and cam["bare_inference_fps"] > 0 and cam["live at 30 fps"]["classified"] > 0
     assert [s["model"] for s in saved["scaling"]] == ["b0"]
     md = (out / "README.md").read_text()

@@ -34,4 +34,28 @@ def camera_loop_rate(deployed_ov: dict, preprocess, out: Path, threads: int, fra
         summary = run_loop(runner, preprocess, names, grabber, LoopOptions(stats_every=0), lambda r: None, threading.Event())
         result[mode] = {k: summary[k] for k in ("classified", "fps", "dropped_stale", "age_ms", "preprocess_ms", "inference_ms", "latency_ms")}
     result["loop_loss"] = 1 - result["every frame"]["fps"] / bare["throughput_fps"]
+    float_runner = get_target("openvino").runner(deployed_ov["float"], 1, "f32")  # --shadow-threads' default
+    result["shadow"] = shadow_cost(runner, float_runner, preprocess, names, video, result["every frame"]["fps"])
     return result
+
+
+SHADOW_EVERY = (10, 1)
+
+
+def shadow_cost(runner, float_runner, preprocess, names: list[str], video: Path, base_fps: float) -> dict:
+    """The camera program's frame rate with --shadow N (float beside int8 on its own thread) against without it,
+    every frame of the same video: the CPU the float model takes from the int8 path."""
+    from edge.loop import LoopOptions, run_loop
+    from edge.shadow import ShadowCheck, ShadowOptions
+    from edge.sources import Grabber, open_source
+
+    rows = {}
+    for every in SHADOW_EVERY:
+        shadow = ShadowCheck(float_runner, ShadowOptions(every), lambda *_: None)
+        grabber = Grabber(open_source(str(video)), latest_only=False, prepare=preprocess)
+        summary = run_loop(runner, preprocess, names, grabber, LoopOptions(stats_every=0), lambda r: None,
+                           threading.Event(), shadow=shadow)
+        s = summary["shadow"]
+        rows[f"1 in {every}"] = {"fps": summary["fps"], "fps_ratio": summary["fps"] / base_fps, "shadowed": s["frames"],
+                                 "skipped_busy": s["skipped_busy"], "classified": summary["classified"]}
+    return rows
