@@ -51,13 +51,28 @@ def detect(cpuinfo: str | None = None, machine: str | None = None) -> str:
     return "unknown"
 
 
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 @functools.lru_cache(maxsize=1)
 def _this_machine() -> str:
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    return detect(cpuinfo, platform.machine())
+    return detect(_cpuinfo(), platform.machine())
+
+
+# The CPU features int8 and float kernels choose their code paths by (XNNPACK, oneDNN, MLAS), in the
+# order a runtime label shows them: x86 first, then Arm.
+KERNEL_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
+                   "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2")
+
+
+def features(cpuinfo: str | None = None) -> list[str]:
+    """The KERNEL_FEATURES this CPU reports (or the given /proc/cpuinfo text): what its kernels can use."""
+    flags = _cpu_flags(_cpuinfo() if cpuinfo is None else cpuinfo)
+    return [f for f in KERNEL_FEATURES if f in flags]
 
 
 def check(isa: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import MissingRuntime, UserError
+from edge.isa import features
 
 
 def require(module: str, pip_name: str, who: str):
@@ -136,6 +137,20 @@ def dequantize(y: np.ndarray, details: dict) -> np.ndarray:
     return (y.astype(np.float32) - zero) * scale if scale else np.asarray(y, dtype=np.float32)
 
 
+def litert_kernels(interpreter) -> str:
+    """Which kernels the interpreter really runs: XNNPACK when its delegate took the graph, else LiteRT's built-in ones.
+
+    Read from the graph, not assumed: XNNPACK is skipped silently when it cannot read the CPU
+    (no /sys, as in a bare chroot), and a delegated partition is one DELEGATE node.
+    """
+    if not hasattr(interpreter, "_get_ops_details"):  # an old tflite-runtime
+        return "kernels unknown"
+    partitions = sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+    if partitions == 0:
+        return "built-in kernels, XNNPACK not applied"
+    return "XNNPACK" if partitions == 1 else f"XNNPACK in {partitions} partitions, built-in kernels between"
+
+
 class LiteRTRunner(Runner):
     """A .tflite model in the LiteRT interpreter (ai-edge-litert; tflite-runtime as the fallback).
 
@@ -160,7 +175,7 @@ class LiteRTRunner(Runner):
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
-        self.runtime = f"{name} {version} (CPU, XNNPACK)"
+        self.runtime = f"{name} {version} (CPU, {litert_kernels(self.interpreter)}; {' '.join(features()) or 'CPU features unknown'})"
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         outs = []

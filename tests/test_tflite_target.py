@@ -48,6 +48,29 @@ def test_runner_uses_the_models_own_quantization(artifacts):
     np.testing.assert_allclose(tflite.runner(artifacts["int8"]).infer(x), expected, rtol=0, atol=1e-6)
 
 
+def test_runtime_label_says_which_kernels_ran(artifacts):
+    """XNNPACK is named only when its delegate took the graph: without it (as when LiteRT cannot read
+    the CPU) the label says built-in kernels. The CPU features are this machine's."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edge.isa import features
+    from edge.runners import litert_kernels
+
+    label = tflite.runner(artifacts["int8"]).runtime
+    assert "(CPU, XNNPACK; " in label and label.endswith(" ".join(features()) + ")") and features(), label
+    plain = Interpreter(model_path=str(artifacts["int8"]), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    plain.allocate_tensors()
+    assert litert_kernels(plain) == "built-in kernels, XNNPACK not applied"
+
+
+def test_cpu_features_come_from_cpuinfo():
+    from edge.isa import features
+
+    pi5 = "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n"
+    assert features(pi5) == ["asimd", "asimdhp", "asimddp"]
+    assert features("flags\t: fpu sse2 avx2 fma avx512f avx512_vnni\n") == ["avx2", "fma", "avx512f", "avx512_vnni"]
+
+
 def test_int8_tflite_agrees_on_a_model_that_learnt_something(artifacts):
     logits = tflite.runner(artifacts["int8"]).infer(artifacts["test"])
     assert agreement(logits, artifacts["ref"]) >= 0.85
