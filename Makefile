@@ -25,7 +25,7 @@ DEVICE_ARGS = $(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--
 	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(call q,$(DEVICE_START))) \
 	$(if $(SOURCE),--source $(call q,$(SOURCE)))
 
-.PHONY: setup deploy stage push run train bench choose test test-deps test-e2e fashion-mnist models targets clean
+.PHONY: setup deploy stage push run train bench choose capture test test-deps test-e2e fashion-mnist models targets clean
 
 $(ENV_DIR)/bin/python:
 	@$(BOOTSTRAP_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
@@ -95,6 +95,15 @@ choose: setup  ## make choose TARGET=openvino BUDGET_MS=20 [MODELS=lite0,b0] [DA
 		$(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--device-dir $(call q,$(DEVICE_DIR))) \
 		$(if $(SSH_PORT),--ssh-port $(call q,$(SSH_PORT))) $(if $(SSH_KEY),--ssh-key $(call q,$(SSH_KEY))) \
 		$(if $(DEVICE_INSTALL),--device-install)
+
+# The board's own frames for CALIB: ./run.sh capture on DEVICE (its bundle pushed there), brought back to OUT; no DEVICE: here.
+COUNT ?= 300
+capture: setup  ## make capture DEVICE=user@host [SOURCE=...] COUNT=300 [EVERY=1] [STRIDE=] [OUT=dir], then make deploy CALIB=dir
+	$(PYTHON) -m pipeline capture --count $(call q,$(COUNT)) $(if $(SOURCE),--source $(call q,$(SOURCE))) \
+		$(if $(OUT),--out $(call q,$(OUT))) $(if $(EVERY),--every $(call q,$(EVERY))) $(if $(STRIDE),--stride $(call q,$(STRIDE))) \
+		$(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--device-dir $(call q,$(DEVICE_DIR))) \
+		$(if $(SSH_PORT),--ssh-port $(call q,$(SSH_PORT))) $(if $(SSH_KEY),--ssh-key $(call q,$(SSH_KEY))) \
+		$(if $(DEVICE_INSTALL),--device-install) $(if $(DEBUG),--debug)
 
 fashion-mnist: setup  ## real labelled images offline: Debian's dataset-fashion-mnist as data/fashion-mnist/{train,val}
 	@[ -d /usr/share/datasets/fashion-mnist ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \

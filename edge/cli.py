@@ -23,6 +23,7 @@ COMMANDS = {
     "run": "classify a camera, stream, video file or image folder, one JSON line per frame (the default command)",
     "validate": "accuracy and latency of this bundle's model on a labelled folder, in this board's runtime",
     "latency": "batch-1 latency of this bundle's int8 model in this board's runtime, as one JSON line (no images needed)",
+    "capture": "frames from this board's camera (or a stream, video file or image folder) into a folder, for make deploy CALIB=",
 }
 EPILOG = ("With no command, ./run.sh runs `run`: ./run.sh --source 0 is ./run.sh run --source 0.\n"
           "Each command's options: ./run.sh run --help, ./run.sh validate --help.")
@@ -90,6 +91,20 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="runtime threads (default: the bundle's)")
 
 
+def _capture_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="the folder to make (it must not exist; made whole or not at all)")
+    p.add_argument("--count", type=int, required=True, help="frames to keep")
+    p.add_argument("--source", help="as the camera program's --source (default: the profile's camera)")
+    p.add_argument("--every", type=float, default=1.0, help="live source: at most one frame every SECONDS (default 1)")
+    p.add_argument("--stride", type=int, default=0, help="file or folder: keep one frame in N (default: its length / COUNT)")
+    p.add_argument("--min-change", type=float, default=3.0,
+                   help="skip a frame whose 32x32 grey thumbnail differs from the last kept one by less than this many grey levels (default 3)")
+    p.add_argument("--width", type=int, help="camera width")
+    p.add_argument("--height", type=int, help="camera height")
+    p.add_argument("--fps", type=float, help="camera frame rate")
+    p.add_argument("--reconnect", type=int, default=10, help="reconnect attempts when a live source drops (default 10)")
+
+
 def parser() -> argparse.ArgumentParser:
     width = max(map(len, COMMANDS))
     commands = "\n".join(f"  {name:<{width}}  {line}" for name, line in COMMANDS.items())
@@ -99,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", prog="./run.sh", help=argparse.SUPPRESS)  # listed one line each in the description
     for name, line in COMMANDS.items():
         p = sub.add_parser(name, parents=[_common()], help=line, description=line[0].upper() + line[1:] + ".")
-        {"run": _run_options, "validate": _validate_options, "latency": _latency_options}[name](p)
+        {"run": _run_options, "validate": _validate_options, "latency": _latency_options, "capture": _capture_options}[name](p)
     return top
 
 
@@ -205,6 +220,16 @@ def latency(args) -> int:
     return 0
 
 
+def capture(args) -> int:
+    """Frames for calibration; the bundle gives the default camera (`./run.sh capture` works without a model too)."""
+    from edge.capture import main as capture_main
+
+    if not args.source:
+        config = Path(args.bundle) / "config.json"
+        args.source = str(json.loads(config.read_text()).get("camera", {}).get("source", "0")) if config.is_file() else "0"
+    return capture_main(args)
+
+
 def one_line(e: Exception, bundle: Path) -> str | None:
     """The line a user sees for a setup or input mistake; None for a bug, whose traceback is shown."""
     module = e.module if isinstance(e, MissingRuntime) else (e.name if isinstance(e, ModuleNotFoundError) else None)
@@ -221,7 +246,7 @@ def main(argv=None) -> int:
         argv.insert(0, "run")
     args = top.parse_args(argv)
     try:
-        return {"run": run, "validate": validate, "latency": latency}[args.command](args)
+        return {"run": run, "validate": validate, "latency": latency, "capture": capture}[args.command](args)
     except Exception as e:
         line = one_line(e, Path(args.bundle))
         if line is None or args.debug:

@@ -75,6 +75,7 @@ def write_bundle(dest: Path, cfg, spec, target, preprocess, labels: list[str], r
             "runtime": report["runtime"]["int8"],
             "data": report["data"]["folder"],
             "calibration": report["calibration"],
+            "field_agreement": report.get("field_agreement"),  # held-out captured frames: the shadow check's reference
             "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
             "date": time.strftime("%Y-%m-%d"),
         },
@@ -132,7 +133,11 @@ Runs without PyTorch: numpy, OpenCV and {config['runtime']} only.
    An MQTT broker with a login: the user name and password in the environment (`MQTT_USERNAME`, `MQTT_PASSWORD`) or the
    password in a file (`--mqtt-password-file FILE`), never on the command line; TLS: `--mqtt-ca ca.crt`
    (and `--mqtt-cert`/`--mqtt-key` where the broker asks for a client certificate).
+   Watch int8 in the field: `--shadow 10` runs the float model on one frame in 10 on a second thread and reports the
+   running int8-vs-float agreement (JSON lines, MQTT, statistics, summary), with one alert (stderr, `--mqtt-alert-topic`)
+   when it falls clearly below what deploy measured.
 3. Check accuracy on this board: `./run.sh validate --data path/to/labelled/images` (writes `validation/report.md`).
+   Frames for calibration: `./run.sh capture --out frames --count 300` (or `make capture DEVICE=...` on the host).
 4. Start on boot: `./install-service.sh` (systemd; logs with `journalctl -u effnet-edge -f`).
 
 A setup mistake (a missing package, camera, file or broker login) is one line naming the fix, exit 1; `--debug` shows

@@ -6,6 +6,7 @@ user asks for it by name (`CALIB=random`) and is then flagged in the report.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.capture import MANIFEST as CAPTURE_MANIFEST
 from edge.preprocess import Preprocess, read_images
 from pipeline import PipelineError
 from pipeline.data import check_folder, list_images
 
 RANDOM = "random"
+HELD_OUT_EVERY = 4  # a capture folder keeps 1 frame in 4 out of calibration, to validate int8 on without labels
 
 
 @dataclass
@@ -32,10 +35,22 @@ class CalibrationSet:
         return {"source": self.source, "count": int(len(self.batch)), "random": self.random, "skipped": len(self.skipped)}
 
 
+def captured_split(folder: str | Path) -> tuple[list[Path], list[Path]] | None:
+    """A folder `make capture` wrote (its capture.json): (calibration frames, held-out frames), one in HELD_OUT_EVERY
+    held out, chosen by a hash of the file name so every run splits alike; None for any other folder."""
+    folder = Path(folder)
+    if not (folder / CAPTURE_MANIFEST).is_file():
+        return None
+    paths = list_images(folder)
+    held = set(sorted(paths, key=lambda p: hashlib.sha256(p.name.encode()).hexdigest())[::HELD_OUT_EVERY])
+    return [p for p in paths if p not in held], [p for p in paths if p in held]
+
+
 def choose(folder: Path, n: int, seed: int = 0) -> list[Path]:
-    """Up to `n` images from `folder`, stratified by the folder each image sits in."""
+    """Up to `n` images from `folder`, stratified by the folder each image sits in (a capture folder's calibration part)."""
     groups: dict[Path, list[Path]] = defaultdict(list)
-    for p in list_images(folder):
+    split = captured_split(folder)
+    for p in split[0] if split else list_images(folder):
         groups[p.parent].append(p)
     rng = random.Random(seed)
     queues = []

@@ -187,6 +187,17 @@ def _choose_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _capture_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--count", type=int, required=True, help="frames to capture (300 calibrate and leave 1 in 4 to validate on)")
+    c.add_argument("--source", help="camera, stream, video file or image folder, as ./run.sh --source (default: the bundle's camera)")
+    c.add_argument("--out", help="the folder to make here (default runs/capture-<date>-<time>)")
+    c.add_argument("--every", type=float, default=1.0, help="live source: at most one frame every SECONDS (default 1)")
+    c.add_argument("--stride", type=int, default=0, help="file or folder: one frame in N (default: its length / COUNT)")
+    c.add_argument("--min-change", type=float, default=3.0, help="near-duplicate threshold in grey levels (default 3)")
+    _ssh_options(c, "capturing on a board", "capture with this board's camera (its bundle pushed there)", "effnet-edge")
+    c.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
 def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description="EfficientNet -> int8 edge deployment")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -210,6 +221,7 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=0)
     b.add_argument("--debug", action="store_true")
     _choose_options(sub.add_parser("choose", help="the most accurate EfficientNet whose int8 p99 latency fits a budget on the target"))
+    _capture_options(sub.add_parser("capture", help="frames from the board's camera (DEVICE) or a source here, for deploy --calib"))
     t = sub.add_parser("train", help="fine-tune on a labelled folder (new head); best.pt feeds make deploy WEIGHTS=")
     d = TrainConfig()  # the defaults live in the config, not here
     t.add_argument("--model", default=d.model)
@@ -261,6 +273,19 @@ def _choose(args) -> int:
     return 0
 
 
+def _capture(args) -> int:
+    from edge.capture import CaptureOptions
+    from pipeline.capture import CaptureConfig, capture
+
+    options, device = CaptureOptions(args.count, args.every, args.stride, args.min_change), _device(args)
+    if device and args.device_install:
+        from pipeline import push
+
+        push.install(device)
+    capture(CaptureConfig(options, args.source, args.out, device))
+    return 0
+
+
 def _fashion_mnist(args) -> int:
     from pipeline.fashion_mnist import export_folders
 
@@ -302,7 +327,7 @@ def _stages(args, extra: list[str]) -> int:
 
 
 COMMANDS = {"models": lambda args: _print_models(), "targets": lambda args: _print_targets(), "toolchain": _toolchain,
-            "bench": _bench, "choose": _choose, "fashion-mnist": _fashion_mnist, "train": _train}
+            "bench": _bench, "choose": _choose, "capture": _capture, "fashion-mnist": _fashion_mnist, "train": _train}
 
 
 def script(argv=None) -> int:

@@ -331,6 +331,7 @@ class Deploy:
             "paired": val.paired_counts(logits["torch"], logits["int8"], y),
             "agree": metrics.agreeing(logits["torch"], logits["int8"]),
             "agreement_unlabelled": self._unlabelled_agreement(model, int8_runner, samples),
+            "field_agreement": self._held_out_agreement(model, int8_runner),
             "float_parity": val.parity(logits["float"], logits["torch"]),
             "latency_ms": {k: val.latency(r, sample, cfg.warmup, cfg.runs) for k, r in runners.items() if k != "ptq"},
             "runtime": {"int8": int8_runner.runtime, "float": runners["float"].runtime, "threads": int8_runner.threads},
@@ -408,6 +409,23 @@ class Deploy:
         agree = sum(int(reference(x[None]).argmax() == np.asarray(int8_runner.infer(x[None])).argmax())
                     for x in progress(batch, desc="agreement on calibration images"))
         return {"images": len(rows), "agree": agree, "source": calib_stage.result["source"]}
+
+    def _held_out_agreement(self, model, int8_runner) -> dict | None:
+        """Top-1 agreement of int8 with float on the captured frames held out from calibration (CALIB = a folder
+        make capture wrote): the board's own camera, no labels needed, never calibrated on. None for other CALIBs."""
+        from edge.preprocess import read_images
+
+        split = calibration.captured_split(self.cfg.calib) if self.cfg.calib and self.cfg.calib != calibration.RANDOM else None
+        if not split or not split[1]:
+            return None
+        reference, agree, images = val.torch_infer(model), 0, 0
+        for _, img in read_images(progress(split[1], desc="held-out captured frames")):
+            x = self.preprocess(img)[None]
+            agree += int(reference(x).argmax() == np.asarray(int8_runner.infer(x)).argmax())
+            images += 1
+        ci95 = list(metrics.wilson(agree, images)) if images else None
+        return {"source": str(self.cfg.calib), "images": images, "agree": agree, "agreement": agree / images if images else None,
+                "ci95": ci95, "calibration_frames": len(split[0])}
 
     def _calibration_files(self) -> list[str]:
         """The image behind each row of calibration.npy."""

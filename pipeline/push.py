@@ -57,11 +57,29 @@ def remote_output(device: Device, script: str, *args: str, what: str) -> str:
     return _run(device.sh(script, device.dest, *args), what, capture=True).stdout
 
 
+def _ssh_command(device: Device) -> str:
+    """ssh with the board's options, as rsync's -e takes it."""
+    return shlex.join(["ssh", *device.ssh_options(), "-p", str(device.port)])
+
+
+def fetch(device: Device, remote: str, local: Path, log=print) -> None:
+    """Copy the folder `remote` (in the bundle's folder on the board) to `local` here (rsync, else scp)."""
+    source = f"{device.address}:{device.dest}/{remote}"
+    if shutil.which("rsync"):
+        r = subprocess.run(["rsync", "-az", "--protect-args", "-e", _ssh_command(device), f"{source}/", f"{local}/"],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            return
+        log(f"[capture] rsync failed ({r.stderr.strip().splitlines()[-1:] or r.returncode}); trying scp")
+    shutil.rmtree(local, ignore_errors=True)  # scp -r makes `local` as the folder's copy
+    _run(["scp", "-r", "-q", *device.ssh_options(), "-P", str(device.port), source, str(local)], "scp from the board", capture=True)
+
+
 def copy(bundle: Path, device: Device, log=print) -> None:
     if not (Path(bundle) / "config.json").is_file():
         raise PipelineError(f"{bundle} is not a bundle; run make deploy first")
     _run(device.sh('mkdir -p "$1"', device.dest), f"ssh to {device.address}", capture=True)
-    ssh_cmd = shlex.join(["ssh", *device.ssh_options(), "-p", str(device.port)])
+    ssh_cmd = _ssh_command(device)
     if shutil.which("rsync"):
         cmd = ["rsync", "-az", "--delete", "--exclude", "model/engines/", "--exclude", ".venv/", "-e", ssh_cmd, f"{bundle}/", f"{device.address}:{device.dest}/"]
         r = subprocess.run(cmd, capture_output=True, text=True)

@@ -125,6 +125,7 @@ def build_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         "int8_ops": ops,
         "executed_precisions": v["executed_precisions"],
         "layer_errors": v.get("layer_errors"),
+        "field_agreement": v.get("field_agreement"),
         "stage_seconds": {name: s.seconds for name, s in stages.items()},
         "latency_measured": latency_measured(get_target(cfg.target), v["runtime"], cfg.quant.isa, report["int8_isa"]["validated_on"]),
     }
@@ -177,12 +178,25 @@ def markdown(r: dict, sample_count: int) -> str:
              *isa_lines(r["int8_isa"]["made_for"], r["int8_isa"]["validated_on"], "host", r["int8_isa"]["recipe"]),
              f"- Calibration: {r['calibration']['count']} images from `{r['calibration']['source']}`"
              f"{' (RANDOM)' if r['calibration']['random'] else ''}.",
+             *_field_lines(r.get("field_agreement")),
              f"- Artifact: `{r['artifact']}`",
              *[f"- {note}" for note in r["int8_ops"].get("notes", [])],
              "",
              "![latency](latency.png)",
              ""]
     return "\n".join(lines + _qat_section(r) + _auto_section(r) + _layer_errors_section(r))
+
+
+def _field_lines(f: dict | None) -> list[str]:
+    """CALIB from make capture: agreement on the frames held out from calibration (the shadow check's reference)."""
+    if not f:
+        return []
+    if not f["images"]:
+        return [f"- **Held-out captured frames: none readable in `{f['source']}`.**"]
+    lo, hi = f["ci95"]
+    return [f"- **Top-1 agreement with float on {f['images']} captured frames held out from calibration: "
+            f"{pct(f['agreement'])} (95 % {pct(lo)} to {pct(hi)})**, the board's own camera (`{f['source']}`, "
+            f"{f['calibration_frames']} other frames calibrated), no labels needed; `./run.sh --shadow N` compares the field with it."]
 
 
 def _latency_note(m: dict) -> list[str]:

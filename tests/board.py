@@ -49,11 +49,11 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 30) -> Path:
 
 
 class MjpegServer:
-    """An MJPEG-over-HTTP camera on loopback; each connection streams `frames_per_connection` frames and ends."""
+    """An MJPEG-over-HTTP camera on loopback; each connection streams `frames_per_connection` frames and ends.
+    `frame` is one picture, or a list shown in turn (a scene that changes)."""
 
-    def __init__(self, frame: np.ndarray, frames_per_connection: int, interval: float = 0.01):
-        ok, buf = cv2.imencode(".jpg", frame)
-        payload = buf.tobytes()
+    def __init__(self, frame: np.ndarray | list[np.ndarray], frames_per_connection: int, interval: float = 0.01):
+        payloads = [cv2.imencode(".jpg", f)[1].tobytes() for f in (frame if isinstance(frame, list) else [frame])]
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -63,7 +63,8 @@ class MjpegServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
-                for _ in range(frames_per_connection):
+                for i in range(frames_per_connection):
+                    payload = payloads[i % len(payloads)]
                     try:
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                          + str(len(payload)).encode() + b"\r\n\r\n" + payload + b"\r\n")
