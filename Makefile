@@ -25,7 +25,7 @@ DEVICE_ARGS = $(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--
 	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(call q,$(DEVICE_START))) \
 	$(if $(SOURCE),--source $(call q,$(SOURCE)))
 
-.PHONY: setup deploy stage push run train bench choose capture test test-deps test-e2e fashion-mnist models targets clean
+.PHONY: setup deploy stage push run train bench choose capture test test-deps test-e2e test-arm fashion-mnist models targets clean
 
 $(ENV_DIR)/bin/python:
 	@$(BOOTSTRAP_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
@@ -76,6 +76,13 @@ test: setup test-deps
 
 test-e2e: setup test-deps
 	$(PYTHON) -m pytest -m e2e
+
+# The rpi bundle (MODEL, default lite0) on Arm binaries under QEMU user mode, as a Pi 4 (cortex-a72) and a
+# Pi 5 (cortex-a76), against this host: tests/test_arm.py. As root: the first run installs QEMU 10
+# (bookworm-backports) and debootstraps Debian arm64 (~8 min, cached in ~/.cache/effnet-edge/arm64).
+test-arm: setup
+	ARM_MODEL=$(call q,$(MODEL)) $(PYTHON) -m pytest -m arm -rs tests/test_arm.py
+	@cat runs/test-arm/report.md 2>/dev/null || true
 
 train: setup  ## make train MODEL=b0 DATA=dir [VAL=dir] EPOCHS=10 [RESUME=1] [FREEZE=1]
 	$(PYTHON) -m pipeline train --model $(call q,$(MODEL)) --data $(call q,$(DATA)) $(if $(VAL),--val $(call q,$(VAL))) \
