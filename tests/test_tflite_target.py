@@ -87,17 +87,15 @@ def test_layer_errors_point_at_layers(artifacts):
     assert min(r["relative_error"] for r in rows) >= max(sorted(r["relative_error"] for r in everything)[:-5])  # the worst five
 
 
-def test_rpi_bundle_runs_on_litert_without_torch(tiny_checkpoint, colour_data, tmp_path):
+def test_rpi_bundle_runs_on_litert_without_torch(deployed_tiny, colour_data, tmp_path):
+    """The shared tiny rpi deployment (NNCF's fast bias correction: the full one is tested in test_deploy)."""
     import json
     import os
     import subprocess
 
     from board import board_venv
-    from pipeline.cli import main
 
-    out = tmp_path / "run"
-    assert main(["deploy", "--target", "rpi", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
-                 "--image-size", "64", "--calib-size", "16", "--out", str(out), "--set", "runs=5", "--set", "warmup=2"]) == 0
+    out = deployed_tiny("rpi")
     report = json.loads((out / "report.json").read_text())
     assert report["int8_ops"]["full_integer"] and report["runtime"]["int8"].startswith("litert")
     # the board's 4 threads go in the bundle; the host times with no more threads than it has
