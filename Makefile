@@ -77,11 +77,13 @@ test: setup test-deps
 test-e2e: setup test-deps
 	$(PYTHON) -m pytest -m e2e
 
-# The rpi bundle (MODEL, default lite0) on Arm binaries under QEMU user mode, as a Pi 4 (cortex-a72) and a
-# Pi 5 (cortex-a76), against this host: tests/test_arm.py. As root: the first run installs QEMU 10
-# (bookworm-backports) and debootstraps Debian arm64 (~8 min, cached in ~/.cache/effnet-edge/arm64).
+# The rpi, onnx and openvino bundles (MODEL, default lite0; ARM_TARGETS="rpi" for fewer) on Arm binaries under
+# QEMU user mode, as a Pi 4 (cortex-a72) and a Pi 5 (cortex-a76), against this host: tests/test_arm.py. As root:
+# the first run installs QEMU 10 (bookworm-backports) and debootstraps Debian arm64 (~8 min, cached in
+# ~/.cache/effnet-edge/arm64).
 test-arm: setup
-	ARM_MODEL=$(call q,$(MODEL)) $(PYTHON) -m pytest -m arm -rs tests/test_arm.py
+	ARM_MODEL=$(call q,$(MODEL)) $(if $(ARM_TARGETS),ARM_TARGETS=$(call q,$(ARM_TARGETS))) \
+		$(PYTHON) -m pytest -m arm -rsx tests/test_arm.py
 	@cat runs/test-arm/report.md 2>/dev/null || true
 
 train: setup  ## make train MODEL=b0 DATA=dir [VAL=dir] EPOCHS=10 [RESUME=1] [FREEZE=1]

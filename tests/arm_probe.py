@@ -39,6 +39,7 @@ def main() -> int:
     for which in args.which.split(","):
         runner = bundle.runner(which, args.threads)
         info[which] = runner.runtime
+        info[f"{which}_precisions"] = runner.executed_precisions()  # OpenVINO says; {} elsewhere
         if args.tensors:
             out[f"{which}_on_host_tensors"] = runner.infer(np.load(args.tensors))
         if board_x is not None:
