@@ -87,6 +87,7 @@ def test_layer_errors_point_at_layers(artifacts):
     assert min(r["relative_error"] for r in rows) >= max(sorted(r["relative_error"] for r in everything)[:-5])  # the worst five
 
 
+@pytest.mark.e2e  # ~60 s (a deploy, LiteRT's converter twice); make test-arm runs the rpi bundle on real Arm binaries
 def test_rpi_bundle_runs_on_litert_without_torch(deployed_tiny, colour_data, tmp_path):
     """The shared tiny rpi deployment (NNCF's fast bias correction: the full one is tested in test_deploy)."""
     import json
