@@ -23,6 +23,11 @@ from edge.preprocess import Preprocess
 REQUIRED_KEYS = {"frame", "t", "index", "label", "score", "topk", "latency_ms", "age_ms"}
 
 
+# The camera loop, its sources and faults are the same code whatever the runtime: those tests run on one
+# (ONE_RUNTIME); the layout, the camera-vs-validation path, validate and a missing runtime run on both.
+ONE_RUNTIME = pytest.mark.parametrize("deployed", ["openvino"], indirect=True)
+
+
 @pytest.fixture(scope="module", params=["openvino", "onnx"])
 def deployed(request, deployed_tiny):
     return deployed_tiny(request.param)
@@ -115,6 +120,7 @@ def test_camera_on_video_matches_validation_path(deployed, board_python, video, 
     assert summary["latency_ms"]["p50"] > 0 and summary["age_ms"]["p99"] >= summary["age_ms"]["p50"]
 
 
+@ONE_RUNTIME
 def test_stale_frames_are_dropped_when_the_model_is_slower(deployed, board_python, tmp_path):
     rng = np.random.default_rng(5)
     frames = [cv2.resize(make_image(CLASSES[i % 4], rng), (160, 120)) for i in range(400)]
@@ -131,6 +137,7 @@ def test_stale_frames_are_dropped_when_the_model_is_slower(deployed, board_pytho
     assert summary["classified"] + summary["dropped_stale"] == summary["read"]
 
 
+@ONE_RUNTIME
 def test_camera_faults(deployed, board_python, tmp_path):
     bundle = deployed / "bundle"
     r = run_board(board_python, bundle, "--source", "/dev/video99", "--headless")
@@ -149,6 +156,7 @@ def test_camera_faults(deployed, board_python, tmp_path):
     assert s["corrupt"] == 1 and s["classified"] == 4
 
 
+@ONE_RUNTIME
 def test_sigterm_exits_cleanly_with_summary(deployed, board_python, video, tmp_path):
     path, _ = video
     env = {**os.environ, "PYTHON": str(board_python)}
@@ -162,6 +170,7 @@ def test_sigterm_exits_cleanly_with_summary(deployed, board_python, video, tmp_p
     assert s["stopped_by_signal"] is True and 0 < s["classified"] < 60
 
 
+@ONE_RUNTIME
 def test_reconnects_with_backoff_when_the_stream_drops(deployed, board_python, tmp_path):
     server = MjpegServer(make_image("red", np.random.default_rng(1)), frames_per_connection=15)
     try:
@@ -175,6 +184,7 @@ def test_reconnects_with_backoff_when_the_stream_drops(deployed, board_python, t
     assert "reconnect attempt" in r.stderr
 
 
+@ONE_RUNTIME
 def test_gives_up_when_the_stream_stays_down(deployed, board_python, tmp_path):
     server = MjpegServer(make_image("red", np.random.default_rng(1)), frames_per_connection=10)
     env = {**os.environ, "PYTHON": str(board_python)}
@@ -208,6 +218,7 @@ def test_validate_on_the_board_matches_the_host(deployed, board_python, colour_d
     assert r.returncode == 3 and r.stdout.startswith("INCONCLUSIVE (STRICT: counts as a failure):"), r.stdout + r.stderr
 
 
+@ONE_RUNTIME
 def test_make_run_uses_the_deployed_bundle(deployed, video):
     path, _ = video
     r = subprocess.run([sys.executable, "-m", "pipeline", "run", "--out", str(deployed), "--source", str(path), "--",
@@ -217,6 +228,7 @@ def test_make_run_uses_the_deployed_bundle(deployed, video):
     assert summary_of(r.stderr)["classified"] == 5
 
 
+@ONE_RUNTIME
 def test_temporal_smoothing_lags_at_a_class_change(deployed, board_python, video, tmp_path):
     path, labels = video
     runs = {}
@@ -257,6 +269,7 @@ def requirement(bundle: Path, package: str) -> str:
                 if line.startswith(package))
 
 
+@ONE_RUNTIME
 def test_a_python_without_opencv_is_one_line(deployed, board_python, video, tmp_path):
     """The bundle run with a Python that has numpy and not OpenCV: the fix the bundle's requirements name, nothing written."""
     bundle, out = deployed / "bundle", tmp_path / "out.jsonl"
@@ -308,6 +321,7 @@ def test_a_jetson_bundle_without_tensorrt_is_one_line(deployed, board_python, vi
     assert "sudo apt install python3-libnvinfer" in line and "pip install tensorrt" in line
 
 
+@ONE_RUNTIME
 def test_help_lists_every_command_as_the_readme_does(deployed, board_python):
     """`./run.sh --help` lists each command with its line, the bundle's README the same ones, and every option the
     README names is one that a command takes."""
@@ -330,6 +344,7 @@ def test_help_lists_every_command_as_the_readme_does(deployed, board_python):
     assert {"--source", "--mqtt", "--data", "--mqtt-ca"} <= named and not {o for o in named if o not in helps}
 
 
+@ONE_RUNTIME
 def test_image_sources_name_the_file(deployed, board_python, tmp_path):
     """A folder of real image files (in class subfolders, one corrupt) and a single image: each line names its file."""
     bundle, out = deployed / "bundle", tmp_path / "out.jsonl"

@@ -93,7 +93,7 @@ def test_every_target_exports_the_qat_model_as_int8(trained_with, tiny_arrays, t
     assert (got.argmax(1) == tiny_arrays["labels"]).mean() >= 0.85
 
 
-@pytest.mark.e2e  # ~50 s; the default QAT deploy (half of DATA) stays in the default run
+@pytest.mark.e2e  # ~50 s; make test-e2e runs every QAT deploy (the default run: QAT fine-tuning and every export)
 def test_qat_deploy_reports_float_ptq_and_qat(tiny_checkpoint, colour_data, train_folder, tmp_path):
     args = ["deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
             "--train-data", str(train_folder), "--quant", "qat", "--image-size", "64", "--calib-size", "16",
@@ -115,6 +115,7 @@ def test_qat_deploy_reports_float_ptq_and_qat(tiny_checkpoint, colour_data, trai
     assert (run / "bundle" / "model" / "int8.xml").read_bytes() == (run / "qat" / "model.xml").read_bytes()
 
 
+@pytest.mark.e2e  # ~45 s; QAT's training and every target's QAT export stay in the default run
 def test_qat_without_train_data_never_trains_on_its_validation_images(tiny_checkpoint, colour_data, tmp_path):
     """No TRAIN_DATA: QAT trains on half of each class of DATA, and float, PTQ and QAT are all validated on the other half."""
     args = ["deploy", "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data), "--quant", "qat",
