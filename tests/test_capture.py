@@ -125,7 +125,7 @@ def test_make_capture_brings_frames_back_from_the_board(board, camera, tmp_path)
     manifest = json.loads((out / "capture.json").read_text())
     assert manifest["live"] and len(list(out.glob("*.jpg"))) == 8 and manifest["machine"]
     times = [f["t"] for f in manifest["frames"]]
-    assert min(np.diff(times)) >= 0.05  # spread over time
+    assert min(np.diff(times)) >= 0.05 - 0.001  # spread over time (the manifest's times are rounded to 1 ms)
     assert not (Path(board.dest) / "captures" / "frames").exists()  # brought back, the board's disk freed
     assert not leftovers(out.parent)
     with pytest.raises(PipelineError, match="already exists"):
