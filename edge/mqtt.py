@@ -108,8 +108,8 @@ class MqttPublisher:
             return f"{where} closed the connection without accepting it: {hint}"
         return f"{where} did not answer in {timeout:.0f} s: {hint}"
 
-    def publish(self, record: dict, topic: str | None = None) -> None:
-        self.client.publish(topic or self.topic, json.dumps(record), qos=0)
+    def publish(self, record: dict) -> None:
+        self.client.publish(self.topic, json.dumps(record), qos=0)
 
     def alert(self, topic: str, record: dict) -> None:
         """An alert is rare and meant to be seen: QoS 1 (the broker acknowledges it), waited for briefly."""

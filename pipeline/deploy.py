@@ -405,9 +405,7 @@ class Deploy:
         if not rows:
             return {"images": 0, "agree": 0, "source": calib_stage.result["source"]}
         batch = np.load(calib_stage.path("calibration.npy"))[rows]
-        reference = val.torch_infer(model)
-        agree = sum(int(reference(x[None]).argmax() == np.asarray(int8_runner.infer(x[None])).argmax())
-                    for x in progress(batch, desc="agreement on calibration images"))
+        agree, _ = _agreeing(model, int8_runner, (x[None] for x in progress(batch, desc="agreement on calibration images")))
         return {"images": len(rows), "agree": agree, "source": calib_stage.result["source"]}
 
     def _held_out_agreement(self, model, int8_runner) -> dict | None:
@@ -418,11 +416,8 @@ class Deploy:
         split = calibration.captured_split(self.cfg.calib) if self.cfg.calib and self.cfg.calib != calibration.RANDOM else None
         if not split or not split[1]:
             return None
-        reference, agree, images = val.torch_infer(model), 0, 0
-        for _, img in read_images(progress(split[1], desc="held-out captured frames")):
-            x = self.preprocess(img)[None]
-            agree += int(reference(x).argmax() == np.asarray(int8_runner.infer(x)).argmax())
-            images += 1
+        frames = read_images(progress(split[1], desc="held-out captured frames"))
+        agree, images = _agreeing(model, int8_runner, (self.preprocess(img)[None] for _, img in frames))
         ci95 = list(metrics.wilson(agree, images)) if images else None
         return {"source": str(self.cfg.calib), "images": images, "agree": agree, "agreement": agree / images if images else None,
                 "ci95": ci95, "calibration_frames": len(split[0])}
@@ -505,3 +500,12 @@ def run_until(cfg: DeployConfig, stage: str, log=print):
         return steps[stage]()
     finally:
         deploy.world.announce(False)  # no QAT training in this run: the other ranks stop waiting
+
+
+def _agreeing(model, int8_runner, tensors) -> tuple[int, int]:
+    """(images where int8's top-1 is float's, images) over NCHW tensors of one image each."""
+    reference, agree, images = val.torch_infer(model), 0, 0
+    for x in tensors:
+        agree += int(reference(x).argmax() == np.asarray(int8_runner.infer(x)).argmax())
+        images += 1
+    return agree, images

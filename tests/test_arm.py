@@ -178,13 +178,17 @@ def _board(board_root, work, target: str, cpu: str) -> tuple[arm64.Board, str]:
 OPENVINO_ON_A72 = "object is not initialized"
 
 
+def _succeeded(out, board: arm64.Board, target: str, what: str) -> None:
+    """A board command exited 0; OpenVINO failing to initialise is the known xfail, anything else fails the test."""
+    if out.returncode != 0 and target == "openvino" and OPENVINO_ON_A72 in out.stderr:
+        pytest.xfail(f"OpenVINO's CPU plugin did not initialise on emulated {board.cpu} ({OPENVINO_ON_A72})")
+    assert out.returncode == 0, f"{what} on emulated {board.cpu} exited {out.returncode}:\n{out.stderr[-3000:]}"
+
+
 def _probe(board: arm64.Board, python: str, work: Path, target: str, name: str, *args: str, **kw) -> dict:
     shutil.copy(Path(__file__).with_name("arm_probe.py"), work / "arm_probe.py")
     argv = [python, "/work/arm_probe.py", f"/work/bundle-{target}", f"/work/{name}.npz", "--threads", THREADS, *args]
-    out = board.run(argv, **kw)
-    if out.returncode != 0 and target == "openvino" and OPENVINO_ON_A72 in out.stderr:
-        pytest.xfail(f"OpenVINO's CPU plugin did not initialise on emulated {board.cpu} ({OPENVINO_ON_A72})")
-    assert out.returncode == 0, f"the probe on emulated {board.cpu} exited {out.returncode}:\n{out.stderr[-3000:]}"
+    _succeeded(board.run(argv, **kw), board, target, "the probe")
     with np.load(work / f"{name}.npz") as z:
         return {k: (json.loads(str(z[k])) if k == "info" else z[k]) for k in z.files}
 
@@ -229,10 +233,8 @@ def test_int8_decisions_match_the_host(target, cpu, board_root, work, host):
 
 
 def _run_sh(board: arm64.Board, python: str, target: str, *args: str) -> None:
-    out = board.run(["/usr/bin/env", f"PYTHON={python}", f"/work/bundle-{target}/run.sh", *args])
-    if out.returncode != 0 and target == "openvino" and OPENVINO_ON_A72 in out.stderr:
-        pytest.xfail(f"OpenVINO's CPU plugin did not initialise on emulated {board.cpu} ({OPENVINO_ON_A72})")
-    assert out.returncode == 0, f"./run.sh {args[0]} on emulated {board.cpu} exited {out.returncode}:\n{out.stderr[-3000:]}"
+    _succeeded(board.run(["/usr/bin/env", f"PYTHON={python}", f"/work/bundle-{target}/run.sh", *args]), board, target,
+               f"./run.sh {args[0]}")
 
 
 @pytest.mark.parametrize("target,cpu", CASES)
