@@ -21,7 +21,7 @@ def test_interleaving_times_every_engine_alike():
 @pytest.mark.e2e  # ~65 s: make bench is the benchmark's own check; make test-e2e runs this one
 def test_bench_writes_tables_and_plots(tmp_path):
     bc = BenchConfig(models=("lite0",), out=str(tmp_path / "bench"), quick=True, runs=20, warmup=2,
-                     benchmark_app_seconds=1, scaling_budget_s=0, camera_frames=40)
+                     vendor_rounds=2, vendor_seconds=0.3, scaling_budget_s=0, camera_frames=40)
     results = run_bench(bc)
     out = tmp_path / "bench"
     saved = json.loads((out / "results.json").read_text())
@@ -36,7 +36,12 @@ def test_bench_writes_tables_and_plots(tmp_path):
     for row in lite["latency_ms"].values():
         assert row["runs"] == 20 and 0 < row["p50"] < 5000 and row["speedup_vs_pytorch"] > 0
     assert "f32" in lite["latency_ms"]["openvino fp32"]["runtime"]
-    assert lite["benchmark_app"]["openvino int8"]["benchmark_app_median_ms"] > 0
+    tools = lite["vendor_tools"]
+    assert tools["openvino int8"]["tool"] == "benchmark_app" and tools["openvino int8"]["theirs_median_ms"] > 0
+    assert isinstance(tools["openvino fp32"]["wrapper_ms"], float)  # ours minus the bare call: noise can make it negative
+    assert tools["onnxruntime int8"]["tool"] is None and "onnxruntime_perf_test" in tools["onnxruntime int8"]["why"]
+    if "tflite" in bench_targets():
+        assert tools["litert int8"]["tool"] == "litert-benchmark" and tools["litert int8"]["theirs_median_ms"] > 0
     # Three photos cannot pin int8 down on every CPU (a near-tie flips with the int8 arithmetic): the
     # table holds a measured fraction, and float, which is the same everywhere, gets every photo right.
     assert lite["accuracy"]["openvino"]["images"] == 3 and 0 <= lite["accuracy"]["onnx"]["int8_top1"] <= 1
@@ -46,7 +51,7 @@ def test_bench_writes_tables_and_plots(tmp_path):
     assert cam["every frame"]["classified"] == 40 and cam["bare_inference_fps"] > 0 and cam["live at 30 fps"]["classified"] > 0
     assert [s["model"] for s in saved["scaling"]] == ["b0"]
     md = (out / "README.md").read_text()
-    for heading in ("## Latency", "benchmark_app", "## Accuracy", "## Camera loop", "## Pipeline cost", "## Scaling"):
+    for heading in ("## Latency", "benchmark_app", "litert-benchmark", "No tool for onnxruntime", "## Accuracy", "## Camera loop", "## Pipeline cost", "## Scaling"):
         assert heading in md
     for png in ("latency.png", "accuracy.png", "scaling.png"):
         assert (out / png).stat().st_size > 1000

@@ -1,19 +1,21 @@
 """The runtimes side by side, measured one way: batch-1 latency interleaved engine by engine, and
-OpenVINO's own benchmark_app on the same files as a cross-check."""
+each runtime's own benchmark tool on the same files as a cross-check of the timing."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edge.latency import percentiles
+from edge.latency import measure, percentiles
 from targets import get_target
 
 
@@ -89,11 +91,94 @@ def interleaved_latency(engines: dict, sample: np.ndarray, warmup: int, runs: in
     return {name: {**percentiles(t), "runtime": engines[name][0]} for name, t in times.items()}
 
 
-def benchmark_app(xml: Path, size: int, precision: str, seconds: int) -> float | None:
-    """OpenVINO's own tool on the same IR: median latency in ms (latency hint, sync API)."""
+def benchmark_app(xml: Path, sample: np.ndarray, threads: int, seconds: float, runs: int) -> float | None:
+    """OpenVINO's own tool on the same IR: median latency in ms (latency hint, sync API, f32 as our runner)."""
     exe = Path(sys.executable).parent / "benchmark_app"
     cmd = [str(exe) if exe.exists() else "benchmark_app", "-m", str(xml), "-d", "CPU", "-hint", "latency", "-api", "sync",
-           "-shape", f"[1,3,{size},{size}]", "-infer_precision", precision, "-t", str(seconds)]
+           "-shape", "[" + ",".join(map(str, sample.shape)) + "]", "-infer_precision", "f32", "-t", str(max(1, round(seconds)))]
+    if threads:  # benchmark_app takes a thread count only without a hint: one stream of `threads`, as our runner's
+        cmd[cmd.index("-hint") + 1] = "none"
+        cmd += ["-nstreams", "1", "-nthreads", str(threads)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     m = re.search(r"Median:\s+([\d.]+) ms", r.stdout)
     return float(m.group(1)) if m else None
+
+
+def litert_benchmark(model: Path, sample: np.ndarray, threads: int, seconds: float, runs: int) -> float | None:
+    """LiteRT's own benchmark (litert-benchmark, the Python port of benchmark_litert_model; CompiledModel API on
+    the CPU accelerator): median latency in ms at our runner's thread count."""
+    exe = Path(sys.executable).parent / "litert-benchmark"
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        cmd = [str(exe) if exe.exists() else "litert-benchmark", "--model", str(model), "--num_threads",
+               str(threads or os.cpu_count() or 1), "--num_runs", str(runs), "--warmup_runs", "5", "--result_json", str(result)]
+        subprocess.run(cmd, capture_output=True, text=True)
+        if not result.exists():
+            return None
+        return float(json.loads(result.read_text())["latency"]["median_ms"])
+
+
+# runtime -> (the tool, how it is called); runtimes missing here say why in NO_TOOL.
+VENDOR_TOOLS = {
+    "openvino": ("benchmark_app", benchmark_app),
+    "litert": ("litert-benchmark", litert_benchmark),
+}
+NO_TOOL = {
+    "onnxruntime": "the onnxruntime wheel ships no onnxruntime_perf_test",
+    "tensorrt": "trtexec needs a GPU with TensorRT",
+}
+
+
+def bare_call(runner, sample: np.ndarray):
+    """The runtime's own inference call alone, without our runner's conversions and output copy
+    (to tell our wrapper's share of a gap from the measurement's)."""
+    from edge.runners import LiteRTRunner, OpenVINORunner, quantize_input
+
+    if isinstance(runner, OpenVINORunner):
+        import openvino
+
+        request = runner.compiled.create_infer_request()
+        request.set_tensor(runner.compiled.input(0), openvino.Tensor(np.ascontiguousarray(sample, dtype=np.float32)))
+        return lambda _x: request.infer()
+    if isinstance(runner, LiteRTRunner):
+        runner.interpreter.set_tensor(runner.input["index"], quantize_input(sample.transpose(0, 2, 3, 1), runner.input))
+        return lambda _x: runner.interpreter.invoke()
+    return None
+
+
+def vendor_crosscheck(runtime: str, artifact: Path, runner, sample: np.ndarray, threads: int, rounds: int, seconds: float) -> dict:
+    """Our timing of `runner` against its runtime's own tool on the same file and thread count
+    (`threads`, as `runner` was made with: 0 = the runtime's default).
+
+    Ours and theirs take turns (ours for about `seconds`, then the tool's), `rounds` times, and the
+    ratio is the median of the rounds' ratios: this 2-core VM drifts by 20 % within seconds, so two
+    measurements a minute apart cannot be compared to 5 %. Ours runs alone here, not interleaved.
+    """
+    if runtime not in VENDOR_TOOLS:
+        return {"tool": None, "why": NO_TOOL.get(runtime, "no tool of its own known")}
+    tool, call = VENDOR_TOOLS[runtime]
+    bare = bare_call(runner, sample)
+    ours, wrapper, theirs = [], [], []
+    for _ in range(rounds):
+        p50 = percentiles_of(runner.infer, sample, seconds)
+        runs = max(20, int(seconds * 1000 / p50))
+        median = call(artifact, sample, threads, seconds, runs)
+        if median is None:
+            return {"tool": tool, "why": f"{tool} gave no median (is it installed?)"}
+        ours.append(p50)
+        theirs.append(median)
+        if bare is not None:
+            wrapper.append(p50 - percentiles_of(bare, sample, seconds / 2))
+    ratios = [o / t for o, t in zip(ours, theirs)]
+    return {
+        "tool": tool, "rounds": rounds, "threads": runner.threads,
+        "ours_p50_ms": float(np.median(ours)), "theirs_median_ms": float(np.median(theirs)),
+        "ratio": float(np.median(ratios)), "ratio_range": [float(min(ratios)), float(max(ratios))],
+        "wrapper_ms": float(np.median(wrapper)) if wrapper else None,
+    }
+
+
+def percentiles_of(infer, sample: np.ndarray, seconds: float) -> float:
+    """p50 in ms of `infer(sample)` over about `seconds` (after a few warm-up calls)."""
+    first = measure(infer, sample, warmup=5, runs=5)["p50"]
+    return measure(infer, sample, warmup=0, runs=max(20, int(seconds * 1000 / first)))["p50"]
