@@ -39,3 +39,11 @@ class Bundle:
             raise UserError(f"this bundle carries no {which} artifact")
         threads = self.config.get("threads", 0) if threads is None else threads
         return load_runner(self.config["runtime"], self.root / self.config[key], threads, self.config.get("precision", "f32"))
+
+    def in_flight(self, threads: int | None = None, depth: int = 0):
+        """The int8 artifact in throughput mode: `depth` inferences at once (edge.inflight)."""
+        from edge.inflight import open_in_flight
+
+        threads = self.config.get("threads", 0) if threads is None else threads
+        return open_in_flight(self.config["runtime"], self.root / self.config["artifact"], threads,
+                              self.config.get("precision", "f32"), depth)

@@ -55,6 +55,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true", help="play a file/folder at its frame rate like a camera, dropping stale frames")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N classified frames")
     p.add_argument("--threads", type=int, help="runtime threads (default: the bundle's)")
+    p.add_argument("--mode", choices=("latency", "throughput"), default="latency",
+                   help="latency (default): one frame at a time, the newest; throughput: several in flight on a "
+                        "board with cores to spare, decisions still in frame order")
+    p.add_argument("--in-flight", type=int, default=0, metavar="N",
+                   help="throughput mode: inferences at once (default: OpenVINO's optimal count, else one per core)")
     p.add_argument("--stats-every", type=float, default=5.0, help="seconds between live statistics on stderr (0 = off)")
     p.add_argument("--summary", metavar="PATH", help="also write the exit summary as JSON here")
     p.add_argument("--reconnect", type=int, default=10, help="reconnect attempts when a live source drops (default 10)")
@@ -124,6 +129,8 @@ def run(args) -> int:
     from edge.loop import LoopOptions, json_emitter, run_loop
     from edge.sources import Grabber, open_source
 
+    if args.in_flight < 0 or (args.in_flight and args.mode != "throughput"):
+        raise UserError(f"--in-flight {args.in_flight}: N inferences at once (0: the runtime's choice), with --mode throughput")
     bundle = Bundle.load(args.bundle)
     mqtt = _publisher(args)  # before the model loads (a TensorRT engine builds for minutes): a refused login shows at once
     camera = bundle.config.get("camera", {})
@@ -132,14 +139,15 @@ def run(args) -> int:
     latest_only = source.live or args.realtime
     pace = (args.fps or source.fps) if (args.realtime and not source.live) else 0
     grabber = Grabber(source, latest_only=latest_only, pace_fps=pace, reconnect_tries=args.reconnect, prepare=bundle.preprocess)
-    runner = bundle.runner("int8", args.threads)
+    in_flight = bundle.in_flight(args.threads, args.in_flight) if args.mode == "throughput" else None
+    runner = bundle.runner("int8", args.threads) if in_flight is None else None
     shadow = _shadow(args, bundle, mqtt)
     out = open(args.json, "a") if args.json and args.json != "-" else None
     emitters = [json_emitter(out or sys.stdout)] if out or args.json == "-" or args.headless else []
     emitters += [mqtt.publish] if mqtt else []
     verified = "" if bundle.config.get("verified", True) else (
         " (unverified: the host's validation images were too few to resolve MAX_DROP; run ./run.sh validate --data DIR)")
-    print(f"effnet-edge: {bundle.config['model']} {bundle.config['quant']}{verified} on {runner.runtime}, "
+    print(f"effnet-edge: {bundle.config['model']} {bundle.config['quant']}{verified} on {(in_flight or runner).runtime}, "
           f"source {args.source or camera.get('source')}", file=sys.stderr)
     if shadow is not None:
         print(shadow.describe(), file=sys.stderr)
@@ -150,7 +158,7 @@ def run(args) -> int:
     opts = LoopOptions(args.topk, args.smooth, args.headless, args.max_frames, args.stats_every)
     try:
         summary = run_loop(runner, bundle.preprocess, bundle.classes.names, grabber, opts,
-                           lambda r: [e(r) for e in emitters], stop, shadow=shadow)
+                           lambda r: [e(r) for e in emitters], stop, shadow=shadow, in_flight=in_flight)
     finally:
         source.release()
         for opened in (out, mqtt):

@@ -2,6 +2,10 @@
 
 `latency_ms` is the work spent on a frame (preprocessing, wherever it ran, + inference + top-k);
 `age_ms` is the time from capture to decision, waiting included.
+
+Latency mode (the default) infers one frame at a time, always the newest: on a drone the newest frame
+matters most. Throughput mode keeps several in flight (edge.inflight) for boards with cores to spare;
+decisions still leave in frame order.
 """
 from __future__ import annotations
 
@@ -90,52 +94,113 @@ class Display:
         return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
 
 
+class Decisions:
+    """What follows inference, the same in both modes: top-k, smoothing, the shadow check, the record, stats, display."""
+
+    def __init__(self, names: list[str], opts: LoopOptions, emit: Callable[[dict], None], log: Callable[[str], None], shadow=None):
+        self.names, self.opts, self.emit, self.log, self.shadow = names, opts, emit, log, shadow
+        self.stats, self.display = Stats(), Display(not opts.headless, log)
+        self.smoothed = None
+        self.alpha = 2.0 / (opts.smooth + 1) if opts.smooth > 0 else 1.0
+        self.last_stats = time.monotonic()
+
+    def decide(self, frame, x: np.ndarray, logits: np.ndarray, times: tuple) -> bool:
+        """Emit one frame's decision; False when the user closed the window or max_frames is reached.
+        `times`: monotonic picked, preprocessed, inferred."""
+        if self.shadow is not None:
+            self.shadow.offer(x, int(np.argmax(logits)))  # int8's own answer, before smoothing
+        probs = softmax(logits.astype(np.float64))
+        self.smoothed = probs if self.smoothed is None else self.alpha * probs + (1 - self.alpha) * self.smoothed
+        record = _record(frame, self.names, self.smoothed, self.opts.topk, (*times, time.monotonic()))
+        if self.shadow is not None and (running := self.shadow.snapshot()):
+            record["shadow"] = running
+        self.stats.add(record)
+        self.emit(record)
+        if not self.display.show(frame.image, record):
+            return False
+        t_inf = times[2]
+        if self.opts.stats_every and t_inf - self.last_stats >= self.opts.stats_every:
+            self.log(self.stats.line() + (f" | {self.shadow.line()}" if self.shadow is not None else ""))
+            self.last_stats = t_inf
+        return not (self.opts.max_frames and self.stats.classified >= self.opts.max_frames)
+
+
 def run_loop(runner, preprocess, names: list[str], grabber, opts: LoopOptions, emit: Callable[[dict], None],
-             stop: threading.Event, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr), shadow=None) -> dict:
+             stop: threading.Event, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr), shadow=None,
+             in_flight=None) -> dict:
     """Classify frames until the source ends, `max_frames`, or `stop`; returns the summary.
 
-    `shadow` (edge.shadow.ShadowCheck) is offered every frame's tensor and int8 top-1; its running agreement
-    goes into each record, the live statistics and the summary."""
-    stats, display = Stats(), Display(not opts.headless, log)
-    smoothed = None
-    alpha = 2.0 / (opts.smooth + 1) if opts.smooth > 0 else 1.0
-    last_stats = time.monotonic()
+    `in_flight` (edge.inflight.InFlight): throughput mode, several frames inferred at once and decided in
+    frame order; `runner` is then unused. `shadow` (edge.shadow.ShadowCheck) is offered every frame's tensor
+    and int8 top-1; its running agreement goes into each record, the live statistics and the summary."""
+    decisions = Decisions(names, opts, emit, log, shadow)
     grabber.start()
     try:
-        while not stop.is_set():
-            frame = grabber.get(timeout=0.5)
-            if frame is None:
-                if grabber.done:
-                    break
-                continue
-            t_pick = time.monotonic()
-            x = (frame.tensor if frame.tensor is not None else preprocess(frame.image))[None]
-            t_pre = time.monotonic()
-            logits = runner.infer(x)[0]
-            t_inf = time.monotonic()
-            if shadow is not None:
-                shadow.offer(x, int(np.argmax(logits)))  # int8's own answer, before smoothing
-            probs = softmax(logits.astype(np.float64))
-            smoothed = probs if smoothed is None else alpha * probs + (1 - alpha) * smoothed
-            record = _record(frame, names, smoothed, opts.topk, (t_pick, t_pre, t_inf, time.monotonic()))
-            if shadow is not None and (running := shadow.snapshot()):
-                record["shadow"] = running
-            stats.add(record)
-            emit(record)
-            if not display.show(frame.image, record):
-                break
-            if opts.stats_every and t_inf - last_stats >= opts.stats_every:
-                log(stats.line() + (f" | {shadow.line()}" if shadow is not None else ""))
-                last_stats = t_inf
-            if opts.max_frames and stats.classified >= opts.max_frames:
-                break
+        if in_flight is None:
+            _latency_mode(runner, preprocess, grabber, decisions, stop)
+        else:
+            _throughput_mode(in_flight, preprocess, grabber, decisions, stop)
     finally:
         grabber.stop()
         grabber.join(timeout=5)
+        if in_flight is not None:
+            in_flight.close()
         if shadow is not None:
             shadow.close()
-    summary = stats.summary(dict(grabber.counts))
+    mode = {"mode": "throughput", "in_flight": in_flight.depth} if in_flight is not None else {"mode": "latency"}
+    summary = decisions.stats.summary(dict(grabber.counts)) | mode
     return summary | ({"shadow": shadow.summary()} if shadow is not None else {})
+
+
+def _next_frame(grabber, stop: threading.Event):
+    """The next frame, or None when the source has ended or `stop` is set."""
+    while not stop.is_set():
+        frame = grabber.get(timeout=0.5)
+        if frame is not None:
+            return frame
+        if grabber.done:
+            return None
+    return None
+
+
+def _tensor(frame, preprocess) -> np.ndarray:
+    return (frame.tensor if frame.tensor is not None else preprocess(frame.image))[None]
+
+
+def _latency_mode(runner, preprocess, grabber, decisions: Decisions, stop: threading.Event) -> None:
+    """One frame at a time, always the newest: the least age for each decision."""
+    while (frame := _next_frame(grabber, stop)) is not None:
+        t_pick = time.monotonic()
+        x = _tensor(frame, preprocess)
+        t_pre = time.monotonic()
+        logits = runner.infer(x)[0]
+        if not decisions.decide(frame, x, logits, (t_pick, t_pre, time.monotonic())):
+            return
+
+
+def _throughput_mode(in_flight, preprocess, grabber, decisions: Decisions, stop: threading.Event) -> None:
+    """Up to `in_flight.depth` frames inferred at once; decisions leave in frame order, each as soon as its frame
+    and every earlier one are done (`inference_ms` then includes the wait for a free request)."""
+    pending: deque = deque()
+    limit = decisions.opts.max_frames
+    ended = False
+    while True:
+        taking = not ended and not (limit and decisions.stats.classified + len(pending) >= limit)
+        if taking:
+            frame = grabber.get(timeout=0.005 if pending else 0.5)  # a finished decision does not wait for a frame
+            if frame is not None:
+                t_pick = time.monotonic()
+                x = _tensor(frame, preprocess)
+                t_pre = time.monotonic()
+                pending.append((frame, x, t_pick, t_pre, in_flight.submit(x)))
+            ended = stop.is_set() or (frame is None and grabber.done)
+        while pending and (ended or not taking or len(pending) >= in_flight.depth or pending[0][4].done()):
+            frame, x, t_pick, t_pre, future = pending.popleft()
+            logits = future.result()[0]
+            if not decisions.decide(frame, x, logits, (t_pick, t_pre, time.monotonic())):
+                return
+        if not pending and (ended or not taking):
+            return
 
 
 def _record(frame, names: list[str], probs: np.ndarray, topk: int, times: tuple) -> dict:

@@ -361,3 +361,25 @@ def test_image_sources_name_the_file(deployed, board_python, tmp_path):
     by_file = {rec["file"]: rec for rec in records}
     assert single["file"] == "blue_2.png" and single["frame"] == 0
     assert single["topk"] == by_file["blue/blue_2.png"]["topk"]  # the same file, the same decision
+
+
+def test_throughput_mode_keeps_frame_order_and_answers(deployed, board_python, video, tmp_path):
+    """--mode throughput: several frames in flight (OpenVINO's AsyncInferQueue, ONNX Runtime's lanes), every
+    decision in frame order with the latency mode's answers; a bad --in-flight is one line."""
+    path, _ = video
+    bundle = deployed / "bundle"
+    answers = {}
+    for mode in ("latency", "throughput"):
+        out = tmp_path / f"{mode}.jsonl"
+        r = run_board(board_python, bundle, "--source", str(path), "--headless", "--json", str(out), "--mode", mode,
+                      *(["--in-flight", "3"] if mode == "throughput" else []))
+        assert r.returncode == 0, r.stderr
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [rec["frame"] for rec in records] == list(range(60))
+        answers[mode] = [rec["index"] for rec in records]
+        summary = summary_of(r.stderr)
+        assert summary["mode"] == mode and summary["classified"] == 60
+    assert summary["in_flight"] == 3 and "throughput: 3" in r.stderr.splitlines()[0]
+    assert answers["throughput"] == answers["latency"]
+    r = run_board(board_python, bundle, "--source", str(path), "--headless", "--in-flight", "2")
+    assert r.returncode == 1 and "with --mode throughput" in one_line(r)
