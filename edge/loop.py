@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from edge.latency import percentiles
-from edge.metrics import softmax
+from edge.metrics import ranked, softmax
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ def _throughput_mode(in_flight, preprocess, grabber, decisions: Decisions, stop:
 def _record(frame, names: list[str], probs: np.ndarray, topk: int, times: tuple) -> dict:
     """One frame's JSON line; `times`: monotonic picked, preprocessed, inferred, done."""
     t_pick, t_pre, t_inf, t_done = times
-    top = np.argsort(-probs)[: min(topk, len(names))]
+    top = ranked(probs)[: min(topk, len(names))]
     preprocess_ms = frame.prepare_ms + (t_pre - t_pick) * 1000
     return {
         "frame": frame.index,

@@ -6,9 +6,18 @@ import math
 import numpy as np
 
 
+def ranked(scores: np.ndarray) -> np.ndarray:
+    """Class indices best first along the last axis; a tie goes to the lower index, as argmax breaks it.
+
+    int8 logits tie often (they are quantized), and numpy's default sort is not stable: the camera
+    loop's top-1 could then differ from validation's argmax on the same frame.
+    """
+    return np.argsort(-np.asarray(scores), axis=-1, kind="stable")
+
+
 def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     k = min(k, logits.shape[1])
-    top = np.argsort(-logits, axis=1)[:, :k]
+    top = ranked(logits)[:, :k]
     return (top == labels[:, None]).any(axis=1)
 
 

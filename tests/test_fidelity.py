@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.metrics import drop_interval, fidelity, images_to_resolve, paired_counts, wilson
+from edge.metrics import accuracy, drop_interval, fidelity, images_to_resolve, paired_counts, ranked, wilson
 
 
 def counts(both_right, float_only, int8_only, both_wrong):
@@ -63,3 +63,13 @@ def test_interval_covers_the_true_drop():
             _, lo, hi = drop_interval(counts(a, b, c, d))
             hits += lo <= 0.03 <= hi
         assert 0.93 <= hits / 1000 <= 0.995, (n, hits)
+
+
+def test_tied_scores_rank_as_argmax_breaks_them():
+    """Quantized int8 logits tie; the camera loop's top-k and validation's accuracy break ties as argmax does."""
+    logits = np.array([[0.1, 1.5726, 1.5726, -3.0]] * 40 + [[2.0, 2.0, 2.0, 2.0]] * 40, np.float32)
+    assert (ranked(logits)[:, 0] == logits.argmax(1)).all()
+    assert ranked(logits[0]).tolist() == [1, 2, 0, 3]
+    # a camera frame's softmax with two tied int8 logits: numpy's default (SIMD) sort put class 3 first here
+    assert ranked(np.array([0.05219287, 0.00421583, 0.47179565, 0.47179565])).tolist() == [2, 3, 0, 1]
+    assert accuracy(logits, logits.argmax(1))["top1"] == 1.0

@@ -83,6 +83,7 @@ def test_train_needs_a_labelled_folder(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.e2e  # ~31 s; the default run trains, checkpoints and resumes in one process above
 def test_torchrun_two_processes_train_checkpoint_and_resume(tmp_path):
     """Two ranks of DistributedDataParallel on the CPU (gloo), through torchrun itself."""
     import subprocess
