@@ -54,7 +54,8 @@ def test_sensitivity_finds_the_outlier_layer(outlier_checkpoint, tiny_arrays):
 # ONNX Runtime in the default run; OpenVINO (NNCF's accuracy control, ~100 s) and Jetson (~65 s) in make test-e2e.
 @pytest.mark.parametrize("target", [pytest.param("openvino", marks=pytest.mark.e2e), "onnx", pytest.param("jetson", marks=pytest.mark.e2e)])
 def test_auto_keeps_the_culprit_in_float_and_passes(auto_args, tmp_path, target):
-    assert main(auto_args(target, "--quant", "auto")) == 0
+    # fast bias correction: each candidate the search quantizes ~10 s sooner; the culprit breaks PTQ either way
+    assert main(auto_args(target, "--quant", "auto", "--set", "quant.bias_correction=fast")) == 0
     run = tmp_path / target
     report = json.loads((run / "report.json").read_text())
     assert ships(report) and report["quant"] == "int8-auto" and "/auto/model." in report["artifact"]
