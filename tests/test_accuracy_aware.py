@@ -142,6 +142,7 @@ def test_tflite_auto_keeps_the_culprit_in_int16_and_stays_full_integer(gain_outl
     assert "int16 activations (16x8) on the board" in (tmp_path / "run" / "report.md").read_text()
 
 
+@pytest.mark.e2e  # ~21 s of LiteRT conversion; the TFLite search that uses the names is in make test-e2e too
 def test_tflite_names_map_back_to_pytorch_modules(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
