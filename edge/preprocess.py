@@ -74,9 +74,10 @@ class Preprocess:
             interp = cv2.INTER_AREA  # downscaling with a cubic kernel aliases; area averages
         img = cv2.resize(bgr[top:bottom, left:right], (self.image_size, self.image_size), interpolation=interp)
         out = np.empty((3, self.image_size, self.image_size), np.float32)
+        scale, shift = self._scale, self._shift
         for channel in range(3):  # RGB out of BGR: (x / 255 - mean) / std as x * scale + shift
-            np.multiply(img[:, :, 2 - channel], self._scale[channel], out=out[channel])
-            out[channel] += self._shift[channel]
+            np.multiply(img[:, :, 2 - channel], scale[channel], out=out[channel])
+            out[channel] += shift[channel]
         return out
 
     def _kept(self, h: int, w: int) -> tuple[int, int, int, int]:

@@ -85,10 +85,7 @@ def fold_pads(model) -> int:
     producer = {o: n for n in nodes for o in n.output}
     inits = {i.name: i for i in g.initializer}
     inputs = {i.name for i in g.input} - set(inits)
-    readers: dict[str, list] = {}
-    for n in nodes:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    readers = _readers(nodes)
     folded = set()
     for pad in (n for n in nodes if n.op_type == "Pad"):
         convs = readers.get(pad.output[0], [])
@@ -128,6 +125,15 @@ def _add_pads(conv, spatial: list[int]) -> bool:
         conv.attribute.remove(attrs["pads"])
     conv.attribute.append(helper.make_attribute("pads", [a + b for a, b in zip(own, spatial)]))
     return True
+
+
+def _readers(nodes) -> dict[str, list]:
+    """Tensor name -> the nodes that read it."""
+    readers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    return readers
 
 
 def _used(nodes: list, outputs: set[str]) -> list:
@@ -245,10 +251,7 @@ def _float_inputs(path: Path, excluded: set[str]) -> None:
     model = onnx.load(str(path))
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
-    readers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    readers = _readers(g.node)
     drop = set()
     for n in g.node:
         if n.name not in excluded:

@@ -16,7 +16,7 @@ from targets import get_target
 ENCODINGS = {"MJPEG (USB webcam)": "MJPG", "raw (CSI camera)": None}
 
 
-def camera_loop_rate(deployed_ov: dict, preprocess, out: Path, threads: int, frames: int) -> dict:
+def camera_loop_rate(deployed_ov: dict, preprocess, threads: int, frames: int) -> dict:
     """The camera program's frames/s on a generated video vs the bare inference rate of the same artifact,
     in latency mode (one request) and throughput mode (OpenVINO's AsyncInferQueue), for both encodings."""
     from edge.inflight import OpenVINOQueue

@@ -160,7 +160,7 @@ def vendor_crosscheck(runtime: str, artifact: Path, runner, sample: np.ndarray, 
     bare = bare_call(runner, sample)
     ours, wrapper, theirs = [], [], []
     for _ in range(rounds):
-        p50 = percentiles_of(runner.infer, sample, seconds)
+        p50 = p50_over(runner.infer, sample, seconds)
         runs = max(20, int(seconds * 1000 / p50))
         median = call(artifact, sample, threads, seconds, runs)
         if median is None:
@@ -168,7 +168,7 @@ def vendor_crosscheck(runtime: str, artifact: Path, runner, sample: np.ndarray, 
         ours.append(p50)
         theirs.append(median)
         if bare is not None:
-            wrapper.append(p50 - percentiles_of(bare, sample, seconds / 2))
+            wrapper.append(p50 - p50_over(bare, sample, seconds / 2))
     ratios = [o / t for o, t in zip(ours, theirs)]
     return {
         "tool": tool, "rounds": rounds, "threads": runner.threads,
@@ -178,7 +178,7 @@ def vendor_crosscheck(runtime: str, artifact: Path, runner, sample: np.ndarray, 
     }
 
 
-def percentiles_of(infer, sample: np.ndarray, seconds: float) -> float:
+def p50_over(infer, sample: np.ndarray, seconds: float) -> float:
     """p50 in ms of `infer(sample)` over about `seconds` (after a few warm-up calls)."""
     first = measure(infer, sample, warmup=5, runs=5)["p50"]
     return measure(infer, sample, warmup=0, runs=max(20, int(seconds * 1000 / first)))["p50"]

@@ -138,7 +138,7 @@ def run_bench(bc: BenchConfig, log=print) -> dict:
         }
         log(f"[bench] {model}: camera loop on a generated video (openvino int8)")
         results["models"][model]["camera_loop"] = camera_loop_rate(
-            deployed["openvino"], deployed["openvino"]["deploy"].preprocess, out, bc.threads, bc.camera_frames)
+            deployed["openvino"], deployed["openvino"]["deploy"].preprocess, bc.threads, bc.camera_frames)
     results["scaling"] = scaling(bc, log)
     write_atomic(out / "results.json", json.dumps(results, indent=2, default=float))
     from pipeline.bench_report import write_bench_report
