@@ -32,6 +32,21 @@ class Bundle:
         classes = ClassTable.from_dict(json.loads((root / config["classes"]).read_text()))
         return cls(root, config, Preprocess.from_dict(config["preprocess"]), classes)
 
+    @property
+    def takes_pixels(self) -> bool:
+        """Whether the artifacts hold the colour order, normalisation and layout themselves (bundles before that
+        have no "input" key: tensors)."""
+        return self.config.get("input", "tensor") == "pixels"
+
+    @property
+    def model_input(self):
+        """The board's one preprocessing: image -> what the artifacts take (`Preprocess.pixels` or the whole recipe)."""
+        return self.preprocess.pixels if self.takes_pixels else self.preprocess
+
+    def blank(self):
+        """An all-zero input of the artifacts' kind, for timing."""
+        return self.preprocess.blank(pixels=self.takes_pixels)
+
     def runner(self, which: str = "int8", threads: int | None = None):
         """The int8 (or float) artifact loaded in the bundle's runtime."""
         key = "artifact" if which == "int8" else "float_artifact"

@@ -138,7 +138,7 @@ def run(args) -> int:
                          args.height or camera.get("height", 0), args.fps or 0)
     latest_only = source.live or args.realtime
     pace = (args.fps or source.fps) if (args.realtime and not source.live) else 0
-    grabber = Grabber(source, latest_only=latest_only, pace_fps=pace, reconnect_tries=args.reconnect, prepare=bundle.preprocess)
+    grabber = Grabber(source, latest_only=latest_only, pace_fps=pace, reconnect_tries=args.reconnect, prepare=bundle.model_input)
     in_flight = bundle.in_flight(args.threads, args.in_flight) if args.mode == "throughput" else None
     runner = bundle.runner("int8", args.threads) if in_flight is None else None
     shadow = _shadow(args, bundle, mqtt)
@@ -157,7 +157,7 @@ def run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     opts = LoopOptions(args.topk, args.smooth, args.headless, args.max_frames, args.stats_every)
     try:
-        summary = run_loop(runner, bundle.preprocess, bundle.classes.names, grabber, opts,
+        summary = run_loop(runner, bundle.model_input, bundle.classes.names, grabber, opts,
                            lambda r: [e(r) for e in emitters], stop, shadow=shadow, in_flight=in_flight)
     finally:
         source.release()
@@ -214,15 +214,12 @@ def latency(args) -> int:
     """What `make choose DEVICE=...` reads: the same measurement as the host's (edge.latency), on the board."""
     import platform
 
-    import numpy as np
-
     from edge.bundle import Bundle
     from edge.latency import measure
 
     bundle = Bundle.load(args.bundle)
     runner = bundle.runner("int8", args.threads)
-    size = bundle.preprocess.image_size
-    result = measure(runner.infer, np.zeros((1, 3, size, size), np.float32), args.warmup, args.runs)
+    result = measure(runner.infer, bundle.blank(), args.warmup, args.runs)
     print(json.dumps({**result, "runtime": runner.runtime, "threads": runner.threads,
                       "machine": f"{platform.node()} ({platform.machine()})"}))
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import UserError
-from edge.runners import load_runner, require
+from edge.runners import as_input, load_runner, require
 
 
 class InFlight:
@@ -44,6 +44,7 @@ class OpenVINOQueue(InFlight):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         core = ov.Core()
         self.compiled = core.compile_model(core.read_model(str(artifact)), "CPU", config)
+        self.input_dtype = self.compiled.input(0).get_element_type().to_dtype()
         self.depth = depth or int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.queue = ov.AsyncInferQueue(self.compiled, self.depth)
         self.queue.set_callback(self._done)
@@ -58,7 +59,7 @@ class OpenVINOQueue(InFlight):
     def submit(self, batch: np.ndarray) -> Future:
         future: Future = Future()
         # start_async waits for a free request when all `depth` are busy
-        self.queue.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, future)
+        self.queue.start_async({0: as_input(batch, self.input_dtype)}, future)
         return future
 
     def close(self) -> None:

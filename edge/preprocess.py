@@ -55,12 +55,16 @@ class Preprocess:
         )
 
     def __call__(self, bgr: np.ndarray) -> np.ndarray:
-        """One BGR uint8 image (as OpenCV reads it) -> float32 array of shape (3, H, W).
+        """One BGR uint8 image (as OpenCV reads it) -> float32 array of shape (3, H, W): `normalize(pixels(bgr))`."""
+        return self.normalize(self.pixels(bgr))
 
-        Only the part of the image the centre crop keeps is resized, straight to the crop size, and the
-        normalisation is one multiply-add per channel into the output: 7.5 -> ~2 ms for a 640x480 frame
-        on this project's 2-core machine, where the camera loop's capture thread shares the cores with
-        inference.
+    def pixels(self, bgr: np.ndarray) -> np.ndarray:
+        """One BGR uint8 image -> the centre crop at the model's size, still uint8 BGR (H, W, 3).
+
+        What the board's artifacts take where they hold the rest of the preprocessing themselves (colour order,
+        normalisation, layout): the resize stays here, with OpenCV, so host and board resize the same way.
+        Only the part of the image the centre crop keeps is resized, straight to the crop size: 7.5 -> ~1.2 ms for
+        a 640x480 frame on this project's 2-core machine, where the capture thread shares the cores with inference.
         """
         if bgr is None or bgr.size == 0:
             raise ValueError("empty image")
@@ -72,13 +76,23 @@ class Preprocess:
         interp = INTERPOLATIONS[self.interpolation]
         if bottom - top > self.image_size and self.interpolation in ("bilinear", "bicubic"):
             interp = cv2.INTER_AREA  # downscaling with a cubic kernel aliases; area averages
-        img = cv2.resize(bgr[top:bottom, left:right], (self.image_size, self.image_size), interpolation=interp)
-        out = np.empty((3, self.image_size, self.image_size), np.float32)
-        scale, shift = self._scale, self._shift
-        for channel in range(3):  # RGB out of BGR: (x / 255 - mean) / std as x * scale + shift
-            np.multiply(img[:, :, 2 - channel], scale[channel], out=out[channel])
+        return cv2.resize(bgr[top:bottom, left:right], (self.image_size, self.image_size), interpolation=interp)
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 BGR (H, W, 3) -> float32 RGB (3, H, W): (x / 255 - mean) / std as one multiply-add per channel.
+
+        The artifacts that take pixels compute the same formula (targets: with_pixel_input)."""
+        out = np.empty((3, *pixels.shape[:2]), np.float32)
+        scale, shift = self.scale, self.shift
+        for channel in range(3):  # RGB out of BGR
+            np.multiply(pixels[:, :, 2 - channel], scale[channel], out=out[channel])
             out[channel] += shift[channel]
         return out
+
+    def blank(self, pixels: bool = False) -> np.ndarray:
+        """A batch of one all-zero input, for timing: pixels (1, H, W, 3) uint8 or a tensor (1, 3, H, W) float32."""
+        size = self.image_size
+        return np.zeros((1, size, size, 3), np.uint8) if pixels else np.zeros((1, 3, size, size), np.float32)
 
     def _kept(self, h: int, w: int) -> tuple[int, int, int, int]:
         """The source rows and columns [top, bottom) x [left, right) that torchvision's recipe keeps: the shorter
@@ -95,11 +109,13 @@ class Preprocess:
         return top, min(bottom, h), left, min(right, w)
 
     @property
-    def _scale(self) -> np.ndarray:
+    def scale(self) -> np.ndarray:
+        """Per RGB channel: the multiplier of a 0-255 pixel value."""
         return np.float32(1.0 / 255.0) / np.asarray(self.std, np.float32)
 
     @property
-    def _shift(self) -> np.ndarray:
+    def shift(self) -> np.ndarray:
+        """Per RGB channel: what is added after scaling."""
         return -np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
 
 

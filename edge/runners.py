@@ -1,4 +1,7 @@
-"""Runners: a model artifact loaded in its target's own runtime, classifying NCHW float32 batches.
+"""Runners: a model artifact loaded in its target's own runtime, classifying batches.
+
+A runner takes what its artifact takes: NCHW float32 tensors (`Preprocess.__call__`), or the camera's
+pixels, NHWC uint8 BGR (`Preprocess.pixels`), for an artifact that holds the rest of its preprocessing.
 
 Device side: imports numpy and, inside functions, the one runtime it needs.
 """
@@ -23,11 +26,22 @@ def require(module: str, pip_name: str, who: str):
                              module.split(".")[0]) from None
 
 
+def as_input(batch: np.ndarray, dtype) -> np.ndarray:
+    """`batch` as a contiguous array of the artifact's input dtype. Pixels (uint8) may widen to a float input
+    (Jetson's); a float tensor never narrows to a uint8 input: that is normalised data fed to a pixel artifact."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8 and batch.dtype != np.uint8:
+        raise ValueError(f"this artifact takes the camera's uint8 pixels (Preprocess.pixels), not {batch.dtype} tensors")
+    return np.ascontiguousarray(batch, dtype=dtype)
+
+
 class Runner:
-    """A model loaded in its runtime: `infer` takes NCHW float32 and returns logits (N, classes)."""
+    """A model loaded in its runtime: `infer` takes a batch of what the artifact takes (`takes_pixels`: NHWC
+    uint8 BGR pixels, else NCHW float32 tensors) and returns logits (N, classes)."""
 
     runtime: str  # e.g. "openvino 2026.4 (CPU, f32)"
     threads: int
+    takes_pixels: bool = False
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -51,12 +65,14 @@ class OpenVINORunner(Runner):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = core.compile_model(core.read_model(str(artifact)), device, config)
         self.request = self.compiled.create_infer_request()
+        self.input_dtype = self.compiled.input(0).get_element_type().to_dtype()
+        self.takes_pixels = self.input_dtype == np.uint8
         self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
         actual = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self.runtime = f"openvino {ov.get_version().split('-')[0]} ({device}, {actual})"
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        batch = as_input(batch, self.input_dtype)
         outs = []
         for i in range(batch.shape[0]):  # the IR has a static batch of 1, as the camera loop uses it
             # share_inputs: the request reads our array in place (copying it cost ~0.4 ms of a 7 ms Lite0 int8 call)
@@ -75,6 +91,9 @@ class OpenVINORunner(Runner):
         return counts
 
 
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8}
+
+
 class OnnxRuntimeRunner(Runner):
     def __init__(self, artifact: Path, threads: int = 0, providers: list[str] | None = None, exact_int8: bool = False):
         """`exact_int8`: leave Q/DQ pairs unfused, so int8 arithmetic is exact (dequantized values, float sums)
@@ -87,12 +106,14 @@ class OnnxRuntimeRunner(Runner):
             options.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(str(artifact), options, providers=providers or ["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.input_dtype = _ORT_TYPES.get(self.session.get_inputs()[0].type, np.float32)
+        self.takes_pixels = self.input_name == "pixels"  # uint8, or float32 pixels for TensorRT (targets.jetson)
         self.threads = int(threads) if threads else (os.cpu_count() or 1)  # ORT's default: one per core
         provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
         self.runtime = f"onnxruntime {ort.__version__} ({provider})"
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        batch = as_input(batch, self.input_dtype)
         outs = [self.session.run(None, {self.input_name: batch[i : i + 1]})[0] for i in range(batch.shape[0])]
         return np.concatenate(outs, axis=0)
 

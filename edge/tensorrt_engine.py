@@ -18,7 +18,7 @@ import numpy as np
 from edge.errors import MissingRuntime
 from edge.files import file_sha256
 from edge.install import how_to_install
-from edge.runners import Runner
+from edge.runners import Runner, as_input
 
 
 class TensorRTUnavailable(MissingRuntime):
@@ -133,6 +133,8 @@ class TensorRTRunner(Runner):
             self.context.set_tensor_address(name, int(device))
             is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             self.buffers[name] = (host, device, is_input)
+            if is_input:
+                self.takes_pixels = name == "pixels"  # float32 pixels (targets.jetson): the camera's bytes, cast
         self.threads = 1
         self.runtime = f"tensorrt {trt.__version__} ({gpu_name()})"
 
@@ -143,7 +145,7 @@ class TensorRTRunner(Runner):
         for i in range(batch.shape[0]):
             for host, device, is_input in self.buffers.values():
                 if is_input:
-                    np.copyto(host, batch[i : i + 1].astype(host.dtype))
+                    np.copyto(host, as_input(batch[i : i + 1], host.dtype))
                     _check(cudart.cudaMemcpyAsync(device, host.ctypes.data, host.nbytes, h2d, self.stream))
             self.context.execute_async_v3(self.stream)
             for host, device, is_input in self.buffers.values():

@@ -6,8 +6,6 @@ import platform
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from edge.dataset import labelled_samples
 from edge.errors import UserError
 from edge.evaluate import classify
@@ -29,12 +27,10 @@ def validate_bundle(bundle, args) -> dict:
     runners = {"int8": bundle.runner("int8", args.threads)}
     if cfg.get("float_artifact"):
         runners["float"] = bundle.runner("float", args.threads)
-    out = classify(samples, bundle.preprocess, {k: r.infer for k, r in runners.items()})
+    out = classify(samples, bundle.model_input, {k: r.infer for k, r in runners.items()})
     if len(out["labels"]) == 0:
         raise UserError(f"all {len(out['skipped'])} images in {args.data} are unreadable")
-    size = bundle.preprocess.image_size
-    sample = np.zeros((1, 3, size, size), np.float32)
-    latency = {k: measure(r.infer, sample, args.warmup, args.runs) for k, r in runners.items()}
+    latency = {k: measure(r.infer, bundle.blank(), args.warmup, args.runs) for k, r in runners.items()}
     report = board_report(bundle, out, latency, runners, args.strict)
     isa = report["int8_isa"]
     if isa_mismatch(isa["made_for"], isa["board"], "board"):

@@ -45,8 +45,10 @@ def _copy_artifact(src: Path, dest_dir: Path, stem: str) -> str:
     return f"model/{copy_artifact(src, dest_dir / stem).name}"
 
 
-def write_bundle(dest: Path, cfg, spec, target, preprocess, labels: list[str], report: dict, int8: Path, float_: Path) -> None:
-    """Lay the bundle out in `dest` (a fresh folder)."""
+def write_bundle(dest: Path, cfg, spec, target, preprocess, labels: list[str], report: dict, int8: Path, float_: Path,
+                 takes_pixels: bool) -> None:
+    """Lay the bundle out in `dest` (a fresh folder). `takes_pixels`: the artifacts take the camera's uint8 BGR pixels
+    and normalise them themselves (the board only crops and resizes); else NCHW float tensors."""
     (dest / "model").mkdir(parents=True)
     shutil.copytree(EDGE_DIR, dest / "edge", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     config = {
@@ -60,6 +62,7 @@ def write_bundle(dest: Path, cfg, spec, target, preprocess, labels: list[str], r
         "precision": cfg.precision,
         "threads": cfg.threads,
         "preprocess": preprocess.to_dict(),
+        "input": "pixels" if takes_pixels else "tensor",
         "classes": "labels.json",
         "camera": {"source": cfg.camera.source, "width": cfg.camera.width, "height": cfg.camera.height, "fps": cfg.camera.fps},
         "thresholds": {"max_drop": cfg.max_drop},

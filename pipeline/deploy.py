@@ -20,7 +20,7 @@ from tqdm import tqdm
 from pipeline import calibration
 import targets
 from edge import metrics
-from edge.preprocess import Preprocess
+from edge.preprocess import Preprocess, read_images
 from pipeline import PipelineError
 from pipeline.config import DeployConfig
 from pipeline.data import check_folder, fingerprint, holdout_split, labelled_samples, list_images
@@ -302,6 +302,7 @@ class Deploy:
             runners = {k: self.target.runner(a, self.host_threads, cfg.precision) for k, a in artifacts.items()}
             out = val.classify_all(samples, self.preprocess, model, runners, progress)
             result = self._measure(out, runners, model, samples)
+            result["camera_input"] = self._camera_input(tmp, artifacts, runners, samples)
             # where the target can compare its int8 and float graphs layer by layer (None elsewhere)
             batch = np.load(self.calibration().path("calibration.npy"))[:4]
             result["layer_errors"] = self.target.layer_errors(float_stage.artifact, int8_stage.artifact, batch)
@@ -343,6 +344,30 @@ class Deploy:
             result["latency_ms"]["ptq"] = val.latency(runners["ptq"], sample, cfg.warmup, cfg.runs)
         return result
 
+    def _camera_input(self, tmp: Path, artifacts: dict, runners: dict, samples) -> dict | None:
+        """The float and int8 artifacts made to take the camera's pixels (`Target.with_pixel_input`: what the bundle
+        ships), each against itself fed the host's preprocessing, on the validation and calibration photos; None
+        where the target leaves preprocessing to the host."""
+        made = {k: self.target.with_pixel_input(artifacts[k], self.preprocess, tmp / f"{k}_pixels") for k in ("float", "int8")}
+        if None in made.values():
+            return None
+        takes_pixels = {k: self.target.runner(p, self.host_threads, self.cfg.precision) for k, p in made.items()}
+        calibrated = [] if self.calibration().result.get("random") else self._calibration_files()
+        paths = list(dict.fromkeys([str(s.path) for s in samples] + calibrated))
+        fed, host = {k: [] for k in made}, {k: [] for k in made}
+        for _, img in read_images(progress(paths, desc="camera input check")):
+            pixels = self.preprocess.pixels(img)
+            for k in made:
+                fed[k].append(takes_pixels[k].infer(pixels[None]))
+                host[k].append(runners[k].infer(self.preprocess.normalize(pixels)[None]))
+        return {
+            "artifacts": {k: p.name for k, p in made.items()},
+            "images": len(fed["int8"]),
+            "pixel_type": np.dtype(takes_pixels["int8"].input_dtype).name,  # uint8; float32 where the runtime wants it
+            **{k: metrics.parity(np.concatenate(fed[k]), np.concatenate(host[k])) for k in made},
+            "latency_ms": val.latency(takes_pixels["int8"], self.preprocess.blank(pixels=True), self.cfg.warmup, self.cfg.runs),
+        }
+
     def report(self) -> dict:
         """Report and gate; when the gate holds, the bundle for the board."""
         report = self._report()
@@ -369,10 +394,10 @@ class Deploy:
 
         def work(tmp: Path) -> dict:
             _, labels = self._torch_model(model_stage, with_labels=True)
-            write_bundle(
-                tmp, cfg, self.spec, self.target, self.preprocess, labels, report,
-                int8_stage.artifact, float_stage.artifact,
-            )
+            int8, float_ = int8_stage.artifact, float_stage.artifact
+            if camera := self.validation().result.get("camera_input"):  # the artifacts that take the camera's pixels
+                int8, float_ = (self.validation().path(camera["artifacts"][k]) for k in ("int8", "float"))
+            write_bundle(tmp, cfg, self.spec, self.target, self.preprocess, labels, report, int8, float_, bool(camera))
             return {"runtime": self.target.device_runtime}
 
         return self.run.stage("bundle", key, work)
@@ -411,8 +436,6 @@ class Deploy:
     def _held_out_agreement(self, model, int8_runner) -> dict | None:
         """Top-1 agreement of int8 with float on the captured frames held out from calibration (CALIB = a folder
         make capture wrote): the board's own camera, no labels needed, never calibrated on. None for other CALIBs."""
-        from edge.preprocess import read_images
-
         split = calibration.captured_split(self.cfg.calib) if self.cfg.calib and self.cfg.calib != calibration.RANDOM else None
         if not split or not split[1]:
             return None
@@ -459,8 +482,6 @@ class Deploy:
 
     def _validation_arrays(self, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """DATA's readable images, preprocessed, with their labels (for the accuracy-aware search)."""
-        from edge.preprocess import read_images
-
         samples = self._validation_samples(labels)
         xs, ys = [], []
         for s, img in read_images(progress(samples, desc="validation images"), lambda s: s.path):

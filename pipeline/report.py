@@ -14,6 +14,10 @@ from edge.files import write_atomic
 from targets import get_target
 
 PARITY_RTOL = 1e-3  # float artifact vs PyTorch: max |diff| relative to the largest logit
+# The artifacts that take the camera's pixels against themselves fed the host's preprocessing: float to the float
+# conversion's tolerance; int8 top-1 on all but 1 % of images (a pixel the two normalisations round to the two
+# sides of an int8 level can move a near-tie).
+CAMERA_INPUT_MIN_SAME_TOP1 = 0.99
 RUNTIME_ALIASES = {"tflite-runtime": "litert"}  # LiteRT's fallback package is the board's same runtime
 
 
@@ -23,6 +27,7 @@ def gate(cfg, validation: dict, ops: dict) -> dict:
     fid = fidelity(validation["paired"], validation["agree"] + extra["agree"], validation["images"] + extra["images"], cfg.max_drop)
     fid["agreement_sources"] = {"validation": validation["images"], "calibration": extra["images"]}
     failures = _checks(validation["float_parity"], ops, get_target(cfg.target).full_integer)
+    failures += _camera_input_checks(validation.get("camera_input"))
     wanted = cfg.quant.min_agreement
     if wanted and (agreement := validation["accuracy"]["top1_agreement"]) < wanted:
         failures.append(f"int8 agrees with float on {agreement:.3f} of the validation images, below "
@@ -42,6 +47,20 @@ def _checks(parity: dict, ops: dict, full_integer: bool) -> list[str]:
         failures.append("the int8 artifact has no compute op with an int8 input: it is not quantized")
     elif full_integer and ops.get("float_compute_ops"):
         failures.append(f"float ops remain in the full-integer artifact: {', '.join(ops['float_compute_ops'][:8])}")
+    return failures
+
+
+def _camera_input_checks(camera: dict | None) -> list[str]:
+    """What fails the gate in the artifacts the bundle ships, which take the camera's pixels."""
+    if not camera:
+        return []
+    failures = []
+    if camera["float"]["relative_diff"] > PARITY_RTOL:
+        failures.append(f"the float artifact that takes pixels differs from the host's preprocessing by "
+                        f"{camera['float']['relative_diff']:.2e} of the logit scale (tolerance {PARITY_RTOL:g})")
+    if camera["int8"]["top1_agreement"] < CAMERA_INPUT_MIN_SAME_TOP1:
+        failures.append(f"the int8 artifact that takes pixels gives the host's top-1 on only "
+                        f"{camera['int8']['top1_agreement']:.3f} of the images (tolerance {CAMERA_INPUT_MIN_SAME_TOP1})")
     return failures
 
 
@@ -122,6 +141,7 @@ def build_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         "preprocess": preprocess.to_dict(),
         "data": {"folder": str(data_dir), "embedded_sample": data_is_sample},
         "float_parity": v["float_parity"],
+        "camera_input": v.get("camera_input"),
         "int8_ops": ops,
         "executed_precisions": v["executed_precisions"],
         "layer_errors": v.get("layer_errors"),
@@ -175,6 +195,7 @@ def markdown(r: dict, sample_count: int) -> str:
              f"({parity['relative_diff']:.1e} of the logit scale).",
              f"- Latency: batch 1, {r['latency_ms']['runs']} timed runs after warm-up, on this host ({r['latency_measured']['host']}).",
              _int8_graph_line(r),
+             _camera_input_line(r.get("camera_input")),
              *isa_lines(r["int8_isa"]["made_for"], r["int8_isa"]["validated_on"], "host", r["int8_isa"]["recipe"]),
              f"- Calibration: {r['calibration']['count']} images from `{r['calibration']['source']}`"
              f"{' (RANDOM)' if r['calibration']['random'] else ''}.",
@@ -185,6 +206,17 @@ def markdown(r: dict, sample_count: int) -> str:
              "![latency](latency.png)",
              ""]
     return "\n".join(lines + _qat_section(r) + _auto_section(r) + _layer_errors_section(r))
+
+
+def _camera_input_line(c: dict | None) -> str:
+    if not c:
+        return ("- Camera input: the board normalises each frame itself (numpy) and hands the artifact a float tensor: "
+                "this target's artifacts take no pixels.")
+    return (f"- Camera input: the bundle's artifacts take the camera's BGR pixels ({c['pixel_type']}), cropped and resized on the board, "
+            f"and do colour order, normalisation and layout themselves. Against the host's preprocessing on "
+            f"{c['images']} images: float max |logit difference| {c['float']['max_abs_diff']:.2e}, int8 "
+            f"{c['int8']['max_abs_diff']:.2e} (same top-1 on {c['int8']['top1_agreement']:.3f}); int8 p50 "
+            f"{c['latency_ms']['p50']:.2f} ms with its preprocessing.")
 
 
 def _field_lines(f: dict | None) -> list[str]:

@@ -79,6 +79,12 @@ class Target:
         """PyTorch names of the compute layers an artifact runs in float (own_accuracy_search targets)."""
         raise NotImplementedError
 
+    def with_pixel_input(self, artifact: Path, preprocess, out: Path) -> Path | None:
+        """The artifact taking the camera's pixels (uint8 BGR, H x W x 3 at the model's size, as
+        `Preprocess.pixels` gives them) and doing the colour order, normalisation and layout itself, at
+        `out` (a path without suffix); None where the target leaves them to the host (`Preprocess.normalize`)."""
+        return None
+
     def layer_times(self, artifact: Path, sample: np.ndarray, runs: int = 50, threads: int = 0) -> dict[str, float]:
         """Milliseconds per compute layer by PyTorch name, from the runtime's own counters ({} when it has none)."""
         return {}

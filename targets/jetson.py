@@ -108,6 +108,10 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
                       "the TensorRT version, the GPU and the precision.")
     higher_precision = "float (FP16 in the TensorRT engine)"
     qat_preset = "performance"  # symmetric activations: TensorRT needs zero-point 0
+    # Pixels as float32 (0-255): uint8 network inputs came late to TensorRT and its ONNX parser, with limits on
+    # what may read them; a float input builds on every JetPack's TensorRT. The runner casts the camera's bytes
+    # (224x224x3, ~0.1 ms); the reordering and normalisation still run on the GPU.
+    pixel_type = "float32"
 
     def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
         """Float ONNX + calibration batch -> symmetric int8 Q/DQ ONNX with NNCF's ONNX backend.

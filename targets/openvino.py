@@ -105,6 +105,24 @@ class OpenVINOTarget(Target):
             ov_model = ov.convert_model(qat_model.eval(), example_input=example, input=[tuple(example.shape)])
         return _save(ov, ov_model, out)
 
+    def with_pixel_input(self, artifact: Path, preprocess, out: Path) -> Path:
+        """OpenVINO's PrePostProcessor: a uint8 NHWC BGR input, converted to float, reordered to RGB, normalised
+        with the host's own formula (x * scale + shift) and laid out NCHW inside the IR, where the CPU plugin
+        fuses it with the first layer's input."""
+        ov = _ov()
+        from openvino import opset13 as ops
+
+        model = ov.Core().read_model(str(artifact))
+        ppp = ov.preprocess.PrePostProcessor(model)
+        ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+            ov.preprocess.ColorFormat.BGR)
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        scale = ops.constant(preprocess.scale.reshape(1, 3, 1, 1))
+        shift = ops.constant(preprocess.shift.reshape(1, 3, 1, 1))
+        (ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ov.preprocess.ColorFormat.RGB)
+            .convert_layout(ov.Layout("NCHW")).custom(lambda x: ops.add(ops.multiply(x, scale), shift).output(0)))
+        return _save(ov, ppp.build(), out)
+
     def float_compute_layers(self, artifact: Path) -> list[str]:
         """PyTorch names of the compute layers that read a float input in the IR."""
         model = _ov().Core().read_model(str(artifact))

@@ -33,7 +33,7 @@ def main() -> int:
     board_x = None
     if args.images:
         files = sorted(p for p in Path(args.images).iterdir() if p.is_file())
-        board_x = np.stack([bundle.preprocess(img) for _, img in read_images(files)])
+        board_x = np.stack([bundle.model_input(img) for _, img in read_images(files)])
         out["board_tensors"] = board_x
     info = {"isa": detect()}
     for which in args.which.split(","):

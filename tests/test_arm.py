@@ -128,7 +128,7 @@ def host(work, bundle):
         photos.mkdir()
         for f in files:
             shutil.copy(f, photos / f.name)
-        x = np.stack([b.preprocess(img) for _, img in read_images(files)])
+        x = np.stack([b.model_input(img) for _, img in read_images(files)])
         assert len(x) == len(files), "a photo the host cannot read"
         np.save(work / f"x-{target}.npy", x)
         runner = b.runner("int8", int(THREADS))

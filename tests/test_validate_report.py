@@ -39,8 +39,8 @@ def _bundle(tmp_path, runners: dict, max_drop: float, int8_isa: str):
               "thresholds": {"max_drop": max_drop}, "int8_isa": int8_isa, "host": host}
     if "float" in runners:
         config["float_artifact"] = "model/float.xml"
-    return types.SimpleNamespace(root=tmp_path, config=config, preprocess=PRE, classes=ClassTable.plain(CLASSES),
-                                 runner=lambda which, threads: runners[which])
+    return types.SimpleNamespace(root=tmp_path, config=config, preprocess=PRE, model_input=PRE, blank=PRE.blank,
+                                 classes=ClassTable.plain(CLASSES), runner=lambda which, threads: runners[which])
 
 
 def _args(data, out, strict=False):

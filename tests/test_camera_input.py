@@ -1,0 +1,82 @@
+"""The board's artifacts take the camera's pixels and do colour order, normalisation and layout themselves."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import targets
+from conftest import TINY_SIZE
+from edge.bundle import Bundle
+from edge.metrics import parity
+from edge.preprocess import read_image
+from edge.runners import as_input
+from pipeline.family import get_spec
+from pipeline.report import CAMERA_INPUT_MIN_SAME_TOP1, PARITY_RTOL, _camera_input_checks
+from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
+
+PRE = get_spec("b0").preprocess.at_size(TINY_SIZE)  # ImageNet's per-channel mean and std: the colour order matters
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    """Real photos at their own sizes and shapes (grey, colour, wide, tall), as a camera or a folder gives them."""
+    return [read_image(_skimage_photo(p)) for p in CALIBRATION_PHOTOS]
+
+
+def _against_host(target, artifact, pixel_artifact, photos, pre=PRE) -> dict:
+    """The pixel artifact on the camera's pixels vs the same artifact fed the host's preprocessing."""
+    host, board = target.runner(artifact, 2), target.runner(pixel_artifact, 2)
+    assert board.takes_pixels and not host.takes_pixels
+    fed = np.concatenate([board.infer(PRE.pixels(img)[None]) for img in photos])
+    reference = np.concatenate([host.infer(pre(img)[None]) for img in photos])
+    return parity(fed, reference)
+
+
+@pytest.mark.parametrize("name,pixel_type", [("openvino", "uint8"), ("onnx", "uint8"), ("jetson", "float32")])
+def test_pixel_artifacts_match_the_host_preprocessing_on_real_photos(name, pixel_type, target_artifacts, photos, tmp_path):
+    target, made = targets.get_target(name), target_artifacts(name)
+    checks = {}
+    for precision in ("fp32", "int8"):
+        pixel_artifact = target.with_pixel_input(made[precision], PRE, tmp_path / precision)
+        runner = target.runner(pixel_artifact, 2)
+        assert np.dtype(runner.input_dtype).name == pixel_type
+        checks[precision] = _against_host(target, made[precision], pixel_artifact, photos)
+    assert checks["fp32"]["relative_diff"] <= PARITY_RTOL, checks
+    assert checks["int8"]["top1_agreement"] >= CAMERA_INPUT_MIN_SAME_TOP1, checks
+    assert not _camera_input_checks({"float": checks["fp32"], "int8": checks["int8"]})
+
+
+def test_a_wrong_recipe_inside_the_artifact_fails_the_check(target_artifacts, photos, tmp_path):
+    """An artifact normalising with other constants than the host's (here: RGB's mean and std in BGR order) is
+    caught by the check the gate runs."""
+    target, made = targets.get_target("openvino"), target_artifacts("openvino")
+    wrong = dataclasses.replace(PRE, mean=PRE.mean[::-1], std=PRE.std[::-1])
+    checks = {k: _against_host(target, made[k], target.with_pixel_input(made[k], wrong, tmp_path / k), photos)
+              for k in ("fp32", "int8")}
+    failures = _camera_input_checks({"float": checks["fp32"], "int8": checks["int8"]})
+    assert failures and "float artifact that takes pixels" in failures[0], checks
+
+
+def test_tensors_never_reach_a_pixel_artifact_as_bytes():
+    pixels = np.zeros((1, 8, 8, 3), np.uint8)
+    assert as_input(pixels, np.float32).dtype == np.float32  # Jetson's float pixels: the bytes widen
+    with pytest.raises(ValueError, match="Preprocess.pixels"):
+        as_input(np.zeros((1, 3, 8, 8), np.float32), np.uint8)
+
+
+@pytest.mark.parametrize("name", ["openvino", "onnx"])
+def test_the_bundle_ships_and_reports_the_pixel_artifacts(name, deployed_tiny):
+    run = deployed_tiny(name)
+    report = json.loads((run / "report.json").read_text())
+    camera = report["camera_input"]
+    assert camera["pixel_type"] == "uint8" and camera["images"] >= 16  # the validation and calibration photos
+    assert camera["float"]["relative_diff"] <= PARITY_RTOL and camera["int8"]["top1_agreement"] >= CAMERA_INPUT_MIN_SAME_TOP1
+    assert "Camera input: the bundle's artifacts take the camera's BGR pixels (uint8)" in (run / "report.md").read_text()
+    bundle = Bundle.load(run / "bundle")
+    assert bundle.takes_pixels and bundle.model_input == bundle.preprocess.pixels
+    for which in ("int8", "float"):
+        runner = bundle.runner(which)
+        assert runner.takes_pixels and runner.infer(bundle.blank()).shape == (1, 4)
