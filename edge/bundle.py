@@ -53,7 +53,10 @@ class Bundle:
         if not self.config.get(key):
             raise UserError(f"this bundle carries no {which} artifact")
         threads = self.config.get("threads", 0) if threads is None else threads
-        return load_runner(self.config["runtime"], self.root / self.config[key], threads, self.config.get("precision", "f32"))
+        runner = load_runner(self.config["runtime"], self.root / self.config[key], threads, self.config.get("precision", "f32"))
+        if self.takes_pixels:
+            runner.accept_pixels(self.preprocess)
+        return runner
 
     def in_flight(self, threads: int | None = None, depth: int = 0):
         """The int8 artifact in throughput mode: `depth` inferences at once (edge.inflight)."""
@@ -61,4 +64,4 @@ class Bundle:
 
         threads = self.config.get("threads", 0) if threads is None else threads
         return open_in_flight(self.config["runtime"], self.root / self.config["artifact"], threads,
-                              self.config.get("precision", "f32"), depth)
+                              self.config.get("precision", "f32"), depth, self.preprocess if self.takes_pixels else None)

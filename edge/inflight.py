@@ -92,9 +92,11 @@ class LaneQueue(InFlight):
         self.pool.shutdown(wait=True)
 
 
-def open_in_flight(runtime: str, artifact: Path, threads: int = 0, precision: str = "f32", depth: int = 0) -> InFlight:
+def open_in_flight(runtime: str, artifact: Path, threads: int = 0, precision: str = "f32", depth: int = 0,
+                   pixels=None) -> InFlight:
     """Throughput mode for a bundle's runtime. `threads`: all lanes together (0 = every core); `depth`: inferences
-    in flight (0 = OpenVINO's optimal request count, else one lane per core)."""
+    in flight (0 = OpenVINO's optimal request count, else one lane per core); `pixels`: the Preprocess whose
+    pixels the lanes take (Runner.accept_pixels), None for tensors."""
     if runtime == "openvino":
         return OpenVINOQueue(artifact, threads, precision, depth)
     if runtime == "tensorrt":
@@ -102,4 +104,7 @@ def open_in_flight(runtime: str, artifact: Path, threads: int = 0, precision: st
     cores = int(threads) if threads else (os.cpu_count() or 1)
     lanes = depth or cores
     per_lane = max(1, cores // lanes)
-    return LaneQueue([load_runner(runtime, artifact, per_lane, precision) for _ in range(lanes)])
+    runners = [load_runner(runtime, artifact, per_lane, precision) for _ in range(lanes)]
+    for runner in runners if pixels is not None else ():
+        runner.accept_pixels(pixels)
+    return LaneQueue(runners)

@@ -42,6 +42,7 @@ class Runner:
     runtime: str  # e.g. "openvino 2026.4 (CPU, f32)"
     threads: int
     takes_pixels: bool = False
+    pixels_by = "the artifact"  # what turns pixels into the model's input when takes_pixels
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -49,6 +50,11 @@ class Runner:
     def executed_precisions(self) -> dict[str, int]:
         """Compute layers per precision the runtime actually executes; {} where it does not say."""
         return {}
+
+    def accept_pixels(self, preprocess) -> None:
+        """Take the camera's pixels from now on: nothing to do for an artifact that holds its preprocessing."""
+        if not self.takes_pixels:
+            raise UserError(f"{self.runtime}: this artifact takes normalised tensors, not pixels; rebuild the bundle with make deploy")
 
 
 class OpenVINORunner(Runner):
@@ -176,8 +182,8 @@ def litert_kernels(interpreter) -> str:
 class LiteRTRunner(Runner):
     """A .tflite model in the LiteRT interpreter (ai-edge-litert; tflite-runtime as the fallback).
 
-    Takes NCHW float32 like every runner: transposes to the model's NHWC input and, for a
-    full-integer model, quantizes the input and dequantizes the output with the model's own
+    Takes NCHW float32 tensors (transposed to the model's NHWC input) or, after `accept_pixels`, the camera's
+    pixels; for a full-integer model, quantizes the input and dequantizes the output with the model's own
     scale and zero-point.
     """
 
@@ -197,12 +203,37 @@ class LiteRTRunner(Runner):
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
+        self.input_dtype = np.float32  # the runner's own input: NCHW tensors, or pixels after accept_pixels
         self.runtime = f"{name} {version} (CPU, {litert_kernels(self.interpreter)}; {' '.join(features()) or 'CPU features unknown'})"
+
+    def accept_pixels(self, preprocess) -> None:
+        """Take the camera's pixels (NHWC uint8 BGR) and map them straight to the model's NHWC input through one
+        256-entry table per channel: the host's x * scale + shift, quantized with the model's own input scale and
+        zero point, so bit for bit the tensor path's input without its float tensor, transpose or rounding pass.
+        (A .tflite input's quantization is per tensor with an integer zero point: it cannot hold per-channel
+        mean/std, nor even the Lite models' 0.5/0.5, whose zero point would be 127.5.)"""
+        values = np.arange(256, dtype=np.float32)
+        table = np.stack([values * preprocess.scale[c] + preprocess.shift[c] for c in range(3)])  # RGB rows
+        table = quantize_input(table, self.input)
+        # OpenCV's LUT, one table per channel (an int8 table as its bytes): 0.36 ms for 224x224 against 0.74 in numpy
+        self.pixel_table = np.ascontiguousarray(table.T.reshape(1, 256, 3))
+        self.takes_pixels, self.input_dtype = True, np.uint8
+        self.pixels_by = "a 256-entry table per channel in the runner, to the model's own input quantization"
+
+    def _input(self, batch: np.ndarray) -> np.ndarray:
+        if not self.takes_pixels:
+            return quantize_input(batch.transpose(0, 2, 3, 1), self.input)
+        import cv2
+
+        table, dtype = self.pixel_table, self.pixel_table.dtype
+        lut = table.view(np.uint8) if dtype == np.int8 else table
+        rgb = (cv2.cvtColor(img, cv2.COLOR_BGR2RGB) for img in as_input(batch, np.uint8))
+        return np.stack([cv2.LUT(img, lut) for img in rgb]).view(dtype)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         outs = []
         for i in range(batch.shape[0]):
-            self.interpreter.set_tensor(self.input["index"], quantize_input(batch[i : i + 1].transpose(0, 2, 3, 1), self.input))
+            self.interpreter.set_tensor(self.input["index"], self._input(batch[i : i + 1]))
             self.interpreter.invoke()
             outs.append(dequantize(self.interpreter.get_tensor(self.output["index"]), self.output))
         return np.concatenate(outs, axis=0)

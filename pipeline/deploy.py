@@ -352,6 +352,8 @@ class Deploy:
         if None in made.values():
             return None
         takes_pixels = {k: self.target.runner(p, self.host_threads, self.cfg.precision) for k, p in made.items()}
+        for runner in takes_pixels.values():
+            runner.accept_pixels(self.preprocess)  # as the bundle's runner does (LiteRT's table; others hold it)
         calibrated = [] if self.calibration().result.get("random") else self._calibration_files()
         paths = list(dict.fromkeys([str(s.path) for s in samples] + calibrated))
         fed, host = {k: [] for k in made}, {k: [] for k in made}
@@ -364,6 +366,7 @@ class Deploy:
             "artifacts": {k: p.name for k, p in made.items()},
             "images": len(fed["int8"]),
             "pixel_type": np.dtype(takes_pixels["int8"].input_dtype).name,  # uint8; float32 where the runtime wants it
+            "by": takes_pixels["int8"].pixels_by,
             **{k: metrics.parity(np.concatenate(fed[k]), np.concatenate(host[k])) for k in made},
             "latency_ms": val.latency(takes_pixels["int8"], self.preprocess.blank(pixels=True), self.cfg.warmup, self.cfg.runs),
         }

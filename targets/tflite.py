@@ -182,6 +182,13 @@ class TFLiteTarget(Target):
         route (float .tflite, full-integer int8 with ranges calibrated again)."""
         return requantize(self, qat_model, float_model, example, calibration, quant, out)
 
+    def with_pixel_input(self, artifact: Path, preprocess, out: Path) -> Path:
+        """The same file: a .tflite input's quantization is per tensor with an integer zero point and cannot hold
+        the normalisation, so the board's runner maps pixels to it by table (LiteRTRunner.accept_pixels)."""
+        import shutil
+
+        return Path(shutil.copyfile(artifact, Path(out).with_suffix(".tflite")))
+
     def describe(self, artifact: Path) -> dict:
         """Every op with its output dtype, the input/output quantization, and any float compute left."""
         from ai_edge_litert.interpreter import Interpreter, OpResolverType

@@ -29,19 +29,21 @@ def photos() -> list[np.ndarray]:
 def _against_host(target, artifact, pixel_artifact, photos, pre=PRE) -> dict:
     """The pixel artifact on the camera's pixels vs the same artifact fed the host's preprocessing."""
     host, board = target.runner(artifact, 2), target.runner(pixel_artifact, 2)
+    board.accept_pixels(PRE)  # as the bundle's runner does: LiteRT's table; the others' artifacts hold it already
     assert board.takes_pixels and not host.takes_pixels
     fed = np.concatenate([board.infer(PRE.pixels(img)[None]) for img in photos])
     reference = np.concatenate([host.infer(pre(img)[None]) for img in photos])
     return parity(fed, reference)
 
 
-@pytest.mark.parametrize("name,pixel_type", [("openvino", "uint8"), ("onnx", "uint8"), ("jetson", "float32")])
+@pytest.mark.parametrize("name,pixel_type", [("openvino", "uint8"), ("onnx", "uint8"), ("jetson", "float32"), ("tflite", "uint8")])
 def test_pixel_artifacts_match_the_host_preprocessing_on_real_photos(name, pixel_type, target_artifacts, photos, tmp_path):
     target, made = targets.get_target(name), target_artifacts(name)
     checks = {}
     for precision in ("fp32", "int8"):
         pixel_artifact = target.with_pixel_input(made[precision], PRE, tmp_path / precision)
         runner = target.runner(pixel_artifact, 2)
+        runner.accept_pixels(PRE)
         assert np.dtype(runner.input_dtype).name == pixel_type
         checks[precision] = _against_host(target, made[precision], pixel_artifact, photos)
     assert checks["fp32"]["relative_diff"] <= PARITY_RTOL, checks
@@ -74,9 +76,31 @@ def test_the_bundle_ships_and_reports_the_pixel_artifacts(name, deployed_tiny):
     camera = report["camera_input"]
     assert camera["pixel_type"] == "uint8" and camera["images"] >= 16  # the validation and calibration photos
     assert camera["float"]["relative_diff"] <= PARITY_RTOL and camera["int8"]["top1_agreement"] >= CAMERA_INPUT_MIN_SAME_TOP1
-    assert "Camera input: the bundle's artifacts take the camera's BGR pixels (uint8)" in (run / "report.md").read_text()
+    assert "Camera input: the bundle's runner takes the camera's BGR pixels (uint8)" in (run / "report.md").read_text()
     bundle = Bundle.load(run / "bundle")
     assert bundle.takes_pixels and bundle.model_input == bundle.preprocess.pixels
     for which in ("int8", "float"):
         runner = bundle.runner(which)
         assert runner.takes_pixels and runner.infer(bundle.blank()).shape == (1, 4)
+
+
+def test_a_litert_bundle_maps_pixels_by_table_bit_for_bit(target_artifacts, photos, tmp_path):
+    """LiteRT's int8 input cannot hold per-channel mean/std, so the bundle's runner maps pixels to it by table: the
+    model then sees exactly the input the host's tensor path gives it, and answers the same to the bit."""
+    from edge.bundle import BUNDLE_FORMAT
+    from edge.dataset import ClassTable
+
+    (tmp_path / "model").mkdir()
+    made = targets.get_target("tflite").with_pixel_input(target_artifacts("tflite")["int8"], PRE, tmp_path / "model" / "int8")
+    config = {"format": BUNDLE_FORMAT, "runtime": "litert", "artifact": f"model/{made.name}", "threads": 2,
+              "preprocess": PRE.to_dict(), "input": "pixels", "classes": "labels.json"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "labels.json").write_text(json.dumps(ClassTable.plain(["a", "b", "c", "d"]).to_dict()))
+    bundle = Bundle.load(tmp_path)
+    board, host = bundle.runner("int8"), targets.get_target("tflite").runner(made, 2)
+    assert board.takes_pixels and "table" in board.pixels_by
+    for img in photos:
+        np.testing.assert_array_equal(board._input(bundle.model_input(img)[None]), host._input(PRE(img)[None]))
+        np.testing.assert_array_equal(board.infer(bundle.model_input(img)[None]), host.infer(PRE(img)[None]))
+    with pytest.raises(ValueError, match="Preprocess.pixels"):
+        board.infer(PRE(photos[0])[None])
