@@ -26,6 +26,9 @@ def require(module: str, pip_name: str, who: str):
                              module.split(".")[0]) from None
 
 
+PIXELS_INPUT = "pixels"  # the input name of an ONNX artifact that takes the camera's pixels (targets.onnx)
+
+
 def as_input(batch: np.ndarray, dtype) -> np.ndarray:
     """`batch` as a contiguous array of the artifact's input dtype. Pixels (uint8) may widen to a float input
     (Jetson's); a float tensor never narrows to a uint8 input: that is normalised data fed to a pixel artifact."""
@@ -113,7 +116,7 @@ class OnnxRuntimeRunner(Runner):
         self.session = ort.InferenceSession(str(artifact), options, providers=providers or ["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.input_dtype = _ORT_TYPES.get(self.session.get_inputs()[0].type, np.float32)
-        self.takes_pixels = self.input_name == "pixels"  # uint8, or float32 pixels for TensorRT (targets.jetson)
+        self.takes_pixels = self.input_name == PIXELS_INPUT  # uint8, or float32 pixels for TensorRT (targets.jetson)
         self.threads = int(threads) if threads else (os.cpu_count() or 1)  # ORT's default: one per core
         provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
         self.runtime = f"onnxruntime {ort.__version__} ({provider})"

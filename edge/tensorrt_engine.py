@@ -18,7 +18,7 @@ import numpy as np
 from edge.errors import MissingRuntime
 from edge.files import file_sha256
 from edge.install import how_to_install
-from edge.runners import Runner, as_input
+from edge.runners import PIXELS_INPUT, Runner, as_input
 
 
 class TensorRTUnavailable(MissingRuntime):
@@ -134,7 +134,7 @@ class TensorRTRunner(Runner):
             is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             self.buffers[name] = (host, device, is_input)
             if is_input:
-                self.takes_pixels = name == "pixels"  # float32 pixels (targets.jetson): the camera's bytes, cast
+                self.takes_pixels = name == PIXELS_INPUT  # float32 pixels (targets.jetson): the camera's bytes, cast
         self.threads = 1
         self.runtime = f"tensorrt {trt.__version__} ({gpu_name()})"
 

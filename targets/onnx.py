@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import UserError
+from edge.runners import PIXELS_INPUT
 from targets.base import OPENCV, Target, nncf_dataset, require, requantize
 
 OPSET = 17
@@ -161,7 +162,7 @@ def prepend_preprocessing(model, preprocess, pixel_type: str = "uint8") -> None:
         "pixels_scale": preprocess.scale.reshape(1, 3, 1, 1),
         "pixels_shift": preprocess.shift.reshape(1, 3, 1, 1),
     }
-    nodes = [helper.make_node("Transpose", ["pixels"], ["pixels_nchw"], perm=[0, 3, 1, 2], name="pixels_nhwc_to_nchw"),
+    nodes = [helper.make_node("Transpose", [PIXELS_INPUT], ["pixels_nchw"], perm=[0, 3, 1, 2], name="pixels_nhwc_to_nchw"),
              helper.make_node("Gather", ["pixels_nchw", "pixels_rgb_order"], ["pixels_rgb"], axis=1, name="pixels_bgr_to_rgb")]
     if pixel_type != "float32":
         nodes.append(helper.make_node("Cast", ["pixels_rgb"], ["pixels_float"], to=TensorProto.FLOAT, name="pixels_to_float"))
@@ -169,7 +170,7 @@ def prepend_preprocessing(model, preprocess, pixel_type: str = "uint8") -> None:
               helper.make_node("Add", ["pixels_scaled", "pixels_shift"], [old.name], name="pixels_shift")]
     elem = TensorProto.UINT8 if pixel_type == "uint8" else TensorProto.FLOAT
     graph.input.remove(old)
-    graph.input.insert(0, helper.make_tensor_value_info("pixels", elem, [n, h, w, c]))
+    graph.input.insert(0, helper.make_tensor_value_info(PIXELS_INPUT, elem, [n, h, w, c]))
     for node in reversed(nodes):
         graph.node.insert(0, node)
     graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in constants.items())

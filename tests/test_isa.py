@@ -61,15 +61,19 @@ def _ir_7bit_share(path) -> float:
 
 # OpenVINO in the default run; ONNX Runtime (~40 s) in make test-e2e
 @pytest.mark.parametrize("target,measure", [pytest.param("onnx", _onnx_7bit_share, marks=pytest.mark.e2e), ("openvino", _ir_7bit_share)])
-def test_forcing_the_other_cpu_kind_changes_the_recipe(target, measure, tiny_checkpoint, colour_data, tmp_path):
-    """Deploying for an AVX2-only board from any host: 7-bit weights (headroom for 16-bit sums), said in the report."""
-    ranges = {}
+def test_forcing_the_other_cpu_kind_changes_the_recipe(target, measure, tiny_checkpoint, colour_data, deployed_tiny, tmp_path):
+    """Deploying for an AVX2-only board from any host: 7-bit weights (headroom for 16-bit sums), said in the report.
+    The host's own kind is the shared tiny deployment (board.isa auto-detected); the other kind is forced."""
+    ranges, outs = {}, {}
     for board in ("avx2", "avx512-vnni"):
-        out = tmp_path / board
-        args = ["deploy", "--target", target, "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
-                "--image-size", "64", "--calib-size", "16", "--out", str(out), "--set", "runs=3", "--set", "warmup=1",
-                "--set", f"board.isa={board}", "--set", "quant.bias_correction=fast"]  # fast: ~8 s less a deploy
-        assert main(args) == 0
+        if board == detect():
+            outs[board] = out = deployed_tiny(target)
+        else:
+            outs[board] = out = tmp_path / board
+            args = ["deploy", "--target", target, "--model", "b0", "--weights", str(tiny_checkpoint), "--data", str(colour_data),
+                    "--image-size", "64", "--calib-size", "16", "--out", str(out), "--set", "runs=3", "--set", "warmup=1",
+                    "--set", f"board.isa={board}", "--set", "quant.bias_correction=fast"]  # as deployed_tiny's
+            assert main(args) == 0
         report = json.loads((out / "report.json").read_text())
         assert report["int8_isa"]["made_for"] == board and report["int8_isa"]["validated_on"] == detect()
         ranges[board] = measure(out / "int8" / ("model.onnx" if target == "onnx" else "model.xml"))
@@ -78,7 +82,7 @@ def test_forcing_the_other_cpu_kind_changes_the_recipe(target, measure, tiny_che
         assert json.loads((out / "bundle" / "config.json").read_text())["int8_isa"] == board
     # ONNX Runtime's reduce_range narrows every weight but the depthwise; NNCF's overflow fix the layers fed by u8 activations.
     assert ranges["avx512-vnni"] == 0 and ranges["avx2"] >= (1.0 if target == "onnx" else 0.25)
-    recipe = json.loads((tmp_path / "avx2" / "report.json").read_text())["int8_isa"]["recipe"]
+    recipe = json.loads((outs["avx2"] / "report.json").read_text())["int8_isa"]["recipe"]
     fix = ({"onnxruntime.reduce_range": True, "onnxruntime.depthwise_weights": "8-bit (summed in 32 bits)"} if target == "onnx"
            else {"nncf.overflow_fix": "ENABLE"})
     assert recipe == {**fix, "bias_correction": "fast (NNCF)"}
