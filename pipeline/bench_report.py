@@ -39,12 +39,21 @@ def _latency(r: dict) -> list[str]:
     lines = ["## Latency", ""]
     for model, mr in r["models"].items():
         lines += [f"### {model} ({mr['resolution']} px, {mr['weights']})", "",
-                  "| engine | p50 ms | p90 ms | p99 ms | images/s | × PyTorch | × own fp32 |", "|---|---|---|---|---|---|---|"]
+                  "| engine | p50 ms | p90 ms | p99 ms | images/s | × PyTorch | × own fp32 | × own fp32, paired rounds (range) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, row in mr["latency_ms"].items():
+            paired = row.get("speedup_vs_own_fp32_paired")
             lines.append(f"| {name} | {row['p50']:.2f} | {row['p90']:.2f} | {row['p99']:.2f} | {row['throughput_fps']:.0f} "
-                         f"| {row['speedup_vs_pytorch']:.2f} | {_f(row['speedup_vs_own_fp32'])} |")
+                         f"| {row['speedup_vs_pytorch']:.2f} | {_f(row['speedup_vs_own_fp32'])} "
+                         f"| {_paired(paired)} |")
         lines.append("")
-    return lines + ["![latency](latency.png)", ""]
+    return lines + ["× own fp32, paired rounds: int8 and its fp32 take turns of about a second each; the median of the "
+                    "rounds' ratios, with their range. It is the figure to read on a machine whose speed drifts.", "",
+                    "![latency](latency.png)", ""]
+
+
+def _paired(p: dict | None) -> str:
+    return f"{p['ratio']:.2f} ({p['range'][0]:.2f}-{p['range'][1]:.2f})" if p else ""
 
 
 def _vendor_tools(r: dict) -> list[str]:

@@ -36,6 +36,9 @@ def test_bench_writes_tables_and_plots(tmp_path):
     for row in lite["latency_ms"].values():
         assert row["runs"] == 20 and 0 < row["p50"] < 5000 and row["speedup_vs_pytorch"] > 0
     assert "f32" in lite["latency_ms"]["openvino fp32"]["runtime"]
+    paired = lite["latency_ms"]["openvino int8"]["speedup_vs_own_fp32_paired"]
+    assert paired["rounds"] == 2 and paired["range"][0] <= paired["ratio"] <= paired["range"][1]
+    assert "speedup_vs_own_fp32_paired" not in lite["latency_ms"]["openvino fp32"]
     tools = lite["vendor_tools"]
     assert tools["openvino int8"]["tool"] == "benchmark_app" and tools["openvino int8"]["theirs_median_ms"] > 0
     assert isinstance(tools["openvino fp32"]["wrapper_ms"], float)  # ours minus the bare call: noise can make it negative
@@ -52,7 +55,7 @@ def test_bench_writes_tables_and_plots(tmp_path):
     assert cam["every frame"]["classified"] == 40 and cam["bare_inference_fps"] > 0 and cam["live at 30 fps"]["classified"] > 0
     assert [s["model"] for s in saved["scaling"]] == ["b0"]
     md = (out / "README.md").read_text()
-    for heading in ("## Latency", "benchmark_app", "litert-benchmark", "No tool for onnxruntime", "raw (CSI camera), throughput", "## Accuracy", "## Camera loop", "## Pipeline cost", "## Scaling"):
+    for heading in ("## Latency", "paired rounds", "benchmark_app", "litert-benchmark", "No tool for onnxruntime", "raw (CSI camera), throughput", "## Accuracy", "## Camera loop", "## Pipeline cost", "## Scaling"):
         assert heading in md
     for png in ("latency.png", "accuracy.png", "scaling.png"):
         assert (out / png).stat().st_size > 1000

@@ -178,6 +178,13 @@ def vendor_crosscheck(runtime: str, artifact: Path, runner, sample: np.ndarray, 
     }
 
 
+def paired_speedup(fp32, int8, sample: np.ndarray, rounds: int, seconds: float) -> dict:
+    """int8's speed-up over its own fp32, as the median of `rounds` ratios of p50s taken in turns of about
+    `seconds` each: one run's interleaved blocks can land on a slow stretch of this VM for one engine only."""
+    ratios = [p50_over(fp32, sample, seconds) / p50_over(int8, sample, seconds) for _ in range(rounds)]
+    return {"ratio": float(np.median(ratios)), "range": [float(min(ratios)), float(max(ratios))], "rounds": rounds}
+
+
 def p50_over(infer, sample: np.ndarray, seconds: float) -> float:
     """p50 in ms of `infer(sample)` over about `seconds` (after a few warm-up calls)."""
     first = measure(infer, sample, warmup=5, runs=5)["p50"]

@@ -11,7 +11,7 @@ import numpy as np
 from edge.files import artifact_size_mb
 from pipeline import PipelineError
 from pipeline.bench.camera import camera_loop_rate
-from pipeline.bench.engines import engines_for, interleaved_latency, machine_info, vendor_crosscheck
+from pipeline.bench.engines import engines_for, interleaved_latency, machine_info, paired_speedup, vendor_crosscheck
 from pipeline.config import make_config
 from pipeline.costs import cost
 from pipeline.deploy import Deploy
@@ -120,12 +120,18 @@ def run_bench(bc: BenchConfig, log=print) -> dict:
         engines = engines_for(model, deployed, bc.threads)
         size = deployed["openvino"]["deploy"].preprocess.image_size
         log(f"[bench] {model}: interleaving {len(engines)} engines, {bc.runs} runs each")
-        latency = interleaved_latency(engines, np.zeros((1, 3, size, size), np.float32), bc.warmup, bc.runs)
+        sample = np.zeros((1, 3, size, size), np.float32)
+        latency = interleaved_latency(engines, sample, bc.warmup, bc.runs)
         base = latency["pytorch fp32"]["p50"]
         for name, row in latency.items():
             row["speedup_vs_pytorch"] = base / row["p50"]
             own = latency.get(name.rsplit(" ", 1)[0] + " fp32")
             row["speedup_vs_own_fp32"] = own["p50"] / row["p50"] if own else None
+        for name in [n for n in engines if n.endswith(" int8")]:
+            fp32 = name.rsplit(" ", 1)[0] + " fp32"
+            latency[name]["speedup_vs_own_fp32_paired"] = paired_speedup(
+                engines[fp32][1], engines[name][1], sample, bc.vendor_rounds, bc.vendor_seconds)
+            log(f"[bench] {name} / fp32, paired: {latency[name]['speedup_vs_own_fp32_paired']['ratio']:.2f}")
         vendor = vendor_tools(deployed, bc, np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32), log)
         results["models"][model] = {
             "resolution": size,
