@@ -105,6 +105,7 @@ def open_in_flight(runtime: str, artifact: Path, threads: int = 0, precision: st
     lanes = depth or cores
     per_lane = max(1, cores // lanes)
     runners = [load_runner(runtime, artifact, per_lane, precision) for _ in range(lanes)]
-    for runner in runners if pixels is not None else ():
-        runner.accept_pixels(pixels)
+    if pixels is not None:
+        for runner in runners:
+            runner.accept_pixels(pixels)
     return LaneQueue(runners)

@@ -212,7 +212,7 @@ def _camera_input_line(c: dict | None) -> str:
     if not c:
         return "- Camera input: the board normalises each frame itself (numpy) and hands the artifact a float tensor."
     return (f"- Camera input: the bundle's runner takes the camera's BGR pixels ({c['pixel_type']}), cropped and resized on the board; "
-            f"colour order, normalisation and layout are done by {c.get('by', 'the artifact')}. Against the host's preprocessing on "
+            f"colour order, normalisation and layout are done by {c['by']}. Against the host's preprocessing on "
             f"{c['images']} images: float max |logit difference| {c['float']['max_abs_diff']:.2e}, int8 "
             f"{c['int8']['max_abs_diff']:.2e} (same top-1 on {c['int8']['top1_agreement']:.3f}); int8 p50 "
             f"{c['latency_ms']['p50']:.2f} ms with its preprocessing.")
