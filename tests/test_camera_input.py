@@ -14,7 +14,7 @@ from edge.metrics import parity
 from edge.preprocess import read_image
 from edge.runners import as_input
 from pipeline.family import get_spec
-from pipeline.report import CAMERA_INPUT_MIN_SAME_TOP1, PARITY_RTOL, _camera_input_checks
+from pipeline.report import PARITY_RTOL, _camera_input_checks
 from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
 
 PRE = get_spec("b0").preprocess.at_size(TINY_SIZE)  # ImageNet's per-channel mean and std: the colour order matters
@@ -47,8 +47,7 @@ def test_pixel_artifacts_match_the_host_preprocessing_on_real_photos(name, pixel
         assert np.dtype(runner.input_dtype).name == pixel_type
         checks[precision] = _against_host(target, made[precision], pixel_artifact, photos)
     assert checks["fp32"]["relative_diff"] <= PARITY_RTOL, checks
-    assert checks["int8"]["top1_agreement"] >= CAMERA_INPUT_MIN_SAME_TOP1, checks
-    assert not _camera_input_checks({"float": checks["fp32"], "int8": checks["int8"]})
+    assert not _camera_input_checks({"float": checks["fp32"], "int8": checks["int8"], "images": len(photos)}), checks
 
 
 def test_a_wrong_recipe_inside_the_artifact_fails_the_check(target_artifacts, photos, tmp_path):
@@ -58,8 +57,20 @@ def test_a_wrong_recipe_inside_the_artifact_fails_the_check(target_artifacts, ph
     wrong = dataclasses.replace(PRE, mean=PRE.mean[::-1], std=PRE.std[::-1])
     checks = {k: _against_host(target, made[k], target.with_pixel_input(made[k], wrong, tmp_path / k), photos)
               for k in ("fp32", "int8")}
-    failures = _camera_input_checks({"float": checks["fp32"], "int8": checks["int8"]})
+    failures = _camera_input_checks({"float": checks["fp32"], "int8": checks["int8"], "images": len(photos)})
     assert failures and "float artifact that takes pixels" in failures[0], checks
+
+
+@pytest.mark.parametrize("same,images,fails", [(1.0, 16, False), (255 / 256, 256, False), (0.75, 16, True),
+                                               (0.9, 256, True), (14 / 16, 16, True)])
+def test_the_int8_check_fails_on_evidence_not_on_one_rounding_flip(same, images, fails):
+    """The int8 pixel artifact is the same model; a runtime folding the normalisation into its input quantizer can
+    flip one near-tie (1 in 256 real photos, OpenVINO on AVX2). The gate fails when the images show the share of
+    same top-1 below 99 %, which a wrong recipe does on a handful of images."""
+    camera = {"float": {"relative_diff": 0.0}, "int8": {"top1_agreement": same}, "images": images}
+    failures = _camera_input_checks(camera)
+    assert bool(failures) == fails, failures
+    assert not failures or f"of {images} images" in failures[0]
 
 
 def test_tensors_never_reach_a_pixel_artifact_as_bytes():
@@ -75,7 +86,7 @@ def test_the_bundle_ships_and_reports_the_pixel_artifacts(name, deployed_tiny):
     report = json.loads((run / "report.json").read_text())
     camera = report["camera_input"]
     assert camera["pixel_type"] == "uint8" and camera["images"] >= 16  # the validation and calibration photos
-    assert camera["float"]["relative_diff"] <= PARITY_RTOL and camera["int8"]["top1_agreement"] >= CAMERA_INPUT_MIN_SAME_TOP1
+    assert camera["float"]["relative_diff"] <= PARITY_RTOL and not _camera_input_checks(camera)
     assert "Camera input: the bundle's runner takes the camera's BGR pixels (uint8)" in (run / "report.md").read_text()
     bundle = Bundle.load(run / "bundle")
     assert bundle.takes_pixels and bundle.model_input == bundle.preprocess.pixels
