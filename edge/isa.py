@@ -25,6 +25,16 @@ ISAS = {
 SATURATING = {"avx2", "unknown"}
 
 
+def must_sum_exactly(made_for: str, host: str | None = None) -> bool:
+    """Whether this host's fused int8 kernels saturate sums that the board's (`made_for`) keep exact.
+
+    Int8 made for a VNNI, Arm or GPU board keeps full 8-bit weights, whose u8×s8 pairs overflow 16 bits on an
+    AVX2-only host; the host must then run it with exact int8 sums (the runtime's unfused path) to see the board's
+    answers, not its own saturated ones.
+    """
+    return (host or detect()) in SATURATING and made_for not in SATURATING
+
+
 def _cpu_flags(cpuinfo: str) -> set[str]:
     flags: set[str] = set()
     for line in cpuinfo.splitlines():

@@ -63,7 +63,10 @@ class Runner:
 class OpenVINORunner(Runner):
     """An IR compiled for the CPU at batch 1; `precision` is the inference precision hint."""
 
-    def __init__(self, artifact: Path, threads: int = 0, precision: str = "f32", device: str = "CPU"):
+    def __init__(self, artifact: Path, threads: int = 0, precision: str = "f32", device: str = "CPU", exact_int8: bool = False):
+        """`exact_int8`: the CPU plugin's low-precision transformations off, so each FakeQuantize rounds a float tensor
+        to its int8 grid and the layers sum in f32: exact int8 sums on any CPU, as a board whose int8 kernels never
+        saturate computes them (several times slower; for validation only)."""
         ov = require("openvino", "openvino", "the OpenVINO runner")
         core = ov.Core()
         config = {"PERFORMANCE_HINT": "LATENCY"}
@@ -72,13 +75,16 @@ class OpenVINORunner(Runner):
             config["INFERENCE_PRECISION_HINT"] = precision
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
+        if exact_int8:
+            config["LP_TRANSFORMS_MODE"] = "NO"  # the CPU plugin's own switch (ov::intel_cpu::lp_transforms_mode)
         self.compiled = core.compile_model(core.read_model(str(artifact)), device, config)
         self.request = self.compiled.create_infer_request()
         self.input_dtype = self.compiled.input(0).get_element_type().to_dtype()
         self.takes_pixels = self.input_dtype == np.uint8
         self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
         actual = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-        self.runtime = f"openvino {ov.get_version().split('-')[0]} ({device}, {actual})"
+        self.runtime = f"openvino {ov.get_version().split('-')[0]} ({device}, {actual})" + (
+            "; exact int8 sums (low-precision transformations off)" if exact_int8 else "")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = as_input(batch, self.input_dtype)
@@ -119,7 +125,7 @@ class OnnxRuntimeRunner(Runner):
         self.takes_pixels = self.input_name == PIXELS_INPUT  # uint8, or float32 pixels for TensorRT (targets.jetson)
         self.threads = int(threads) if threads else (os.cpu_count() or 1)  # ORT's default: one per core
         provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
-        self.runtime = f"onnxruntime {ort.__version__} ({provider})"
+        self.runtime = f"onnxruntime {ort.__version__} ({provider})" + ("; exact int8 sums (Q/DQ unfused)" if exact_int8 else "")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = as_input(batch, self.input_dtype)
@@ -137,19 +143,22 @@ def _tensorrt(artifact: Path, threads: int, precision: str, cache_dir: Path | No
 
 
 # The one registry of runtimes, for host and board alike: name -> (artifact, threads, precision, cache_dir) -> Runner.
+# `exact`: int8 sums as a board that never saturates makes them (edge.isa.must_sum_exactly). LiteRT's XNNPACK
+# widens products on every ISA and TensorRT sums in int32, so they are exact already.
 RUNTIMES = {
-    "openvino": lambda artifact, threads, precision, cache_dir: OpenVINORunner(artifact, threads, precision),
-    "onnxruntime": lambda artifact, threads, precision, cache_dir: OnnxRuntimeRunner(artifact, threads),
-    "litert": lambda artifact, threads, precision, cache_dir: LiteRTRunner(artifact, threads),
-    "tensorrt": _tensorrt,
+    "openvino": lambda artifact, threads, precision, cache_dir, exact: OpenVINORunner(artifact, threads, precision, exact_int8=exact),
+    "onnxruntime": lambda artifact, threads, precision, cache_dir, exact: OnnxRuntimeRunner(artifact, threads, exact_int8=exact),
+    "litert": lambda artifact, threads, precision, cache_dir, exact: LiteRTRunner(artifact, threads),
+    "tensorrt": lambda artifact, threads, precision, cache_dir, exact: _tensorrt(artifact, threads, precision, cache_dir),
 }
 
 
-def load_runner(runtime: str, artifact: Path, threads: int = 0, precision: str = "f32", cache_dir: Path | None = None) -> Runner:
+def load_runner(runtime: str, artifact: Path, threads: int = 0, precision: str = "f32", cache_dir: Path | None = None,
+                exact_int8: bool = False) -> Runner:
     """The runner for a runtime name (a target's `device_runtime`, a bundle's "runtime")."""
     if runtime not in RUNTIMES:
         raise UserError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
-    return RUNTIMES[runtime](artifact, threads, precision, cache_dir)
+    return RUNTIMES[runtime](artifact, threads, precision, cache_dir, exact_int8)
 
 
 def quantize_input(x: np.ndarray, details: dict) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.files import copy_artifact
+from edge.isa import must_sum_exactly
 from edge.latency import measure
 from pipeline.sensitivity import layer_sensitivity
 
@@ -41,7 +42,10 @@ class Recovery:
 
     def measure(self, artifact: Path) -> dict:
         runner = self.target.runner(artifact, self.threads, self.precision)
-        pred = _predictions(runner, self.val_x)
+        # decided on the board's answers: exact int8 sums where only this host's kernels saturate (timed fused)
+        exact = must_sum_exactly(self.quant.isa)
+        judged = self.target.runner(artifact, self.threads, self.precision, exact_int8=True) if exact else runner
+        pred = _predictions(judged, self.val_x)
         top1 = float((pred == self.val_y).mean())
         p50 = measure(runner.infer, self.sample, warmup=10, runs=self.runs)["p50"]
         return {"top1": top1, "drop_points": 100 * (self.float_top1 - top1), "agreement": float((pred == self.float_pred).mean()),

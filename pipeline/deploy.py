@@ -20,6 +20,7 @@ from tqdm import tqdm
 from pipeline import calibration
 import targets
 from edge import metrics
+from edge.isa import must_sum_exactly
 from edge.preprocess import Preprocess, read_images
 from pipeline import PipelineError
 from pipeline.config import DeployConfig
@@ -294,6 +295,7 @@ class Deploy:
             "ptq": ptq_stage.digest,
             "data": fingerprint(list_images(self.data_dir)),
             "settings": [cfg.threads, cfg.precision, cfg.warmup, cfg.runs, cfg.max_images],
+            "exact_int8": self.exact_int8,
             "split": self._splits_data,
         }
 
@@ -304,10 +306,14 @@ class Deploy:
             artifacts = {"float": float_stage.artifact, "int8": int8_stage.artifact}
             if ptq_stage is not int8_stage:  # QAT / auto: the PTQ model it started from, for comparison
                 artifacts["ptq"] = ptq_stage.artifact
-            runners = {k: self.target.runner(a, self.host_threads, cfg.precision) for k, a in artifacts.items()}
+            runners = {k: self._runner(a, int8=k != "float") for k, a in artifacts.items()}
             out = val.classify_all(samples, self.preprocess, model, runners, progress)
-            result = self._measure(out, runners, model, samples)
+            # timed as this host's runtime runs them; where they were classified with exact sums, fused again
+            timed = {k: self.target.runner(a, self.host_threads, cfg.precision) for k, a in artifacts.items()
+                     } if self.exact_int8 else runners
+            result = self._measure(out, runners, timed, model, samples)
             result["camera_input"] = self._camera_input(tmp, artifacts, runners, samples)
+            result["exact_int8"] = self.exact_int8
             # where the target can compare its int8 and float graphs layer by layer (None elsewhere)
             batch = np.load(self.calibration().path("calibration.npy"))[:4]
             result["layer_errors"] = self.target.layer_errors(float_stage.artifact, int8_stage.artifact, batch)
@@ -316,8 +322,17 @@ class Deploy:
 
         return self.run.stage("validate", key, work)
 
-    def _measure(self, out: dict, runners: dict, model, samples) -> dict:
-        """Accuracy, fidelity and latency from the classified validation images and the runners."""
+    @property
+    def exact_int8(self) -> bool:
+        """Whether the board keeps int8 sums exact where this host's fused kernels would saturate them."""
+        return must_sum_exactly(self.cfg.quant.isa)
+
+    def _runner(self, artifact: Path, int8: bool):
+        """An artifact as the board will compute it: int8 with exact sums where this host alone would saturate."""
+        return self.target.runner(artifact, self.host_threads, self.cfg.precision, exact_int8=int8 and self.exact_int8)
+
+    def _measure(self, out: dict, runners: dict, timed: dict, model, samples) -> dict:
+        """Accuracy and fidelity from the classified validation images and their runners; latency from `timed`."""
         cfg, logits, y = self.cfg, out["logits"], out["labels"]
         if len(y) == 0:
             raise PipelineError(f"all {len(out['skipped'])} images in {self.data_dir} are unreadable; check DATA")
@@ -339,14 +354,14 @@ class Deploy:
             "agreement_unlabelled": self._unlabelled_agreement(model, int8_runner, samples),
             "field_agreement": self._held_out_agreement(model, int8_runner),
             "float_parity": val.parity(logits["float"], logits["torch"]),
-            "latency_ms": {k: val.latency(r, sample, cfg.warmup, cfg.runs) for k, r in runners.items() if k != "ptq"},
+            "latency_ms": {k: val.latency(r, sample, cfg.warmup, cfg.runs) for k, r in timed.items() if k != "ptq"},
             "runtime": {"int8": int8_runner.runtime, "float": runners["float"].runtime, "threads": int8_runner.threads},
-            "executed_precisions": int8_runner.executed_precisions(),
+            "executed_precisions": timed["int8"].executed_precisions(),
         }
         if "ptq" in runners:
             result["accuracy"]["ptq"] = val.accuracy(logits["ptq"], y)
             result["accuracy"]["ptq_top1_agreement"] = val.agreement(logits["ptq"], logits["torch"])
-            result["latency_ms"]["ptq"] = val.latency(runners["ptq"], sample, cfg.warmup, cfg.runs)
+            result["latency_ms"]["ptq"] = val.latency(timed["ptq"], sample, cfg.warmup, cfg.runs)
         return result
 
     def _camera_input(self, tmp: Path, artifacts: dict, runners: dict, samples) -> dict | None:
@@ -356,7 +371,7 @@ class Deploy:
         made = {k: self.target.with_pixel_input(artifacts[k], self.preprocess, tmp / f"{k}_pixels") for k in ("float", "int8")}
         if None in made.values():
             return None
-        board = {k: self.target.runner(p, self.host_threads, self.cfg.precision) for k, p in made.items()}
+        board = {k: self._runner(p, int8=k == "int8") for k, p in made.items()}
         for runner in board.values():
             runner.accept_pixels(self.preprocess)  # as the bundle's runner does (LiteRT's table; others hold it)
         calibrated = [] if self.calibration().result.get("random") else self._calibration_files()
@@ -367,13 +382,14 @@ class Deploy:
             for k in made:
                 fed[k].append(board[k].infer(pixels[None]))
                 host[k].append(runners[k].infer(self.preprocess.normalize(pixels)[None]))
+        timed = self.target.runner(made["int8"], self.host_threads, self.cfg.precision) if self.exact_int8 else board["int8"]
         return {
             "artifacts": {k: p.name for k, p in made.items()},
             "images": len(fed["int8"]),
             "pixel_type": np.dtype(board["int8"].input_dtype).name,  # uint8; float32 where the runtime wants it
             "by": board["int8"].pixels_by,
             **{k: metrics.parity(np.concatenate(fed[k]), np.concatenate(host[k])) for k in made},
-            "latency_ms": val.latency(board["int8"], self.preprocess.blank(pixels=True), self.cfg.warmup, self.cfg.runs),
+            "latency_ms": val.latency(timed, self.preprocess.blank(pixels=True), self.cfg.warmup, self.cfg.runs),
         }
 
     def report(self) -> dict:

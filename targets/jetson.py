@@ -135,8 +135,9 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
         onnx.save(model, str(path))
         return path
 
-    def runner(self, artifact: Path, threads: int = 0, precision: str = "f32"):
-        """The real TensorRT engine where TensorRT and a GPU exist; ONNX Runtime as the reference elsewhere."""
+    def runner(self, artifact: Path, threads: int = 0, precision: str = "f32", exact_int8: bool = False):
+        """The real TensorRT engine where TensorRT and a GPU exist; ONNX Runtime as the reference elsewhere, its
+        int8 sums always exact (`exact_int8` changes nothing: TensorRT's are)."""
         from edge import tensorrt_engine as trt_engine
 
         if trt_engine.available()[0]:

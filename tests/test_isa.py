@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from edge.isa import detect
+from edge.isa import detect, must_sum_exactly
 from pipeline import PipelineError
 from pipeline.cli import main
 from pipeline.config import make_config
+from pipeline.report import EXACT_SUMS_LINE
 
 ZEN3 = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma bmi2\n"
 ZEN4 = ZEN3.replace("bmi2", "bmi2 avx512f avx512bw avx512_vnni avx512_bf16")
@@ -79,6 +80,10 @@ def test_forcing_the_other_cpu_kind_changes_the_recipe(target, measure, tiny_che
         ranges[board] = measure(out / "int8" / ("model.onnx" if target == "onnx" else "model.xml"))
         md = (out / "report.md").read_text()
         assert f"int8 made for **{board}" in md
+        # a VNNI board's 8-bit weights validated on an AVX2 host: with exact sums, the board's answers
+        exact = must_sum_exactly(board)
+        assert report["int8_isa"]["exact_sums"] == exact and ("exact int8 sums" in report["runtime"]["int8"]) == exact
+        assert (EXACT_SUMS_LINE in md) == exact and "exact int8 sums" not in report["runtime"]["float"]
         assert json.loads((out / "bundle" / "config.json").read_text())["int8_isa"] == board
     # ONNX Runtime's reduce_range narrows every weight but the depthwise; NNCF's overflow fix the layers fed by u8 activations.
     assert ranges["avx512-vnni"] == 0 and ranges["avx2"] >= (1.0 if target == "onnx" else 0.25)
