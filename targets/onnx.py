@@ -128,6 +128,12 @@ def _add_pads(conv, spatial: list[int]) -> bool:
     return True
 
 
+def _grid_range(scale: np.ndarray, zero_point: np.ndarray) -> tuple[float, float]:
+    """The float range a QuantizeLinear's per-tensor grid holds: what it clips its input to."""
+    info = np.iinfo(zero_point.dtype)
+    return float((info.min - int(zero_point)) * scale), float((info.max - int(zero_point)) * scale)
+
+
 def _readers(nodes) -> dict[str, list]:
     """Tensor name -> the nodes that read it."""
     readers: dict[str, list] = {}
@@ -276,27 +282,38 @@ def _nodes_for(float_artifact: Path, layers: tuple[str, ...]) -> dict[str, str]:
 
 def _float_inputs(path: Path, excluded: set[str]) -> None:
     """Feed each excluded node its float input: ONNX Runtime still quantizes the producer's output,
-    so a Q/DQ pair read only by excluded nodes is bypassed (and dropped)."""
+    so a Q/DQ pair read only by excluded nodes is replaced by a float Clip to the pair's range.
+
+    The Clip keeps the activation: ONNX Runtime's quantizer drops each ReLU6/ReLU (Clip) whose range
+    the following QuantizeLinear's grid already clips to, so the pair was the activation. Bypassed
+    without it, a kept-float Lite0 projection conv read its unclipped input (agreement 0.03-0.10).
+    """
     onnx = require("onnx", "onnx", "the onnx target")
+    from onnx import helper, numpy_helper
+
     model = onnx.load(str(path))
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
     readers = _readers(g.node)
-    drop = set()
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    replaced = {}
     for n in g.node:
         if n.name not in excluded:
             continue
         dq = producer.get(n.input[0])
         q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear":
+        if q is None or q.op_type != "QuantizeLinear" or id(q) in replaced:
             continue
         if all(r.name in excluded for r in readers[dq.output[0]]) and len(readers[q.output[0]]) == 1:
-            for r in readers[dq.output[0]]:
-                r.input[0] = q.input[0]
-            drop |= {id(dq), id(q)}
-    kept = [n for n in g.node if id(n) not in drop]
+            low, high = _grid_range(consts[q.input[1]], consts[q.input[2]])
+            bounds = [numpy_helper.from_array(np.array(v, np.float32), f"{q.name}_float_{k}") for k, v in (("min", low), ("max", high))]
+            g.initializer.extend(bounds)
+            replaced[id(q)] = helper.make_node("Clip", [q.input[0], bounds[0].name, bounds[1].name], [dq.output[0]],
+                                               name=f"{q.name}_float_range")
+            replaced[id(dq)] = None
+    kept = [replaced.get(id(n), n) for n in g.node]
     del g.node[:]
-    g.node.extend(kept)
+    g.node.extend(n for n in kept if n is not None)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
 

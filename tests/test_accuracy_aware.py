@@ -156,3 +156,36 @@ def test_tflite_names_map_back_to_pytorch_modules(tmp_path):
     mapped = {tflite.torch_name(names[o["outputs"][0]]) for o in it._get_ops_details()
               if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")}
     assert mapped == {n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+def test_an_onnx_layer_kept_in_float_keeps_the_activation_it_reads(tmp_path):
+    """ONNX Runtime's quantizer drops each ReLU6 whose range the next QuantizeLinear's grid clips to, so a layer
+    kept in float must read its input through that range. Fed the unclipped depthwise output instead, real Lite0
+    with its projection conv kept in float agreed with float on 0.03-0.10 of photos (QUANT=auto broke where it
+    should recover)."""
+    import cv2
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from edge.runners import OnnxRuntimeRunner
+    from pipeline.config import QuantConfig
+    from pipeline.models import fix_same_padding
+    from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
+    from targets import onnx as onnx_target
+
+    spec, size, layer = get_spec("lite0"), 128, "blocks.1.0.conv_pwl"  # a 1x1 projection reading a ReLU6 output
+    model = fix_same_padding(load(spec).model.eval(), size)
+    pre = spec.preprocess.at_size(size)
+    photos = np.stack([pre(cv2.imread(str(_skimage_photo(p)))) for p in CALIBRATION_PHOTOS])
+    float_path = onnx_target.TARGET.convert_float(model, torch.zeros(1, 3, size, size), tmp_path / "float")
+    quant = QuantConfig(bias_correction="off", isa="avx512-vnni")
+    kept = onnx_target.TARGET.quantize(model, float_path, photos, quant, tmp_path / "kept", exclude=(layer,))
+    graph = onnx.load(str(kept)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    clip = producer[next(n for n in graph.node if n.name == onnx_target.compute_nodes(float_path)[layer]).input[0]]
+    bounds = {t.name: float(numpy_helper.to_array(t)) for t in graph.initializer if t.name in clip.input[1:]}
+    assert clip.op_type == "Clip" and bounds[clip.input[1]] == 0.0 and bounds[clip.input[2]] == pytest.approx(6.0, rel=1e-4)
+    reference = OnnxRuntimeRunner(float_path).infer(photos).argmax(1)
+    agreement = (OnnxRuntimeRunner(kept, exact_int8=True).infer(photos).argmax(1) == reference).mean()
+    assert agreement >= 0.75, agreement
