@@ -53,6 +53,8 @@ target made for avx2 (board.isa auto-detected):
               ... depthwise kept 8-bit         0.729 (0.675-0.777)           (the recipe since; as NNCF's overflow fix)
     jetson*   overflow fix, run in ORT       0.760 (0.708-0.806)   0.861   (* host check only: TensorRT does not saturate)
     tflite    XNNPACK                        0.882 (0.840-0.914)   0.778   (16x8 for those two layers hurts here)
+(ONNX Runtime's 0.740 with 2 layers kept out of int8 predates the fix of 2026-12-02: a kept-float layer
+then read its input without the ReLU6 ONNX Runtime's quantizer had folded into the Q/DQ pair.)
 OpenVINO's emulated AVX2 (0.819) was close to the real one (0.802). The confident crops agree on
 0.977-1.000 everywhere: the losses are near-ties.
 
