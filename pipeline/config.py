@@ -38,6 +38,10 @@ def at_least(name: str, value, low, optional: bool = False) -> None:
         raise PipelineError(f"{name}={value} is out of range; use a number >= {low}")
 
 
+ONNX_SATURATING_QUANTIZER = ("NNCF's with its overflow fix, fused for ONNX Runtime, where every activation is a "
+                             "ReLU/ReLU6 (Lite); ONNX Runtime's with reduce_range otherwise (swish)")
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     """How to quantize: post-training (ptq), quantization-aware training (qat) or accuracy-aware PTQ (auto)."""
@@ -111,19 +115,16 @@ class QuantConfig:
         """Whether the board's int8 kernels can saturate (x86 without VNNI): then weights get 7 bits."""
         return int8_isa.saturates(self.isa)
 
-    @property
-    def ort_reduce_range(self) -> bool:
-        """ONNX Runtime's 7-bit weights (but depthwise ones), for the same reason as NNCF's overflow fix."""
-        return self.saturates
 
     def recipe(self, target: str) -> dict:
         """The ISA-dependent quantizer settings, as the report states them."""
         bias = {"bias_correction": f"{self.bias_correction} (NNCF)"}
         if target in ("openvino", "jetson"):
             return {"nncf.overflow_fix": "ENABLE" if self.saturates else "DISABLE", **bias}
+        if target == "onnx" and self.saturates:  # targets/onnx.py: which one follows from the model's activations
+            return {"quantizer": ONNX_SATURATING_QUANTIZER, "weights": "7-bit; depthwise 8-bit (summed in 32 bits)", **bias}
         if target == "onnx":
-            depthwise = {"onnxruntime.depthwise_weights": "8-bit (summed in 32 bits)"} if self.ort_reduce_range else {}
-            return {"onnxruntime.reduce_range": self.ort_reduce_range, **depthwise, **bias}
+            return {"quantizer": "ONNX Runtime's quantize_static", **bias}
         return {"int8 arithmetic": "XNNPACK's int8 kernels widen products to 16/32 bits on x86 and Arm alike", **bias}
 
 
@@ -256,7 +257,7 @@ def make_config(target: str, values: dict) -> DeployConfig:
     if values.get("quant.isa") is not None:
         raise PipelineError("quant.isa follows the board: set board.isa instead (e.g. SET=board.isa=avx2)")
     cfg = override(cfg, {k: v for k, v in values.items() if v is not None})
-    # The quantizer follows the board's int8 arithmetic (see QuantConfig.nncf_kwargs / ort_reduce_range).
+    # The quantizer follows the board's int8 arithmetic (see QuantConfig.nncf_kwargs and targets/onnx.py).
     quant = dataclasses.replace(cfg.quant, isa=cfg.board.resolved_isa(), preset=resolved_preset(cfg.quant.preset, cfg.model))
     return dataclasses.replace(cfg, quant=quant)
 

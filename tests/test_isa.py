@@ -9,7 +9,7 @@ import pytest
 from edge.isa import detect, must_sum_exactly
 from pipeline import PipelineError
 from pipeline.cli import main
-from pipeline.config import make_config
+from pipeline.config import ONNX_SATURATING_QUANTIZER, make_config
 from pipeline.report import EXACT_SUMS_LINE
 
 ZEN3 = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma bmi2\n"
@@ -30,8 +30,8 @@ def test_profiles_declare_their_boards_and_settings_are_checked():
     assert make_config("rpi", {}).quant.isa == "arm-neon"
     assert make_config("jetson", {}).quant.isa == "gpu"
     assert make_config("openvino", {}).quant.isa == detect()  # deploying for this machine
-    assert make_config("onnx", {"board.isa": "avx2"}).quant.ort_reduce_range is True
-    assert make_config("onnx", {"board.isa": "avx512-vnni"}).quant.ort_reduce_range is False
+    assert make_config("onnx", {"board.isa": "avx2"}).quant.recipe("onnx")["quantizer"] == ONNX_SATURATING_QUANTIZER
+    assert make_config("onnx", {"board.isa": "avx512-vnni"}).quant.recipe("onnx")["quantizer"] == "ONNX Runtime's quantize_static"
     with pytest.raises(PipelineError, match="set board.isa instead"):
         make_config("openvino", {"quant.isa": "avx2"})  # would be overwritten by the board's
     with pytest.raises(PipelineError, match="unknown int8 ISA 'zen3'; use auto or one of avx512-vnni"):
@@ -85,9 +85,10 @@ def test_forcing_the_other_cpu_kind_changes_the_recipe(target, measure, tiny_che
         assert report["int8_isa"]["exact_sums"] == exact and ("exact int8 sums" in report["runtime"]["int8"]) == exact
         assert (EXACT_SUMS_LINE in md) == exact and "exact int8 sums" not in report["runtime"]["float"]
         assert json.loads((out / "bundle" / "config.json").read_text())["int8_isa"] == board
-    # ONNX Runtime's reduce_range narrows every weight but the depthwise; NNCF's overflow fix the layers fed by u8 activations.
+    # ONNX Runtime's reduce_range (b0's swish) narrows every weight but the depthwise; NNCF's overflow fix in the IR
+    # the layers fed by u8 activations.
     assert ranges["avx512-vnni"] == 0 and ranges["avx2"] >= (1.0 if target == "onnx" else 0.25)
     recipe = json.loads((outs["avx2"] / "report.json").read_text())["int8_isa"]["recipe"]
-    fix = ({"onnxruntime.reduce_range": True, "onnxruntime.depthwise_weights": "8-bit (summed in 32 bits)"} if target == "onnx"
-           else {"nncf.overflow_fix": "ENABLE"})
+    fix = ({"quantizer": ONNX_SATURATING_QUANTIZER, "weights": "7-bit; depthwise 8-bit (summed in 32 bits)"}
+           if target == "onnx" else {"nncf.overflow_fix": "ENABLE"})
     assert recipe == {**fix, "bias_correction": "fast (NNCF)"}

@@ -149,3 +149,62 @@ def test_tensorrt_engine_build_and_run(tiny, tmp_path):
     assert tensorrt_engine.build_engine(tiny["qdq"], tmp_path, "int8") == engine  # cached
     logits = tensorrt_engine.TensorRTRunner(engine).infer(tiny["test"])
     assert agreement(logits, tiny["ref"]) >= 0.9
+
+
+@pytest.fixture(scope="module")
+def real_lite0(tmp_path_factory):
+    """Real Lite0 at 128 px, its float ONNX and 16 real photos: ReLU6 throughout, as the fused NNCF recipe needs."""
+    import cv2
+
+    from pipeline.family import get_spec
+    from pipeline.models import fix_same_padding, load
+    from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
+
+    spec, size = get_spec("lite0"), 128
+    model = fix_same_padding(load(spec).model.eval(), size)
+    pre = spec.preprocess.at_size(size)
+    photos = np.stack([pre(cv2.imread(str(_skimage_photo(p)))) for p in CALIBRATION_PHOTOS])
+    fp32 = onnx_target.convert_float(model, torch.zeros(1, 3, size, size), tmp_path_factory.mktemp("lite0") / "float")
+    return {"model": model, "photos": photos, "fp32": fp32}
+
+
+def test_nncf_int8_for_avx2_fuses_fully_in_onnxruntime_and_keeps_its_values(real_lite0, tmp_path):
+    """For boards that saturate, Lite models take NNCF's int8 (overflow fix, its own bias correction; 0.986 against
+    ONNX Runtime's 0.965 on 1000 ImageNet photos). As NNCF writes it, ONNX Runtime fuses 12 of 49 convolutions;
+    rewritten, every convolution and residual add runs in int8, and the rewrite moves no value off its grid."""
+    import copy
+
+    import onnxruntime as ort
+
+    from edge.runners import OnnxRuntimeRunner
+
+    t, quant = real_lite0, QuantConfig(isa="avx2", preset="performance", bias_correction="fast")
+    assert onnx_module.activations_fold_into_grids(t["fp32"])
+    nncf_file = onnx_module.nncf_quantize(t["fp32"], t["photos"], quant, per_tensor_activations=True)
+    written = tmp_path / "nncf.onnx"
+    onnx.save(copy.deepcopy(nncf_file), str(written))
+    made = onnx_target.quantize(t["model"], t["fp32"], t["photos"], quant, tmp_path / "int8")
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(made), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("QLinearConv") == 49 and "Conv" not in ops and "FusedConv" not in ops
+    assert ops.count("QLinearAdd") == 9 and "Add" not in ops
+
+    exact_before = OnnxRuntimeRunner(written, exact_int8=True).infer(t["photos"])
+    exact_after = OnnxRuntimeRunner(made, exact_int8=True).infer(t["photos"])
+    assert parity(exact_after, exact_before)["relative_diff"] < 1e-3  # int32 biases round to a step of their own
+    reference = onnx_target.runner(t["fp32"]).infer(t["photos"])
+    assert agreement(onnx_target.runner(made).infer(t["photos"]), reference) >= 0.8
+
+    g = onnx.load(str(made)).graph
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4}
+    depthwise = {w for w, a in weights.items() if a.shape[1] == 1}
+    assert depthwise and all(np.abs(a.astype(int)).max() <= 64 for w, a in weights.items() if w not in depthwise)
+
+
+def test_swish_models_keep_onnxruntimes_placement_on_avx2(tiny):
+    """NNCF quantizes swish after its Sigmoid x Mul, which leaves every Conv's output float (3x slower on B0 in ONNX
+    Runtime): B models keep ONNX Runtime's own quantizer with reduce_range."""
+    assert not onnx_module.activations_fold_into_grids(tiny["fp32"])

@@ -18,6 +18,8 @@ Measured 2026-12-02 on a 2-core AMD EPYC Zen 3 (int8 ISA avx2: no VNNI, u8×s8 p
     jetson*    0.886   0.878   0.978 (0.967-0.985)   +0.8 (+0.0 to +1.6)    inconclusive
     tflite     0.886   0.883   0.984 (0.974-0.990)   +0.3 (-0.4 to +1.0)    passed
     (* the gpu recipe's Q/DQ model with its pairs unfused in ONNX Runtime: TensorRT's exact int32 sums)
+    onnx, NNCF's int8 fused for ONNX Runtime (the AVX2 recipe for the Lite models since, targets/onnx.py):
+    onnx       0.886   0.883   0.986 (0.977-0.992)   +0.3 (-0.4 to +1.0)    passed
 
 Made for a VNNI board (--set board.isa=avx512-vnni: full 8-bit weights) and judged on the same Zen 3
 with exact int8 sums, as VNNI's 32-bit sums make them (edge.isa.must_sum_exactly):
@@ -25,8 +27,9 @@ with exact int8 sums, as VNNI's 32-bit sums make them (edge.isa.must_sum_exactly
     openvino   0.886   0.878   0.981 (0.971-0.988)   +0.8 (+0.1 to +1.6)    inconclusive
     onnx       0.886   0.883   0.991 (0.983-0.995)   +0.3 (-0.3 to +0.9)    passed
 
-So AVX2's 7-bit weights cost ONNX Runtime 2.6 points of agreement (0.965 against 0.991) and OpenVINO
-none measurable. Keeping the stem and the first depthwise conv in float (QUANT=auto's first two
+So AVX2's 7-bit weights cost OpenVINO no measurable agreement (0.979 against 0.981), and ONNX Runtime's
+own quantizer 2.6 points (0.965 against 0.991); NNCF's quantization of the same 7-bit grid (with its
+bias correction for that grid) recovers them (0.986). Keeping the stem and the first depthwise conv in float (QUANT=auto's first two
 steps) left ONNX Runtime on AVX2 at 0.969 (0.956-0.978).
 
 Float top-1 is 0.886 here against Lite0's published 0.751 on ImageNet's validation set: one photo
