@@ -62,7 +62,8 @@ def test_static_same_padding_is_exact_and_exports_no_pad(tmp_path):
         np.testing.assert_allclose(got, before.numpy(), atol=1e-4 * float(before.abs().max()))
 
 
-def test_lite_int8_runs_as_one_int8_chain_in_onnxruntime(tmp_path):
+@pytest.mark.parametrize("isa", ["avx512-vnni", "avx2"])  # ONNX Runtime's quantizer; NNCF's, made fusable
+def test_lite_int8_runs_as_one_int8_chain_in_onnxruntime(isa, tmp_path):
     """With the pads folded, every convolution of a Lite model is one fused int8 kernel in ONNX Runtime, with no
     float Pad between dequantize/quantize pairs (which made its int8 slower than its fp32)."""
     import onnx
@@ -76,10 +77,11 @@ def test_lite_int8_runs_as_one_int8_chain_in_onnxruntime(tmp_path):
     model = fix_same_padding(timm.create_model("tf_efficientnet_lite0", num_classes=4).eval(), 64)
     calib = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
     fp32 = onnx_target.TARGET.convert_float(model, torch.from_numpy(calib[:1]), tmp_path / "fp32")
-    int8 = onnx_target.TARGET.quantize(model, fp32, calib, QuantConfig(bias_correction="off"), tmp_path / "int8")
+    int8 = onnx_target.TARGET.quantize(model, fp32, calib, QuantConfig(bias_correction="off", isa=isa), tmp_path / "int8")
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
     ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
     assert ops.count("QLinearConv") == 49 and "Conv" not in ops and "Pad" not in ops
-    assert ops.count("QuantizeLinear") == 1 and ops.count("DequantizeLinear") == 1  # the input and the logits only
+    # the input and the logits only; NNCF leaves the classifier (0.3 % of the multiply-adds) in float behind Flatten
+    assert ops.count("QuantizeLinear") == 1 and ops.count("DequantizeLinear") == (1 if isa == "avx512-vnni" else 2)
