@@ -32,7 +32,7 @@ def must_sum_exactly(made_for: str, host: str | None = None) -> bool:
     AVX2-only host; the host must then run it with exact int8 sums (the runtime's unfused path) to see the board's
     answers, not its own saturated ones.
     """
-    return (host or detect()) in SATURATING and made_for not in SATURATING
+    return saturates(host or detect()) and not saturates(made_for)
 
 
 def _cpu_flags(cpuinfo: str) -> set[str]:

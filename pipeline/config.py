@@ -115,7 +115,6 @@ class QuantConfig:
         """Whether the board's int8 kernels can saturate (x86 without VNNI): then weights get 7 bits."""
         return int8_isa.saturates(self.isa)
 
-
     def recipe(self, target: str) -> dict:
         """The ISA-dependent quantizer settings, as the report states them."""
         bias = {"bias_correction": f"{self.bias_correction} (NNCF)"}

@@ -308,9 +308,9 @@ class Deploy:
                 artifacts["ptq"] = ptq_stage.artifact
             runners = {k: self._runner(a, int8=k != "float") for k, a in artifacts.items()}
             out = val.classify_all(samples, self.preprocess, model, runners, progress)
-            # timed as this host's runtime runs them; where they were classified with exact sums, fused again
-            timed = {k: self.target.runner(a, self.host_threads, cfg.precision) for k, a in artifacts.items()
-                     } if self.exact_int8 else runners
+            # timed as this host's runtime runs them: where int8 was classified with exact sums, fused again
+            timed = {k: self.target.runner(a, self.host_threads, cfg.precision) if self.exact_int8 and k != "float" else runners[k]
+                     for k, a in artifacts.items()}
             result = self._measure(out, runners, timed, model, samples)
             result["camera_input"] = self._camera_input(tmp, artifacts, runners, samples)
             result["exact_int8"] = self.exact_int8

@@ -421,7 +421,6 @@ def _float_inputs(path: Path, excluded: set[str]) -> None:
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
     readers = _readers(g.node)
-    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     replaced = {}
     for n in g.node:
         if n.name not in excluded:
@@ -431,7 +430,7 @@ def _float_inputs(path: Path, excluded: set[str]) -> None:
         if q is None or q.op_type != "QuantizeLinear" or id(q) in replaced:
             continue
         if all(r.name in excluded for r in readers[dq.output[0]]) and len(readers[q.output[0]]) == 1:
-            low, high = _grid_range(consts[q.input[1]], consts[q.input[2]])
+            low, high = _grid_range(_stored_value(q.input[1], g), _stored_value(q.input[2], g))
             bounds = [numpy_helper.from_array(np.array(v, np.float32), f"{q.name}_float_{k}") for k, v in (("min", low), ("max", high))]
             g.initializer.extend(bounds)
             replaced[id(q)] = helper.make_node("Clip", [q.input[0], bounds[0].name, bounds[1].name], [dq.output[0]],
