@@ -81,6 +81,8 @@ def qdq_placement(artifact: Path) -> dict:
     muls = [n for n in g.node if n.op_type == "Mul" and len(n.input) == 2]
     se = [n for n in muls if any(from_dq(i) for i in n.input) or not any(producer.get(i) and producer[i].op_type == "Conv" for i in n.input)]
     se_q = sum(all(from_dq(i) for i in n.input) for n in se)
+    activation_scales = [inits.get(n.input[1], consts.get(n.input[1])) for n in g.node
+                         if n.op_type == "QuantizeLinear" and n.input[0] not in inits and n.input[0] not in consts]
     zero_points = [inits.get(n.input[2], consts.get(n.input[2])) for n in g.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
     zero_points = [zp for zp in zero_points if zp is not None]
     return {
@@ -92,6 +94,8 @@ def qdq_placement(artifact: Path) -> dict:
         "se_multiplies_int8": se_q,
         "nonzero_zero_points": sum(bool(zp.any()) for zp in zero_points),
         "uint8_quantizers": sum(zp.dtype == np.uint8 for zp in zero_points),  # TensorRT's parser rejects them
+        # TensorRT quantizes activations per tensor only (weights may have a scale per output channel)
+        "per_channel_activation_quantizers": sum(scale is None or scale.size > 1 for scale in activation_scales),
     }
 
 
@@ -121,7 +125,9 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
         `exclude`: PyTorch module names kept out of int8 (TensorRT runs them in FP16).
         """
         onnx = require("onnx", "onnx", "the jetson target")
-        int8 = onnx_target.nncf_quantize(float_artifact, calibration, dataclasses.replace(quant, preset=self.qat_preset), exclude)
+        # TensorRT quantizes activations per tensor only (NNCF's CPU default gives depthwise inputs a scale per channel)
+        tensorrt = dataclasses.replace(quant, preset=self.qat_preset, activation_scales="per-tensor")
+        int8 = onnx_target.nncf_quantize(float_artifact, calibration, tensorrt, exclude)
         signed_int8(int8)
         path = Path(out).with_suffix(".onnx")
         onnx.save(int8, str(path))

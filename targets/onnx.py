@@ -19,6 +19,7 @@ ONNX Runtime's own quantizer with reduce_range (the same 7-bit weights), at 8.2 
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import warnings
 from collections import Counter
@@ -213,21 +214,14 @@ def compute_nodes(artifact: Path) -> dict[str, str]:
     return {torch_name(n.name): n.name for n in onnx.load(str(artifact)).graph.node if n.op_type in _COMPUTE_OPS}
 
 
-def nncf_quantize(float_artifact: Path, calibration: np.ndarray, quant, exclude: tuple[str, ...] = (),
-                  per_tensor_activations: bool = False):
+def nncf_quantize(float_artifact: Path, calibration: np.ndarray, quant, exclude: tuple[str, ...] = ()):
     """Float ONNX -> NNCF's int8 Q/DQ ONNX model (in memory), with the quantizer settings `quant` gives.
 
     `exclude`: PyTorch module names whose Conv/Gemm stays float (NNCF's ignored scope).
-    `per_tensor_activations`: one scale per activation tensor, as ONNX Runtime's QLinearConv needs (NNCF
-    gives depthwise inputs a scale per channel otherwise).
     """
     onnx = require("onnx", "onnx", "the onnx target")
     nncf = require("nncf", "nncf", "the onnx target")
     kwargs = quant.nncf_kwargs(nncf, len(calibration))
-    if per_tensor_activations:
-        from nncf.quantization.advanced_parameters import QuantizationParameters
-
-        kwargs["advanced_parameters"].activations_quantization_params = QuantizationParameters(per_channel=False)
     if exclude:
         kwargs["ignored_scope"] = nncf.IgnoredScope(names=[_nodes_for(float_artifact, exclude)[layer] for layer in exclude])
     dataset = nncf_dataset(nncf, calibration, lambda item: {"input": item})
@@ -501,7 +495,8 @@ class OnnxRuntimeTarget(Target):
 
         path = Path(out).with_suffix(".onnx")
         if quant.saturates and activations_fold_into_grids(float_artifact):  # see the module's docstring
-            int8 = nncf_quantize(float_artifact, calibration, quant, exclude, per_tensor_activations=True)
+            # ONNX Runtime's QLinearConv takes one activation scale per tensor
+            int8 = nncf_quantize(float_artifact, calibration, dataclasses.replace(quant, activation_scales="per-tensor"), exclude)
             require("onnx", "onnx", self.name).save(fused_for_onnx_runtime(int8), str(path))
             return path
         nodes = _nodes_for(float_artifact, exclude)

@@ -90,5 +90,5 @@ def test_forcing_the_other_cpu_kind_changes_the_recipe(target, measure, tiny_che
     assert ranges["avx512-vnni"] == 0 and ranges["avx2"] >= (1.0 if target == "onnx" else 0.25)
     recipe = json.loads((outs["avx2"] / "report.json").read_text())["int8_isa"]["recipe"]
     fix = ({"quantizer": ONNX_SATURATING_QUANTIZER, "weights": "7-bit; depthwise 8-bit (summed in 32 bits)"}
-           if target == "onnx" else {"nncf.overflow_fix": "ENABLE"})
+           if target == "onnx" else {"nncf.overflow_fix": "ENABLE", "activation_scales": "per-tensor"})
     assert recipe == {**fix, "bias_correction": "fast (NNCF)"}

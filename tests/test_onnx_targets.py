@@ -91,6 +91,7 @@ def test_qdq_for_tensorrt_is_standard_symmetric_and_well_placed(tiny):
     assert info["custom_domain_ops"] == [] and info["batchnorm_ops"] == 0
     assert info["nonzero_zero_points"] == 0  # TensorRT needs symmetric quantization
     assert info["uint8_quantizers"] == 0 and info["quantize_ops"] > 50  # and int8 ones
+    assert info["per_channel_activation_quantizers"] == 0  # TensorRT: one scale per activation tensor
     assert info["int8_macs_share"] > 0.97
     # Every convolution outside squeeze-excite reads int8 weights and activations.
     assert info["compute_ops_int8_input"] >= 49, info
@@ -180,7 +181,7 @@ def test_nncf_int8_for_avx2_fuses_fully_in_onnxruntime_and_keeps_its_values(real
 
     t, quant = real_lite0, QuantConfig(isa="avx2", preset="performance", bias_correction="fast")
     assert onnx_module.activations_fold_into_grids(t["fp32"])
-    nncf_file = onnx_module.nncf_quantize(t["fp32"], t["photos"], quant, per_tensor_activations=True)
+    nncf_file = onnx_module.nncf_quantize(t["fp32"], t["photos"], quant)
     written = tmp_path / "nncf.onnx"
     onnx.save(copy.deepcopy(nncf_file), str(written))
     made = onnx_target.quantize(t["model"], t["fp32"], t["photos"], quant, tmp_path / "int8")

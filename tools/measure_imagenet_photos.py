@@ -27,6 +27,18 @@ with exact int8 sums, as VNNI's 32-bit sums make them (edge.isa.must_sum_exactly
     openvino   0.886   0.878   0.981 (0.971-0.988)   +0.8 (+0.1 to +1.6)    inconclusive
     onnx       0.886   0.883   0.991 (0.983-0.995)   +0.3 (-0.3 to +0.9)    passed
 
+One activation scale per tensor (quant.activation_scales=per-tensor, the default since 2026-12-02; NNCF's
+CPU default gives each depthwise input a scale per channel, which TensorRT cannot take), same Zen 3:
+
+    openvino   0.886   0.879   0.985 (0.975-0.991)   +0.7 (-0.0 to +1.5)    inconclusive
+    jetson*    0.886   0.881   0.981 (0.971-0.988)   +0.5 (-0.3 to +1.3)    inconclusive
+    tflite     0.886   0.883   0.984 (0.974-0.990)   +0.3 (-0.4 to +1.0)    passed
+
+(OpenVINO, the same calibration: per-tensor agreed where per-channel did not on 6 photos, the reverse on 0.
+On the hard crops of tools/measure_fidelity.py the two were level: 0.785 and 0.792 of 288.)
+Made for VNNI and judged with exact sums, OpenVINO: 0.985, int8 0.883 (per-channel: 0.981, 0.878).
+To compare: --set quant.activation_scales=per-channel.
+
 So AVX2's 7-bit weights cost OpenVINO no measurable agreement (0.979 against 0.981), and ONNX Runtime's
 own quantizer 2.6 points (0.965 against 0.991); NNCF's quantization of the same 7-bit grid (with its
 bias correction for that grid) recovers them (0.986). Keeping the stem and the first depthwise conv in float (QUANT=auto's first two
