@@ -52,6 +52,9 @@ def test_bench_writes_tables_and_plots(tmp_path):
     cam = lite["camera_loop"]
     assert cam["shadow"]["1 in 10"]["classified"] == 40 and cam["shadow"]["1 in 1"]["shadowed"] >= 1
     assert len(cam["modes"]) == 4 and all(row["classified"] == 40 and row["camera_over_bare"] > 0 for row in cam["modes"].values())
+    for row in cam["modes"].values():  # each ratio against the bare rate measured just before and after its own run
+        before, after = row["bare_before_after_fps"]
+        assert before > 0 and after > 0 and row["camera_over_bare"] == row["fps"] / ((before + after) / 2)
     assert cam["every frame"]["classified"] == 40 and cam["bare_inference_fps"] > 0 and cam["live at 30 fps"]["classified"] > 0
     assert [s["model"] for s in saved["scaling"]] == ["b0"]
     md = (out / "README.md").read_text()
