@@ -266,6 +266,9 @@ def make_config(target: str, values: dict) -> DeployConfig:
     if values.get("quant.isa") is not None:
         raise PipelineError("quant.isa follows the board: set board.isa instead (e.g. SET=board.isa=avx2)")
     cfg = override(cfg, {k: v for k, v in values.items() if v is not None})
+    if target == "jetson" and cfg.quant.activation_scales != "per-tensor":
+        raise PipelineError("quant.activation_scales=per-channel: TensorRT quantizes activations per tensor only; "
+                            "drop the setting for TARGET=jetson")
     # The quantizer follows the board's int8 arithmetic (see QuantConfig.nncf_kwargs and targets/onnx.py).
     quant = dataclasses.replace(cfg.quant, isa=cfg.board.resolved_isa(), preset=resolved_preset(cfg.quant.preset, cfg.model))
     return dataclasses.replace(cfg, quant=quant)

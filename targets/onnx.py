@@ -361,7 +361,8 @@ def bias_corrected(model, float_artifact: Path, calibration: np.ndarray, quant, 
 
     from targets.fold import fold_batchnorm
 
-    int8 = nncf_quantize(float_artifact, calibration, quant, exclude)
+    # The quantizers these biases are for (ONNX Runtime's, ai-edge-quantizer) scale each activation tensor as a whole
+    int8 = nncf_quantize(float_artifact, calibration, dataclasses.replace(quant, activation_scales="per-tensor"), exclude)
     tensors = {t.name: t for t in int8.graph.initializer}
     folded = fold_batchnorm(model, calibration_example(calibration))
     modules = dict(folded.named_modules())

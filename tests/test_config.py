@@ -48,11 +48,22 @@ def test_quant_config_becomes_nncf_arguments():
     assert advanced.disable_bias_correction is False
     assert QuantConfig(bias_correction="fast").nncf_kwargs(nncf, 10)["fast_bias_correction"] is True
     assert QuantConfig(bias_correction="off").nncf_kwargs(nncf, 10)["advanced_parameters"].disable_bias_correction is True
+    # One activation scale per tensor unless asked (NNCF's own default: per channel on depthwise inputs)
+    assert advanced.activations_quantization_params.per_channel is False
+    assert QuantConfig(activation_scales="per-channel").nncf_kwargs(nncf, 10)["advanced_parameters"].activations_quantization_params is None
     with pytest.raises(PipelineError, match="unknown quant.bias_correction"):
         QuantConfig(bias_correction="yes")
     assert QuantConfig(isa="avx2").nncf_kwargs(nncf, 10)["advanced_parameters"].overflow_fix == OverflowFix.ENABLE
     with pytest.raises(PipelineError, match="unknown quant.preset"):
         QuantConfig(preset="fast")  # refused when made, not when a target first asks NNCF for it
+
+
+def test_activation_scales_are_checked_early_and_tensorrt_takes_per_tensor_only():
+    assert make_config("openvino", {"quant.activation_scales": "per-channel"}).quant.activation_scales == "per-channel"
+    with pytest.raises(PipelineError, match="use one of per-tensor, per-channel"):
+        make_config("openvino", {"quant.activation_scales": "channel"})
+    with pytest.raises(PipelineError, match="TensorRT quantizes activations per tensor only"):
+        make_config("jetson", {"quant.activation_scales": "per-channel"})
 
 
 @pytest.mark.parametrize("key, value, message", [

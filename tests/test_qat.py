@@ -88,6 +88,7 @@ def test_every_target_exports_the_qat_model_as_int8(trained_with, tiny_arrays, t
         assert info["full_integer"] is True
     if target_name == "jetson":
         assert info["quantize_ops"] > 0 and info["nonzero_zero_points"] == 0  # TensorRT's symmetric Q/DQ
+        assert info["per_channel_activation_quantizers"] == 0  # TensorRT: one scale per activation tensor
     with torch.no_grad():
         ref = trained["qmodel"](torch.from_numpy(tiny_arrays["test"])).numpy()
     runner = target.runner(path, precision="f32")

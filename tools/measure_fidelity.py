@@ -55,7 +55,10 @@ target made for avx2 (board.isa auto-detected):
     tflite    XNNPACK                        0.882 (0.840-0.914)   0.778   (16x8 for those two layers hurts here)
 (ONNX Runtime's 0.740 with 2 layers kept out of int8 predates the fix of 2026-12-02: a kept-float layer
 then read its input without the ReLU6 ONNX Runtime's quantizer had folded into the Q/DQ pair.)
-OpenVINO's emulated AVX2 (0.819) was close to the real one (0.802). The confident crops agree on
+OpenVINO's emulated AVX2 (0.819) was close to the real one (0.802).
+One activation scale per tensor (quant.activation_scales=per-tensor, the default since 2026-12-02), the same
+Zen 3 and split: openvino 0.785 (0.734-0.828) against 0.792 per-channel in the same session; jetson 0.764
+(its Q/DQ file had per-channel scales on depthwise inputs before, which TensorRT cannot take). The confident crops agree on
 0.977-1.000 everywhere: the losses are near-ties.
 
 Label-free QAT (--qat-epochs; QUANT=qat with quant.qat_data=calibration): NNCF's PyTorch PTQ, then
