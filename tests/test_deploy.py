@@ -121,6 +121,25 @@ def test_gate_failure_exits_non_zero_and_keeps_artifacts_and_random_calibration_
     assert "**WARNING: calibrated on RANDOM data" in md
 
 
+def test_validation_counts_corrupt_images_and_classifies_the_rest(colour_data, tmp_path):
+    """What validation does with unreadable files (the deploy below does it end to end, in make test-e2e)."""
+    import numpy as np
+
+    from edge.dataset import ClassTable, labelled_samples
+    from edge.evaluate import classify
+    from pipeline.family import get_spec
+
+    data = tmp_path / "data"
+    shutil.copytree(colour_data, data)
+    (data / "red" / "truncated.png").write_bytes((data / "red" / "red_0.png").read_bytes()[:40])
+    (data / "blue" / "empty.jpg").write_bytes(b"")
+    samples = labelled_samples(data, ClassTable.plain(sorted(p.name for p in data.iterdir())))
+    out = classify(samples, get_spec("b0").preprocess.at_size(32), {"mean colour": lambda x: x.mean(axis=(2, 3))})
+    assert len(samples) == 50 and sorted(out["skipped"]) == [str(data / "blue" / "empty.jpg"), str(data / "red" / "truncated.png")]
+    assert out["logits"]["mean colour"].shape == (48, 3) and len(out["labels"]) == 48 and np.isfinite(out["logits"]["mean colour"]).all()
+
+
+@pytest.mark.e2e  # ~21 s of deploying; validation's skipping is the test above, calibration's in test_calibration.py
 def test_corrupt_images_are_counted_not_fatal(deploy_args, colour_data, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(colour_data, data)
@@ -174,11 +193,16 @@ def test_missing_runtime_names_the_package(tmp_path):
     assert err[-1].startswith("error: ") and "pip install openvino" in err[-1] and "Traceback" not in r.stderr
 
 
-def test_one_stage_alone(deploy_args, tmp_path):
+def test_one_stage_alone(deploy_args, deployed_tiny, tmp_path):
+    # a copy of the session's tiny OpenVINO deployment (these settings) without the int8 stage and what follows it
+    run = tmp_path / "run"
+    shutil.copytree(deployed_tiny("openvino"), run)
+    for later in ("int8", "validate", "bundle"):
+        shutil.rmtree(run / later)
+    (run / "report.json").unlink()
     args = deploy_args()
     args[0] = "int8"
     assert main(args) == 0
-    run = tmp_path / "run"
     assert (run / "int8" / "model.xml").exists() and (run / "calibration" / "calibration.npy").exists()
     assert not (run / "validate").exists() and not (run / "report.json").exists()
 
