@@ -113,6 +113,11 @@ class QuantConfig:
                 activations_quantization_params=per_tensor),
         }
 
+    def per_tensor_activations(self) -> "QuantConfig":
+        """These settings for a quantizer or runtime that takes one activation scale per tensor only (TensorRT,
+        ONNX Runtime's fused kernels and quantizer, ai-edge-quantizer)."""
+        return dataclasses.replace(self, activation_scales="per-tensor")
+
     def without_headroom(self) -> "QuantConfig":
         """These settings for int8 kernels that never saturate whatever the ISA (XNNPACK widens products
         before summing): full 8-bit weights."""
@@ -126,9 +131,7 @@ class QuantConfig:
     def recipe(self, target: str) -> dict:
         """The ISA-dependent quantizer settings, as the report states them."""
         bias = {"bias_correction": f"{self.bias_correction} (NNCF)"}
-        if target == "jetson":  # TensorRT takes one activation scale per tensor only
-            return {"nncf.overflow_fix": "ENABLE" if self.saturates else "DISABLE", "activation_scales": "per-tensor", **bias}
-        if target == "openvino":
+        if target in ("openvino", "jetson"):  # jetson: per-tensor only, make_config refuses the other
             return {"nncf.overflow_fix": "ENABLE" if self.saturates else "DISABLE", "activation_scales": self.activation_scales, **bias}
         if target == "onnx" and self.saturates:  # targets/onnx.py: which one follows from the model's activations
             return {"quantizer": ONNX_SATURATING_QUANTIZER, "weights": "7-bit; depthwise 8-bit (summed in 32 bits)", **bias}

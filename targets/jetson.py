@@ -126,7 +126,7 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
         """
         onnx = require("onnx", "onnx", "the jetson target")
         # TensorRT quantizes activations per tensor only (NNCF's CPU default gives depthwise inputs a scale per channel)
-        tensorrt = dataclasses.replace(quant, preset=self.qat_preset, activation_scales="per-tensor")
+        tensorrt = dataclasses.replace(quant.per_tensor_activations(), preset=self.qat_preset)
         int8 = onnx_target.nncf_quantize(float_artifact, calibration, tensorrt, exclude)
         signed_int8(int8)
         path = Path(out).with_suffix(".onnx")

@@ -19,7 +19,6 @@ ONNX Runtime's own quantizer with reduce_range (the same 7-bit weights), at 8.2 
 """
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import warnings
 from collections import Counter
@@ -362,7 +361,7 @@ def bias_corrected(model, float_artifact: Path, calibration: np.ndarray, quant, 
     from targets.fold import fold_batchnorm
 
     # The quantizers these biases are for (ONNX Runtime's, ai-edge-quantizer) scale each activation tensor as a whole
-    int8 = nncf_quantize(float_artifact, calibration, dataclasses.replace(quant, activation_scales="per-tensor"), exclude)
+    int8 = nncf_quantize(float_artifact, calibration, quant.per_tensor_activations(), exclude)
     tensors = {t.name: t for t in int8.graph.initializer}
     folded = fold_batchnorm(model, calibration_example(calibration))
     modules = dict(folded.named_modules())
@@ -497,7 +496,7 @@ class OnnxRuntimeTarget(Target):
         path = Path(out).with_suffix(".onnx")
         if quant.saturates and activations_fold_into_grids(float_artifact):  # see the module's docstring
             # ONNX Runtime's QLinearConv takes one activation scale per tensor
-            int8 = nncf_quantize(float_artifact, calibration, dataclasses.replace(quant, activation_scales="per-tensor"), exclude)
+            int8 = nncf_quantize(float_artifact, calibration, quant.per_tensor_activations(), exclude)
             require("onnx", "onnx", self.name).save(fused_for_onnx_runtime(int8), str(path))
             return path
         nodes = _nodes_for(float_artifact, exclude)
