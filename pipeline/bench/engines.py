@@ -92,14 +92,18 @@ def interleaved_latency(engines: dict, sample: np.ndarray, warmup: int, runs: in
 
 
 def benchmark_app(xml: Path, sample: np.ndarray, threads: int, seconds: float, runs: int) -> float | None:
-    """OpenVINO's own tool on the same IR: median latency in ms (latency hint, sync API, f32 as our runner)."""
+    """OpenVINO's own tool on the same IR: median latency in ms, sync API, compiled with exactly our runner's
+    properties (edge.runners.openvino_config, through -load_config: latency hint, f32, our thread count)."""
+    from edge.runners import openvino_config
+
     exe = Path(sys.executable).parent / "benchmark_app"
-    cmd = [str(exe) if exe.exists() else "benchmark_app", "-m", str(xml), "-d", "CPU", "-hint", "latency", "-api", "sync",
-           "-shape", "[" + ",".join(map(str, sample.shape)) + "]", "-infer_precision", "f32", "-t", str(max(1, round(seconds)))]
-    if threads:  # benchmark_app takes a thread count only without a hint: one stream of `threads`, as our runner's
-        cmd[cmd.index("-hint") + 1] = "none"
-        cmd += ["-nstreams", "1", "-nthreads", str(threads)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(json.dumps({"CPU": {k: str(v) for k, v in openvino_config(threads, "f32").items()}}))
+        cmd = [str(exe) if exe.exists() else "benchmark_app", "-m", str(xml), "-d", "CPU", "-hint", "latency", "-api", "sync",
+               "-shape", "[" + ",".join(map(str, sample.shape)) + "]", "-t", str(max(1, round(seconds))),
+               "-load_config", str(config)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
     m = re.search(r"Median:\s+([\d.]+) ms", r.stdout)
     return float(m.group(1)) if m else None
 
@@ -139,7 +143,7 @@ def bare_call(runner, sample: np.ndarray):
 
         request = runner.compiled.create_infer_request()
         request.set_tensor(runner.compiled.input(0), openvino.Tensor(np.ascontiguousarray(sample, dtype=np.float32)))
-        return lambda _x: request.infer()
+        return lambda _x: request.infer(share_outputs=True)
     if isinstance(runner, LiteRTRunner):
         runner.interpreter.set_tensor(runner.input["index"], quantize_input(sample.transpose(0, 2, 3, 1), runner.input))
         return lambda _x: runner.interpreter.invoke()
@@ -150,9 +154,9 @@ def vendor_crosscheck(runtime: str, artifact: Path, runner, sample: np.ndarray, 
     """Our timing of `runner` against its runtime's own tool on the same file and thread count
     (`threads`, as `runner` was made with: 0 = the runtime's default).
 
-    Ours and theirs take turns (ours for about `seconds`, then the tool's), `rounds` times, and the
-    ratio is the median of the rounds' ratios: this 2-core VM drifts by 20 % within seconds, so two
-    measurements a minute apart cannot be compared to 5 %. Ours runs alone here, not interleaved.
+    Each round brackets the tool's run with ours (about `seconds` / 2 just before and just after it, averaged),
+    `rounds` times, and the ratio is the median of the rounds' ratios: this 2-core VM drifts by 20 % within
+    seconds, so two measurements a minute apart cannot be compared to 5 %. Ours runs alone here, not interleaved.
     """
     if runtime not in VENDOR_TOOLS:
         return {"tool": None, "why": NO_TOOL.get(runtime, "no tool of its own known")}
@@ -160,11 +164,11 @@ def vendor_crosscheck(runtime: str, artifact: Path, runner, sample: np.ndarray, 
     bare = bare_call(runner, sample)
     ours, wrapper, theirs = [], [], []
     for _ in range(rounds):
-        p50 = p50_over(runner.infer, sample, seconds)
-        runs = max(20, int(seconds * 1000 / p50))
-        median = call(artifact, sample, threads, seconds, runs)
+        before = p50_over(runner.infer, sample, seconds / 2)
+        median = call(artifact, sample, threads, seconds, max(20, int(seconds * 1000 / before)))
         if median is None:
             return {"tool": tool, "why": f"{tool} gave no median (is it installed?)"}
+        p50 = (before + p50_over(runner.infer, sample, seconds / 2)) / 2
         ours.append(p50)
         theirs.append(median)
         if bare is not None:
