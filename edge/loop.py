@@ -1,7 +1,8 @@
 """The camera loop: newest frame -> preprocess -> infer -> top-k -> JSON line / MQTT / overlay, with live stats.
 
 `latency_ms` is the work spent on a frame (preprocessing, wherever it ran, + inference + top-k);
-`age_ms` is the time from capture to decision, waiting included.
+`age_ms` is the time from capture to decision, waiting included; `capture_ms` is the source's read of the
+frame (decoding included), on the capture thread, before it.
 
 Latency mode (the default) infers one frame at a time, always the newest: on a drone the newest frame
 matters most. Throughput mode keeps several in flight (edge.inflight) for boards with cores to spare;
@@ -37,7 +38,7 @@ class Stats:
     """Recent timings (for live percentiles) and totals (for the summary)."""
 
     def __init__(self, window: int = 10000):
-        self.series = {k: deque(maxlen=window) for k in ("age_ms", "preprocess_ms", "inference_ms", "latency_ms")}
+        self.series = {k: deque(maxlen=window) for k in ("age_ms", "capture_ms", "preprocess_ms", "inference_ms", "latency_ms")}
         self.classified = 0
         self.t_start = time.monotonic()
 
@@ -218,6 +219,7 @@ def _record(frame, names: list[str], probs: np.ndarray, topk: int, times: tuple)
         "topk": [{"index": int(i), "label": names[i], "score": round(float(probs[i]), 5)} for i in top],
         "latency_ms": round(preprocess_ms + (t_done - t_pre) * 1000, 3),
         "age_ms": round((t_done - frame.t_capture) * 1000, 3),
+        "capture_ms": round(frame.capture_ms, 3),
         "preprocess_ms": round(preprocess_ms, 3),
         "inference_ms": round((t_inf - t_pre) * 1000, 3),
     }

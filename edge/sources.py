@@ -29,6 +29,7 @@ class Frame:
     t_capture: float  # time.monotonic() when it was read
     tensor: np.ndarray | None = None  # the model input, when the grabber prepared it
     prepare_ms: float = 0.0
+    capture_ms: float = 0.0  # the source's read: decoding (MJPEG) or copying the frame out of the file or driver
     file: str | None = None  # the image file it came from (image sources only)
 
 
@@ -207,7 +208,9 @@ class Grabber(threading.Thread):
         index, next_due = 0, time.monotonic()
         try:
             while not self.stop_event.is_set():
+                t_read = time.monotonic()
                 ok, img = self.source.read()
+                capture_ms = (time.monotonic() - t_read) * 1000
                 if not ok:
                     if self._reconnect():
                         continue
@@ -221,7 +224,7 @@ class Grabber(threading.Thread):
                     self.counts["corrupt"] += 1
                     continue
                 self.counts["read"] += 1
-                frame = Frame(frame_index, img, time.monotonic(), file=self.source.file)
+                frame = Frame(frame_index, img, time.monotonic(), capture_ms=capture_ms, file=self.source.file)
                 if self.prepare is not None:
                     t0 = time.monotonic()
                     frame.tensor = self.prepare(img)

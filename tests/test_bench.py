@@ -55,6 +55,9 @@ def test_bench_writes_tables_and_plots(tmp_path):
     for row in cam["modes"].values():  # each ratio against the bare rate measured just before and after its own run
         before, after = row["bare_before_after_fps"]
         assert before > 0 and after > 0 and row["camera_over_bare"] == row["fps"] / ((before + after) / 2)
+        work = row["capture_work"]  # the capture thread's work alone, and the ceiling it leaves 2 busy cores
+        assert work["frames"] == 40 and work["capture_ms"] > 0 and work["preprocess_ms"] > 0
+        assert 0 < row["cores_ceiling"] < 1 and row["capture_ms"]["p50"] > 0
     assert cam["every frame"]["classified"] == 40 and cam["bare_inference_fps"] > 0 and cam["live at 30 fps"]["classified"] > 0
     assert [s["model"] for s in saved["scaling"]] == ["b0"]
     md = (out / "README.md").read_text()

@@ -20,7 +20,7 @@ from conftest import CLASSES, make_image, write_folder
 from edge.bundle import Bundle
 from edge.preprocess import Preprocess
 
-REQUIRED_KEYS = {"frame", "t", "index", "label", "score", "topk", "latency_ms", "age_ms"}
+REQUIRED_KEYS = {"frame", "t", "index", "label", "score", "topk", "latency_ms", "age_ms", "capture_ms"}
 
 
 # The camera loop, its sources and faults are the same code whatever the runtime: those tests run on one
@@ -118,6 +118,7 @@ def test_camera_on_video_matches_validation_path(deployed, board_python, video, 
     summary = summary_of(r.stderr)
     assert summary["classified"] == 60 and summary["corrupt"] == 0 and summary["fps"] > 0
     assert summary["latency_ms"]["p50"] > 0 and summary["age_ms"]["p99"] >= summary["age_ms"]["p50"]
+    assert all(rec["capture_ms"] > 0 for rec in records) and summary["capture_ms"]["p50"] > 0  # the read, timed per frame
 
 
 @ONE_RUNTIME

@@ -40,9 +40,12 @@ def _rates(runner, float_runner, int8: Path, preprocess, threads: int, frames: i
               "in_flight": in_flight.depth, "throughput_runtime": in_flight.runtime, "modes": {}}
     videos = {name: _write_video(tmp / f"camera-{i}.avi", fourcc, frames) for i, (name, fourcc) in enumerate(ENCODINGS.items())}
     for encoding, video in videos.items():
+        work = capture_work(video, pixels)
         for mode, engine in (("latency", {"runner": runner}), ("throughput", {"in_flight": in_flight})):
-            result["modes"][f"{encoding}, {mode}"] = _bracketed(lambda: _loop(video, pixels, names, latest=False, pace=0, **engine),
-                                                                lambda: _bare_rate(mode, runner, in_flight, sample))
+            row = _bracketed(lambda: _loop(video, pixels, names, latest=False, pace=0, **engine),
+                             lambda: _bare_rate(mode, runner, in_flight, sample))
+            result["modes"][f"{encoding}, {mode}"] = row | {"capture_work": work,
+                                                             "cores_ceiling": cores_ceiling(row["bare_inference_fps"], work)}
     mjpeg = videos["MJPEG (USB webcam)"]
     result["every frame"] = result["modes"]["MJPEG (USB webcam), latency"]
     result["live at 30 fps"] = _loop(mjpeg, pixels, names, latest=True, pace=30, runner=runner)
@@ -59,6 +62,34 @@ def _bracketed(loop, bare_rate) -> dict:
     after = bare_rate()
     bare = (before + after) / 2
     return summary | {"bare_inference_fps": bare, "bare_before_after_fps": [before, after], "camera_over_bare": summary["fps"] / bare}
+
+
+def capture_work(video: Path, pixels) -> dict:
+    """The capture thread's work per frame with nothing else running: the source's read (decoding included) and
+    the crop-and-resize, mean ms over every frame of `video`, through the camera program's own source."""
+    from edge.sources import open_source
+
+    source, read_ms, pixels_ms = open_source(str(video)), [], []
+    try:
+        while True:
+            t0 = time.perf_counter()
+            ok, image = source.read()
+            t1 = time.perf_counter()
+            if not ok:
+                break
+            pixels(image)
+            read_ms.append((t1 - t0) * 1000)
+            pixels_ms.append((time.perf_counter() - t1) * 1000)
+    finally:
+        source.release()
+    return {"capture_ms": float(np.mean(read_ms)), "preprocess_ms": float(np.mean(pixels_ms)), "frames": len(read_ms)}
+
+
+def cores_ceiling(bare_fps: float, work: dict) -> float:
+    """The camera program's best rate over the bare rate when inference already keeps every core busy: the capture
+    thread's work then comes out of inference's time, frame for frame (1 where inference leaves a core idle)."""
+    inference_ms = 1000 / bare_fps
+    return inference_ms / (inference_ms + work["capture_ms"] + work["preprocess_ms"])
 
 
 def _bare_rate(mode: str, runner, in_flight, sample: np.ndarray) -> float:
@@ -92,7 +123,8 @@ def _loop(video: Path, preprocess, names: list[str], latest: bool, pace: float, 
     grabber = Grabber(open_source(str(video)), latest_only=latest, pace_fps=pace, prepare=preprocess)
     summary = run_loop(runner, preprocess, names, grabber, LoopOptions(stats_every=0), lambda r: None, threading.Event(),
                        in_flight=in_flight)
-    return {k: summary[k] for k in ("classified", "fps", "dropped_stale", "age_ms", "preprocess_ms", "inference_ms", "latency_ms")}
+    return {k: summary[k] for k in ("classified", "fps", "dropped_stale", "age_ms", "capture_ms", "preprocess_ms", "inference_ms",
+                                    "latency_ms")}
 
 
 def in_flight_rate(in_flight, sample: np.ndarray, frames: int) -> float:
