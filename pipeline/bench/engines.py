@@ -162,7 +162,7 @@ def vendor_crosscheck(runtime: str, artifact: Path, runner, sample: np.ndarray, 
         return {"tool": None, "why": NO_TOOL.get(runtime, "no tool of its own known")}
     tool, call = VENDOR_TOOLS[runtime]
     bare = bare_call(runner, sample)
-    ours, wrapper, theirs = [], [], []
+    ours, theirs = [], []
     for _ in range(rounds):
         before = p50_over(runner.infer, sample, seconds / 2)
         median = call(artifact, sample, threads, seconds, max(20, int(seconds * 1000 / before)))
@@ -171,15 +171,21 @@ def vendor_crosscheck(runtime: str, artifact: Path, runner, sample: np.ndarray, 
         p50 = (before + p50_over(runner.infer, sample, seconds / 2)) / 2
         ours.append(p50)
         theirs.append(median)
-        if bare is not None:
-            wrapper.append(p50 - p50_over(bare, sample, seconds / 2))
     ratios = [o / t for o, t in zip(ours, theirs)]
     return {
         "tool": tool, "rounds": rounds, "threads": runner.threads,
         "ours_p50_ms": float(np.median(ours)), "theirs_median_ms": float(np.median(theirs)),
         "ratio": float(np.median(ratios)), "ratio_range": [float(min(ratios)), float(max(ratios))],
-        "wrapper_ms": float(np.median(wrapper)) if wrapper else None,
+        "wrapper_ms": wrapper_ms(runner.infer, bare, sample, seconds) if bare is not None else None,
     }
+
+
+def wrapper_ms(ours, bare, sample: np.ndarray, seconds: float) -> float:
+    """Our call's p50 minus the runtime's bare call's, the two interleaved in blocks over about `seconds`: taken a
+    second apart, drift made this difference swing by ±1 ms (negative as often as not)."""
+    runs = max(100, int(seconds * 1000 / p50_over(bare, sample, 0.2)))
+    timed = interleaved_latency({"ours": ("", ours), "bare": ("", bare)}, sample, warmup=5, runs=runs)
+    return timed["ours"]["p50"] - timed["bare"]["p50"]
 
 
 def paired_speedup(fp32, int8, sample: np.ndarray, rounds: int, seconds: float) -> dict:
