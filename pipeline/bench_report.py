@@ -131,7 +131,9 @@ def _camera_loop(r: dict) -> list[str]:
               "crop-and-resize, timed with nothing else running) comes out of inference's time when inference already keeps "
               "every core busy, so the camera program can reach at most inference / (inference + that work) of the bare "
               "rate. Where camera / bare sits at the ceiling, the loop itself (threads, hand-over, top-k, the JSON line) "
-              "costs nothing measurable; the rest is the machine's cores.", ""]
+              "costs nothing measurable; the rest is the machine's cores. The rows with a core left for capture run inference on "
+              "one thread fewer, as on a board with a core to spare (a Pi has 4): there the capture thread's work fits beside "
+              "inference, and the ceiling is 1 while that work takes less than one inference.", ""]
     return lines + _shadow_cost(r)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -51,13 +52,15 @@ def test_bench_writes_tables_and_plots(tmp_path):
     assert lite["accuracy"]["onnx"]["float_top1"] == 1.0
     cam = lite["camera_loop"]
     assert cam["shadow"]["1 in 10"]["classified"] == 40 and cam["shadow"]["1 in 1"]["shadowed"] >= 1
-    assert len(cam["modes"]) == 4 and all(row["classified"] == 40 and row["camera_over_bare"] > 0 for row in cam["modes"].values())
-    for row in cam["modes"].values():  # each ratio against the bare rate measured just before and after its own run
+    spare = [name for name in cam["modes"] if "a core left for capture" in name]  # inference on one core fewer
+    assert len(spare) == (2 if (os.cpu_count() or 1) > 1 else 0) and len(cam["modes"]) == 4 + len(spare)
+    assert all(row["classified"] == 40 and row["camera_over_bare"] > 0 for row in cam["modes"].values())
+    for name, row in cam["modes"].items():  # each ratio against the bare rate measured just before and after its own run
         before, after = row["bare_before_after_fps"]
         assert before > 0 and after > 0 and row["camera_over_bare"] == row["fps"] / ((before + after) / 2)
-        work = row["capture_work"]  # the capture thread's work alone, and the ceiling it leaves 2 busy cores
-        assert work["frames"] == 40 and work["capture_ms"] > 0 and work["preprocess_ms"] > 0
-        assert 0 < row["cores_ceiling"] < 1 and row["capture_ms"]["p50"] > 0
+        work = row["capture_work"]  # the capture thread's work alone, and the ceiling it leaves the cores
+        assert work["frames"] == 40 and work["capture_ms"] > 0 and work["preprocess_ms"] > 0 and row["capture_ms"]["p50"] > 0
+        assert 0 < row["cores_ceiling"] <= 1 and (row["cores_ceiling"] < 1 or name in spare)
     assert cam["every frame"]["classified"] == 40 and cam["bare_inference_fps"] > 0 and cam["live at 30 fps"]["classified"] > 0
     assert [s["model"] for s in saved["scaling"]] == ["b0"]
     md = (out / "README.md").read_text()
