@@ -74,10 +74,9 @@ def _vendor_tools(r: dict) -> list[str]:
             lines.append(f"| {model} | {name} | {row['tool']} | {row['ours_p50_ms']:.2f} | {row['theirs_median_ms']:.2f} "
                          f"| {row['ratio']:.3f} | {low:.2f}-{high:.2f} | {_f(row['wrapper_ms'], '{:.3f}')} | {row['interleaved_p50_ms']:.2f} |")
     lines += ["", "Ours includes the Python call, the input's conversion and the copy of the output (\"our wrapper\": "
-              "ours minus the runtime's bare inference call, the two interleaved in blocks); the tools time the bare call. "
-              "The bare call and the tools invoke on an input set once: LiteRT's int8 models take about 0.5 ms longer "
-              "(b0, 2-core AVX2) when a new input is written before each call, as every real frame is, and that is most of "
-              "LiteRT's wrapper figure."]
+              "ours minus the runtime's bare inference call, the two interleaved in blocks); the tools time the bare call, "
+              "on an input set once. LiteRT's wrapper also quantizes the float tensor to the model's int8 input (0.1-0.2 ms "
+              "for b0 here); on a 2-core VM a difference of two p50s still moves by about ±1 ms from run to run."]
     lines += [f"No tool for {runtime}: {why}." for runtime, why in missing.items()]
     return lines + [""]
 
