@@ -2,7 +2,7 @@
 
 `latency_ms` is the work spent on a frame (preprocessing, wherever it ran, + inference + top-k);
 `age_ms` is the time from capture to decision, waiting included; `capture_ms` is the source's read of the
-frame (decoding included), on the capture thread, before it.
+frame (decoding included; from a live camera, the wait for that frame too), on the capture thread, before it.
 
 Latency mode (the default) infers one frame at a time, always the newest: on a drone the newest frame
 matters most. Throughput mode keeps several in flight (edge.inflight) for boards with cores to spare;

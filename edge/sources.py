@@ -29,7 +29,7 @@ class Frame:
     t_capture: float  # time.monotonic() when it was read
     tensor: np.ndarray | None = None  # the model input, when the grabber prepared it
     prepare_ms: float = 0.0
-    capture_ms: float = 0.0  # the source's read: decoding (MJPEG) or copying the frame out of the file or driver
+    capture_ms: float = 0.0  # the source's read: decoding (MJPEG), copying the frame out; a live camera's wait for it too
     file: str | None = None  # the image file it came from (image sources only)
 
 

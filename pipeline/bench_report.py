@@ -111,7 +111,7 @@ def _camera_loop(r: dict) -> list[str]:
     lines += ["", "Capture (JPEG decoding) and preprocessing run on the capture thread, overlapping inference; on a "
               "2-core machine they still share the cores inference uses, so the loss is largest for the fastest model.", "",
               "### Both encodings, latency mode (default) and throughput mode (--mode throughput), every frame", "",
-              "| model | source, mode | in flight | bare inference /s | camera program /s | camera / bare | ceiling on these cores "
+              "| model | source, mode | in flight | bare inference /s | camera program /s | camera / bare | expected from capture's work "
               "| capture + preprocess alone, ms | frame age p50 / p99 ms |",
               "|---|---|---|---|---|---|---|---|---|"]
     for model, mr in r["models"].items():
@@ -120,19 +120,19 @@ def _camera_loop(r: dict) -> list[str]:
             depth = c["in_flight"] if name.endswith("throughput") else 1
             work = row["capture_work"]
             lines.append(f"| {model} | {name} | {depth} | {row['bare_inference_fps']:.0f} | {row['fps']:.0f} | {row['camera_over_bare']:.2f} "
-                         f"| {row['cores_ceiling']:.2f} | {work['capture_ms']:.2f} + {work['preprocess_ms']:.2f} "
+                         f"| {row['expected_ratio']:.2f} | {work['capture_ms']:.2f} + {work['preprocess_ms']:.2f} "
                          f"| {row['age_ms']['p50']:.1f} / {row['age_ms']['p99']:.1f} |")
     lines += ["", "Bare inference: the same artifact fed from memory, one request at a time (latency) or with OpenVINO's "
               "queue kept full (throughput), measured just before and just after each row's run and averaged (a shared "
               "machine's speed drifts within a minute). MJPEG frames are decoded on the capture thread as a USB webcam's are; raw "
               "frames arrive ready as a CSI camera's do. Throughput mode trades each frame's age for frames per second.", "",
-              "Ceiling on these cores: the capture thread's work per frame (the source's read, decoding included, and the "
-              "crop-and-resize, timed with nothing else running) comes out of inference's time when inference already keeps "
-              "every core busy, so the camera program can reach at most inference / (inference + that work) of the bare "
-              "rate. Where camera / bare sits at the ceiling, the loop itself (threads, hand-over, top-k, the JSON line) "
-              "costs nothing measurable; the rest is the machine's cores. The rows with a core left for capture run inference on "
-              "one thread fewer, as on a board with a core to spare (a Pi has 4): there the capture thread's work fits beside "
-              "inference, and the ceiling is 1 while that work takes less than one inference.", ""]
+              "Expected from capture's work: the capture thread's work per frame (the source's read, decoding included, and "
+              "the crop-and-resize, timed with nothing else running) comes wholly out of inference's time when inference "
+              "keeps every core busy, giving inference / (inference + that work) of the bare rate; where a core is idle it "
+              "takes that work alongside (1 while the work is shorter than one inference). An estimate, not a cap: "
+              "inference leaves its cores some idle moments the capture thread uses, and this VM drifts by ±10 %, so rows "
+              "land either side of it. The rows with a core left for capture run inference on one thread fewer, as on a "
+              "board with a core to spare (a Pi has 4).", ""]
     return lines + _shadow_cost(r)
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 
 import targets
@@ -22,6 +24,19 @@ def test_fp32_ir_matches_pytorch(artifacts):
     p = parity(r.infer(artifacts["test"]), artifacts["ref"])
     assert p["relative_diff"] < 1e-4, p  # stated tolerance for fp32 IR vs PyTorch
     assert p["top1_agreement"] == 1.0
+
+
+def test_the_runner_reads_batches_in_place_and_read_only_arrays_too(artifacts):
+    """The runner hands the request our array as a shared tensor: a batch of several, a non-contiguous view and
+    a read-only array (which OpenVINO cannot share) give what one contiguous image at a time gives."""
+    r = ov_target.runner(artifacts["fp32"], precision="f32")
+    batch = artifacts["test"][:3]
+    one_by_one = [r.infer(batch[i : i + 1])[0] for i in range(3)]
+    readonly = batch.copy()
+    readonly.flags.writeable = False
+    for fed in (batch, np.asfortranarray(batch), readonly):
+        out = r.infer(fed)
+        assert out.shape[0] == 3 and all((out[i] == one_by_one[i]).all() for i in range(3))
 
 
 def test_fp32_ir_is_saved_uncompressed(artifacts):

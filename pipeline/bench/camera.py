@@ -1,6 +1,7 @@
 """The camera program's frame rate on a generated video, against the bare inference rate of the same artifact."""
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
@@ -43,18 +44,22 @@ def _rates(runner, float_runner, int8: Path, preprocess, threads: int, frames: i
     result = {"bare_inference_fps": bare["throughput_fps"], "inference_p50_ms": bare["p50"],
               "in_flight": in_flight.depth, "throughput_runtime": in_flight.runtime, "modes": {}}
     videos = {name: _write_video(tmp / f"camera-{i}.avi", fourcc, frames) for i, (name, fourcc) in enumerate(ENCODINGS.items())}
-    # A board with a core to spare for the capture thread (a Pi has 4): inference on one core fewer than all.
+    # A board with a core to spare for the capture thread (a Pi has 4): inference on one thread fewer.
     spare = target_runner(int8, runner.threads - 1) if runner.threads > 1 else None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    result["threads"], result["cpus"] = runner.threads, cpus
     for encoding, video in videos.items():
         work = capture_work(video, pixels)
-        rows = [("latency", runner, {"runner": runner}, 0), ("throughput", runner, {"in_flight": in_flight}, 0)]
+        rows = [("latency", runner, {"runner": runner}, max(0, cpus - runner.threads)),
+                ("throughput", runner, {"in_flight": in_flight}, 0)]  # its streams take every core
         if spare is not None:
-            rows.append((f"latency, {spare.threads} of {runner.threads} threads (a core left for capture)", spare, {"runner": spare}, 1))
+            rows.append((f"latency, {spare.threads} of {runner.threads} threads (a core left for capture)", spare,
+                         {"runner": spare}, max(0, cpus - spare.threads)))
         for mode, timed, engine, idle_cores in rows:
             row = _bracketed(lambda: _loop(video, pixels, names, latest=False, pace=0, **engine),
                              lambda: _bare_rate(mode.split(",")[0], timed, in_flight, sample))
             result["modes"][f"{encoding}, {mode}"] = row | {
-                "capture_work": work, "cores_ceiling": cores_ceiling(row["bare_inference_fps"], work, idle_cores)}
+                "capture_work": work, "expected_ratio": expected_ratio(row["bare_inference_fps"], work, idle_cores)}
     mjpeg = videos["MJPEG (USB webcam)"]
     result["every frame"] = result["modes"]["MJPEG (USB webcam), latency"]
     result["live at 30 fps"] = _loop(mjpeg, pixels, names, latest=True, pace=30, runner=runner)
@@ -75,7 +80,7 @@ def _bracketed(loop, bare_rate) -> dict:
 
 def capture_work(video: Path, pixels) -> dict:
     """The capture thread's work per frame with nothing else running: the source's read (decoding included) and
-    the crop-and-resize, mean ms over every frame of `video`, through the camera program's own source."""
+    the crop-and-resize, mean ms over every readable frame of `video`, through the camera program's own source."""
     from edge.sources import open_source
 
     source, read_ms, pixels_ms = open_source(str(video)), [], []
@@ -86,21 +91,26 @@ def capture_work(video: Path, pixels) -> dict:
             t1 = time.perf_counter()
             if not ok:
                 break
+            if image is None:  # a corrupt frame: the camera program skips it too
+                continue
             pixels(image)
             read_ms.append((t1 - t0) * 1000)
             pixels_ms.append((time.perf_counter() - t1) * 1000)
     finally:
         source.release()
+    if not read_ms:
+        raise ValueError(f"{video}: no readable frame")
     return {"capture_ms": float(np.mean(read_ms)), "preprocess_ms": float(np.mean(pixels_ms)), "frames": len(read_ms)}
 
 
-def cores_ceiling(bare_fps: float, work: dict, idle_cores: int = 0) -> float:
-    """The camera program's best rate over the bare rate. When inference keeps every core busy the capture thread's
-    work comes out of inference's time, frame for frame; a core inference leaves idle takes that work alongside,
-    up to one frame's worth per inference."""
+def expected_ratio(bare_fps: float, work: dict, idle_cores: int = 0) -> float:
+    """The camera program's rate over the bare rate expected from the capture thread's work alone. With inference on
+    every core, that work comes wholly out of inference's time, frame for frame; an idle core takes it alongside,
+    up to one frame's worth per inference. An estimate, not a cap: inference leaves its cores some idle moments
+    the capture thread can use, and a shared machine's speed drifts."""
     inference_ms, work_ms = 1000 / bare_fps, work["capture_ms"] + work["preprocess_ms"]
     if idle_cores:
-        return min(1.0, inference_ms / work_ms)
+        return min(1.0, inference_ms / work_ms) if work_ms > 0 else 1.0
     return inference_ms / (inference_ms + work_ms)
 
 
