@@ -75,8 +75,8 @@ def _vendor_tools(r: dict) -> list[str]:
                          f"| {row['ratio']:.3f} | {low:.2f}-{high:.2f} | {_f(row['wrapper_ms'], '{:.3f}')} | {row['interleaved_p50_ms']:.2f} |")
     lines += ["", "Ours includes the Python call, the input's conversion and the copy of the output (\"our wrapper\": "
               "ours minus the runtime's bare inference call, the two interleaved in blocks); the tools time the bare call, "
-              "on an input set once. LiteRT's wrapper also quantizes the float tensor to the model's int8 input (0.1-0.2 ms "
-              "for b0 here); on a 2-core VM a difference of two p50s still moves by about ±1 ms from run to run."]
+              "on an input set once. LiteRT's wrapper also quantizes the float tensor to the model's int8 input; on a shared "
+              "VM a difference of two p50s still moves from run to run."]
     lines += [f"No tool for {runtime}: {why}." for runtime, why in missing.items()]
     return lines + [""]
 
@@ -130,7 +130,7 @@ def _camera_loop(r: dict) -> list[str]:
               "the crop-and-resize, timed with nothing else running) comes wholly out of inference's time when inference "
               "keeps every core busy, giving inference / (inference + that work) of the bare rate; where a core is idle it "
               "takes that work alongside (1 while the work is shorter than one inference). An estimate, not a cap: "
-              "inference leaves its cores some idle moments the capture thread uses, and this VM drifts by ±10 %, so rows "
+              "inference leaves its cores some idle moments the capture thread uses, and a shared machine drifts, so rows "
               "land either side of it. The rows with a core left for capture run inference on one thread fewer, as on a "
               "board with a core to spare (a Pi has 4).", ""]
     return lines + _shadow_cost(r)

@@ -27,7 +27,7 @@ def test_fp32_ir_matches_pytorch(artifacts):
 
 
 def test_the_runner_reads_batches_in_place_and_read_only_arrays_too(artifacts):
-    """The runner hands the request our array as a shared tensor: a batch of several, a non-contiguous view and
+    """The runner hands the request our array as a shared tensor: a batch of several, a Fortran-ordered copy and
     a read-only array (which OpenVINO cannot share) give what one contiguous image at a time gives."""
     r = ov_target.runner(artifacts["fp32"], precision="f32")
     batch = artifacts["test"][:3]

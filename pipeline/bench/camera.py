@@ -24,11 +24,12 @@ def camera_loop_rate(deployed_ov: dict, preprocess, threads: int, frames: int) -
     with tempfile.TemporaryDirectory() as tmp:
         target = get_target("openvino")
         int8, float_ = (target.with_pixel_input(deployed_ov[k], preprocess, Path(tmp) / k) for k in ("int8", "float"))
-        return _rates(target.runner(int8, threads, "f32"), target.runner(float_, 1, "f32"),  # --shadow-threads' default
+        return _rates(_runner(int8, threads), _runner(float_, 1),  # --shadow-threads' default
                       int8, preprocess, threads, frames, Path(tmp))
 
 
-def target_runner(artifact: Path, threads: int):
+def _runner(artifact: Path, threads: int):
+    """The artifact in the camera program's runtime, OpenVINO, in true f32 where it is float."""
     return get_target("openvino").runner(artifact, threads, "f32")
 
 
@@ -45,7 +46,7 @@ def _rates(runner, float_runner, int8: Path, preprocess, threads: int, frames: i
               "in_flight": in_flight.depth, "throughput_runtime": in_flight.runtime, "modes": {}}
     videos = {name: _write_video(tmp / f"camera-{i}.avi", fourcc, frames) for i, (name, fourcc) in enumerate(ENCODINGS.items())}
     # A board with a core to spare for the capture thread (a Pi has 4): inference on one thread fewer.
-    spare = target_runner(int8, runner.threads - 1) if runner.threads > 1 else None
+    spare = _runner(int8, runner.threads - 1) if runner.threads > 1 else None
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     result["threads"], result["cpus"] = runner.threads, cpus
     for encoding, video in videos.items():
