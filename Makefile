@@ -25,7 +25,7 @@ DEVICE_ARGS = $(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--
 	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(call q,$(DEVICE_START))) \
 	$(if $(SOURCE),--source $(call q,$(SOURCE)))
 
-.PHONY: setup deploy stage push run train bench choose capture test test-deps test-e2e test-arm fashion-mnist models targets clean
+.PHONY: setup deploy stage push run train bench choose capture test test-deps test-e2e test-arm test-isa isa-deps fashion-mnist models targets clean
 
 $(ENV_DIR)/bin/python:
 	@$(BOOTSTRAP_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
@@ -63,19 +63,38 @@ run: setup  ## the deployed bundle's camera program here: make run TARGET=... MO
 stage: setup  ## one stage (and what it needs): make stage STAGE=int8 MODEL=b0
 	$(PYTHON) -m pipeline $(call q,$(STAGE)) $(ARGS)
 
-# Real peers some tests talk to on loopback (an ssh server, an MQTT broker, rsync) and real labelled
-# images (Fashion-MNIST), all from Debian packages.
+# Real peers some tests talk to on loopback (an ssh server, an MQTT broker, rsync), real labelled
+# images (Fashion-MNIST) and QEMU user mode (an emulated AVX2 CPU), all from Debian packages.
 test-deps:
-	@if [ -x /usr/sbin/sshd ] && [ -x /usr/sbin/mosquitto ] && command -v rsync >/dev/null && [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	@if [ -x /usr/sbin/sshd ] && [ -x /usr/sbin/mosquitto ] && command -v rsync >/dev/null && [ -d /usr/share/datasets/fashion-mnist ] \
+	  && { command -v qemu-x86_64 || command -v qemu-x86_64-static; } >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server mosquitto rsync dataset-fashion-mnist python3-venv >/dev/null; \
-	else echo "note: openssh-server/mosquitto/rsync/dataset-fashion-mnist missing and not root: the tests that need them will skip"; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server mosquitto rsync dataset-fashion-mnist python3-venv >/dev/null \
+	  && { command -v qemu-x86_64 >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null; }; \
+	else echo "note: openssh-server/mosquitto/rsync/dataset-fashion-mnist/qemu-user missing and not root: the tests that need them will skip"; fi
 
 test: setup test-deps
 	$(PYTHON) -m pytest
 
 test-e2e: setup test-deps
 	$(PYTHON) -m pytest -m e2e
+
+# The int8 tests (pytest -m int8) on this CPU, then with their int8 models on QEMU's CPU models: Haswell (AVX2 without
+# VNNI: u8×s8 pair sums saturate in 16 bits) and Nehalem (SSE4.2). PyTorch, NNCF and the quantizers run natively; what
+# runs emulated (about 100x slower) is the runtimes' int8 arithmetic. ISA_CPUS="Haswell" for fewer (CI's short form).
+ISA_CPUS ?= Haswell Nehalem
+test-isa: setup test-deps isa-deps
+	@echo "== int8 tests on this CPU ($$($(PYTHON) -c 'from edge.isa import detect; print(detect())')) =="
+	$(PYTHON) -m pytest -m int8
+	@for cpu in $(ISA_CPUS); do echo "== int8 tests on emulated $$cpu =="; \
+		EFFNET_TEST_CPU=$$cpu $(PYTHON) -m pytest -m int8 || exit 1; done
+
+# QEMU user mode for x86 CPU models (Debian's qemu-user; the one make test-arm brings from bookworm-backports also does).
+isa-deps:
+	@if command -v qemu-x86_64 >/dev/null || command -v qemu-x86_64-static >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null; \
+	else echo "error: make test-isa needs qemu-x86_64: sudo apt install qemu-user"; exit 1; fi
 
 # The rpi, onnx and openvino bundles (MODEL, default lite0; ARM_TARGETS="rpi" for fewer) on Arm binaries under
 # QEMU user mode, as a Pi 4 (cortex-a72) and a Pi 5 (cortex-a76), against this host: tests/test_arm.py. As root:

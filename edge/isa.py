@@ -16,21 +16,24 @@ ISAS = {
     "avx512-vnni": "x86 with AVX-512 VNNI (32-bit int8 dot products)",
     "avx-vnni": "x86 with AVX-VNNI (32-bit int8 dot products)",
     "avx2": "x86 with AVX2 and no VNNI (u8×s8 pairs sum in 16 bits and can saturate)",
+    "sse4.2": "x86 with SSE4.2 and no AVX2 (u8×s8 pairs sum in 16 bits and can saturate)",
     "arm-dotprod": "Arm with dot-product instructions (Cortex-A76/A78: Raspberry Pi 5, Jetson Orin)",
     "arm-neon": "Arm without dot-product instructions (Cortex-A72: Raspberry Pi 4)",
     "gpu": "GPU int8 (TensorRT: 32-bit accumulation)",
     "unknown": "a CPU whose int8 instructions could not be read",
 }
 # ISAs whose int8 kernels can saturate 16-bit intermediate sums: the quantizer must leave headroom.
-SATURATING = {"avx2", "unknown"}
+SATURATING = {"avx2", "sse4.2", "unknown"}
 
 
-def must_sum_exactly(made_for: str, host: str | None = None) -> bool:
-    """Whether this host's fused int8 kernels saturate sums that the board's (`made_for`) keep exact.
+def must_not_saturate(made_for: str, host: str | None = None) -> bool:
+    """Whether this host's fused int8 kernels saturate sums that the board's (`made_for`) never do.
 
     Int8 made for a VNNI, Arm or GPU board keeps full 8-bit weights, whose u8×s8 pairs overflow 16 bits on an
-    AVX2-only host; the host must then run it with exact int8 sums (the runtime's unfused path) to see the board's
-    answers, not its own saturated ones.
+    AVX2-only host; the host must then run it with unsaturated int8 sums (the runtime's unfused path: float sums of
+    the int8 values) to see the board's answers, not its own saturated ones. Those float sums equal the board's int32
+    sums to within float rounding, which can still move a value lying on a rounding tie at the next requantizer by one
+    step: unsaturated, not bit-exact.
     """
     return saturates(host or detect()) and not saturates(made_for)
 
@@ -55,7 +58,9 @@ def detect(cpuinfo: str | None = None, machine: str | None = None) -> str:
             return "avx512-vnni"
         if "avx_vnni" in flags:
             return "avx-vnni"
-        return "avx2" if "avx2" in flags else "unknown"
+        if "avx2" in flags:
+            return "avx2"
+        return "sse4.2" if "sse4_2" in flags else "unknown"
     if machine in ("aarch64", "arm64"):
         return "arm-dotprod" if "asimddp" in flags else "arm-neon"
     return "unknown"
@@ -68,9 +73,47 @@ def _cpuinfo() -> str:
         return ""
 
 
+# /proc/cpuinfo name -> numpy's name for the same CPUID feature. numpy reads CPUID itself when it loads, so it sees
+# the CPU a process really runs on: under QEMU user mode (`qemu-x86_64 -cpu Haswell`, how `make test-isa` and the
+# emulated gate run int8) /proc/cpuinfo is still the host's, while CPUID, and so every int8 kernel's choice, is the
+# emulated CPU's.
+_NUMPY_NAMES = {"sse4_2": "SSE42", "avx2": "AVX2", "fma": "FMA3", "avx512f": "AVX512F", "avx512_vnni": "AVX512VNNI",
+                "avx512_bf16": "AVX512BF16", "asimd": "ASIMD", "asimdhp": "ASIMDHP", "asimddp": "ASIMDDP", "sve": "SVE"}
+
+
+def _numpy_cpu_features() -> dict[str, bool]:
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__  # numpy 1.x
+        except ImportError:
+            return {}
+    return dict(__cpu_features__)
+
+
+def as_cpuid_sees(flags: set[str], cpuid: dict[str, bool]) -> set[str]:
+    """`flags` (from /proc/cpuinfo) as this process's CPUID (`cpuid`, numpy's names) answers them. Where CPUID denies
+    a feature cpuinfo lists, the process runs on another CPU than the kernel's (an emulator): CPUID alone is then
+    believed, and the features it cannot name (avx_vnni, i8mm) count as absent."""
+    known = {f: cpuid[n] for f, n in _NUMPY_NAMES.items() if n in cpuid}
+    if any(f in flags and not present for f, present in known.items()):
+        return {f for f, present in known.items() if present}
+    return flags | {f for f, present in known.items() if present}
+
+
+@functools.lru_cache(maxsize=1)
+def _this_machine_flags() -> frozenset[str]:
+    return frozenset(as_cpuid_sees(_cpu_flags(_cpuinfo()), _numpy_cpu_features()))
+
+
+def _flags_text(flags) -> str:
+    return "flags\t: " + " ".join(sorted(flags))
+
+
 @functools.lru_cache(maxsize=1)
 def _this_machine() -> str:
-    return detect(_cpuinfo(), platform.machine())
+    return detect(_flags_text(_this_machine_flags()), platform.machine())
 
 
 # The CPU features int8 and float kernels choose their code paths by (XNNPACK, oneDNN, MLAS), in the
@@ -81,7 +124,7 @@ KERNEL_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_
 
 def features(cpuinfo: str | None = None) -> list[str]:
     """The KERNEL_FEATURES this CPU reports (or the given /proc/cpuinfo text): what its kernels can use."""
-    flags = _cpu_flags(_cpuinfo() if cpuinfo is None else cpuinfo)
+    flags = _this_machine_flags() if cpuinfo is None else _cpu_flags(cpuinfo)
     return [f for f in KERNEL_FEATURES if f in flags]
 
 
@@ -93,8 +136,15 @@ def check(isa: str) -> str:
     return isa
 
 
-def saturates(isa: str) -> bool:
-    return isa in SATURATING
+# Runtimes whose fused int8 kernels widen before they multiply on a saturating ISA: ONNX Runtime's MLAS on SSE4.x
+# (pmaddwd on 16-bit values) gave the full 207 of a u8 255 x s8 127 layer on emulated Nehalem, where OpenVINO's
+# oneDNN saturated (make test-isa). The quantizers still leave headroom for the ISA, whichever runtime runs it.
+WIDENING = {("onnxruntime", "sse4.2")}
+
+
+def saturates(isa: str, runtime: str | None = None) -> bool:
+    """Whether int8 kernels on `isa` can saturate 16-bit pair sums (in `runtime`'s fused kernels, when given)."""
+    return isa in SATURATING and (runtime, isa) not in WIDENING
 
 
 def describe(isa: str) -> str:

@@ -111,13 +111,15 @@ def fidelity_lines(f: dict | None) -> list[str]:
     ]
 
 
-def isa_lines(made_for: str | None, here: str, side: str, recipe: dict | None = None) -> list[str]:
-    """Which int8 arithmetic the artifact was made for and which this side measured it on; a warning when they differ."""
+def isa_lines(made_for: str | None, here: str, side: str, recipe: dict | None = None, emulated: bool = False) -> list[str]:
+    """Which int8 arithmetic the artifact was made for and which this side measured it on (`emulated`: on that CPU
+    emulated here); a warning when they differ."""
     quantizer = ""
     if recipe:
         quantizer = " (quantizer: " + (recipe["none"] if "none" in recipe else ", ".join(f"{k}={v}" for k, v in recipe.items())) + ")"
     made = describe_isa(made_for) if made_for else "?"
-    lines = [f"- int8 made for **{made}**{quantizer}; validated on this {side}'s **{describe_isa(here)}**."]
+    where = f"an emulated **{describe_isa(here)}** on this {side}" if emulated else f"this {side}'s **{describe_isa(here)}**"
+    lines = [f"- int8 made for **{made}**{quantizer}; validated on {where}."]
     return lines + ([MISMATCH[side]] if isa_mismatch(made_for, here, side) else [])
 
 

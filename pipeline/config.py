@@ -142,13 +142,17 @@ class QuantConfig:
 
 @dataclass(frozen=True)
 class BoardConfig:
-    """The board the int8 artifact is made for. `isa`: its int8 arithmetic (edge/isa.py), or auto = this machine's."""
+    """The board the int8 artifact is made for. `isa`: its int8 arithmetic (edge/isa.py), or auto = this machine's.
+    `emulate`: judge int8 on the board's CPU emulated by QEMU (pipeline.emulation): auto where that costs seconds (an
+    x86 board, qemu-x86_64 installed), on also for Arm boards (and an error where it cannot), off never."""
 
     isa: str = "auto"
+    emulate: str = "auto"
 
     def __post_init__(self):
         if self.isa != "auto":
             int8_isa.check(self.isa)
+        one_of("board.emulate", self.emulate, ("auto", "on", "off"))
 
     def resolved_isa(self) -> str:
         return int8_isa.detect() if self.isa == "auto" else self.isa
@@ -274,6 +278,10 @@ def make_config(target: str, values: dict) -> DeployConfig:
                             "drop the setting for TARGET=jetson")
     # The quantizer follows the board's int8 arithmetic (see QuantConfig.nncf_kwargs and targets/onnx.py).
     quant = dataclasses.replace(cfg.quant, isa=cfg.board.resolved_isa(), preset=resolved_preset(cfg.quant.preset, cfg.model))
+    if cfg.board.emulate == "on":  # an emulator that cannot run is said now, before any model work
+        from pipeline import emulation
+
+        emulation.choose(quant.isa, "on")
     return dataclasses.replace(cfg, quant=quant)
 
 

@@ -20,15 +20,14 @@ from tqdm import tqdm
 from pipeline import calibration
 import targets
 from edge import metrics
-from edge.isa import must_sum_exactly
 from edge.preprocess import Preprocess, read_images
-from pipeline import PipelineError
+from pipeline import PipelineError, emulation
 from pipeline.config import DeployConfig
 from pipeline.data import check_folder, fingerprint, holdout_split, labelled_samples, list_images
 from pipeline.family import get_spec
 from pipeline.labels import is_imagenet
 from pipeline.models import fix_same_padding, labels_for, load, save_checkpoint
-from pipeline.bundle import write_bundle, write_tarball
+from pipeline.bundle import board_requirements, write_bundle, write_tarball
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, Stage, sha256
 from pipeline.sample_data import SAMPLE_PHOTOS, calibration_folder, sample_folder
@@ -295,7 +294,7 @@ class Deploy:
             "ptq": ptq_stage.digest,
             "data": fingerprint(list_images(self.data_dir)),
             "settings": [cfg.threads, cfg.precision, cfg.warmup, cfg.runs, cfg.max_images],
-            "exact_int8": self.exact_int8,
+            "arithmetic": self.arithmetic.to_dict(),
             "split": self._splits_data,
         }
 
@@ -308,12 +307,12 @@ class Deploy:
                 artifacts["ptq"] = ptq_stage.artifact
             runners = {k: self._runner(a, int8=k != "float") for k, a in artifacts.items()}
             out = val.classify_all(samples, self.preprocess, model, runners, progress)
-            # timed as this host's runtime runs them: where int8 was classified with exact sums, fused again
-            timed = {k: self.target.runner(a, self.host_threads, cfg.precision) if self.exact_int8 and k != "float" else runners[k]
+            # timed as this host's runtime runs them: where int8 was judged emulated or unsaturated, fused again
+            timed = {k: self._host_runner(a) if self.arithmetic.kind != "host" and k != "float" else runners[k]
                      for k, a in artifacts.items()}
             result = self._measure(out, runners, timed, model, samples)
             result["camera_input"] = self._camera_input(tmp, artifacts, runners, samples)
-            result["exact_int8"] = self.exact_int8
+            result["arithmetic"] = self.arithmetic.to_dict()
             # where the target can compare its int8 and float graphs layer by layer (None elsewhere)
             batch = np.load(self.calibration().path("calibration.npy"))[:4]
             result["layer_errors"] = self.target.layer_errors(float_stage.artifact, int8_stage.artifact, batch)
@@ -322,14 +321,23 @@ class Deploy:
 
         return self.run.stage("validate", key, work)
 
-    @property
-    def exact_int8(self) -> bool:
-        """Whether the board keeps int8 sums exact where this host's fused kernels would saturate them."""
-        return must_sum_exactly(self.cfg.quant.isa)
+    @functools.cached_property
+    def arithmetic(self) -> emulation.Arithmetic:
+        """The int8 arithmetic that judges the artifact: the board's under QEMU where this host can emulate it, else
+        this host's, with unsaturated sums where only this host's fused kernels would saturate."""
+        return emulation.choose(self.cfg.quant.isa, self.cfg.board.emulate)
 
     def _runner(self, artifact: Path, int8: bool):
-        """An artifact as the board will compute it: int8 with exact sums where this host alone would saturate."""
-        return self.target.runner(artifact, self.host_threads, self.cfg.precision, exact_int8=int8 and self.exact_int8)
+        """An artifact as the board will compute it (int8 in self.arithmetic)."""
+        a = self.arithmetic
+        if int8 and a.emulated:
+            return emulation.runner(a, self.target.device_runtime, artifact, self.host_threads, self.cfg.precision,
+                                    board_requirements(self.target))
+        return self.target.runner(artifact, self.host_threads, self.cfg.precision, unsaturated_int8=int8 and a.kind == "unsaturated")
+
+    def _host_runner(self, artifact: Path):
+        """An artifact as this host's runtime runs it: what latency is timed on."""
+        return self.target.runner(artifact, self.host_threads, self.cfg.precision)
 
     def _measure(self, out: dict, runners: dict, timed: dict, model, samples) -> dict:
         """Accuracy and fidelity from the classified validation images and their runners; latency from `timed`."""
@@ -371,7 +379,10 @@ class Deploy:
         made = {k: self.target.with_pixel_input(artifacts[k], self.preprocess, tmp / f"{k}_pixels") for k in ("float", "int8")}
         if None in made.values():
             return None
-        board = {k: self._runner(p, int8=k == "int8") for k, p in made.items()}
+        # one artifact against another form of itself: this host's arithmetic is as good a judge as the board's
+        if self.arithmetic.emulated:
+            runners = {k: self._host_runner(artifacts[k]) for k in made}
+        board = {k: self._host_runner(p) if self.arithmetic.emulated else self._runner(p, int8=k == "int8") for k, p in made.items()}
         for runner in board.values():
             runner.accept_pixels(self.preprocess)  # as the bundle's runner does (LiteRT's table; others hold it)
         calibrated = [] if self.calibration().result.get("random") else self._calibration_files()
@@ -382,7 +393,7 @@ class Deploy:
             for k in made:
                 fed[k].append(board[k].infer(pixels[None]))
                 host[k].append(runners[k].infer(self.preprocess.normalize(pixels)[None]))
-        timed = self.target.runner(made["int8"], self.host_threads, self.cfg.precision) if self.exact_int8 else board["int8"]
+        timed = self._host_runner(made["int8"]) if self.arithmetic.kind == "unsaturated" else board["int8"]
         return {
             "artifacts": {k: p.name for k, p in made.items()},
             "images": len(fed["int8"]),

@@ -18,8 +18,6 @@ PARITY_RTOL = 1e-3  # float artifact vs PyTorch: max |diff| relative to the larg
 # conversion's tolerance; int8 top-1 on all but 1 % of images (a pixel the two normalisations round to the two
 # sides of an int8 level can move a near-tie).
 CAMERA_INPUT_MIN_SAME_TOP1 = 0.99
-EXACT_SUMS_LINE = ("- Accuracy and agreement were measured with exact int8 sums, as the board's kernels make them: this "
-                   "host's own fused kernels would saturate them (its latency is still the fused one).")
 RUNTIME_ALIASES = {"tflite-runtime": "litert"}  # LiteRT's fallback package is the board's same runtime
 
 
@@ -129,6 +127,11 @@ def write_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
     return report
 
 
+def _validated_on(arithmetic: dict) -> str:
+    """The int8 ISA whose answers the gate judged: the board's, where its CPU was emulated; else this host's."""
+    return arithmetic["board_isa"] if arithmetic["kind"] == "emulated" else detect_isa()
+
+
 def _artifact(stage) -> Path:
     return stage.path(stage.result["artifact"])
 
@@ -148,8 +151,8 @@ def build_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         latency=v["latency_ms"]["int8"], float_latency=v["latency_ms"]["float"], runtime=v["runtime"],
         size_mb={"float": artifact_size_mb(_artifact(float_stage)), "int8": artifact_size_mb(_artifact(int8_stage))},
         calibration=stages["calibration"].result,
-        int8_isa={"made_for": cfg.quant.isa, "validated_on": detect_isa(), "recipe": cfg.quant.recipe(cfg.target),
-                  "exact_sums": bool(v.get("exact_int8"))},
+        int8_isa={"made_for": cfg.quant.isa, "validated_on": _validated_on(v["arithmetic"]), "recipe": cfg.quant.recipe(cfg.target),
+                  "unsaturated_sums": v["arithmetic"]["kind"] == "unsaturated", "judged_by": v["arithmetic"]},
     )
     report |= {
         "float_artifact": str(_artifact(float_stage)),
@@ -163,7 +166,7 @@ def build_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         "layer_errors": v.get("layer_errors"),
         "field_agreement": v.get("field_agreement"),
         "stage_seconds": {name: s.seconds for name, s in stages.items()},
-        "latency_measured": latency_measured(get_target(cfg.target), v["runtime"], cfg.quant.isa, report["int8_isa"]["validated_on"]),
+        "latency_measured": latency_measured(get_target(cfg.target), v["runtime"], cfg.quant.isa, detect_isa()),  # latency: always this host
     }
     return report | _quant_sections(cfg.quant.mode, stages, v)
 
@@ -212,8 +215,9 @@ def markdown(r: dict, sample_count: int) -> str:
              f"- Latency: batch 1, {r['latency_ms']['runs']} timed runs after warm-up, on this host ({r['latency_measured']['host']}).",
              _int8_graph_line(r),
              _camera_input_line(r.get("camera_input")),
-             *isa_lines(r["int8_isa"]["made_for"], r["int8_isa"]["validated_on"], "host", r["int8_isa"]["recipe"]),
-             *([EXACT_SUMS_LINE] if r["int8_isa"].get("exact_sums") else []),
+             *isa_lines(r["int8_isa"]["made_for"], r["int8_isa"]["validated_on"], "host", r["int8_isa"]["recipe"],
+                        emulated=r["int8_isa"]["judged_by"]["kind"] == "emulated"),
+             arithmetic_line(r["int8_isa"]["judged_by"]),
              f"- Calibration: {r['calibration']['count']} images from `{r['calibration']['source']}`"
              f"{' (RANDOM)' if r['calibration']['random'] else ''}.",
              *_field_lines(r.get("field_agreement")),
@@ -223,6 +227,13 @@ def markdown(r: dict, sample_count: int) -> str:
              "![latency](latency.png)",
              ""]
     return "\n".join(lines + _qat_section(r) + _auto_section(r) + _layer_errors_section(r))
+
+
+def arithmetic_line(a: dict) -> str:
+    """Which int8 arithmetic the accuracy and agreement figures come from (pipeline.emulation.Arithmetic)."""
+    note = f" ({a['note']})" if a.get("note") else ""
+    timed = "" if a["kind"] == "host" else "; latency is timed in this host's own fused kernels"
+    return f"- int8 judged in: {a['description']}{note}{timed}."
 
 
 def _camera_input_line(c: dict | None) -> str:

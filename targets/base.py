@@ -58,10 +58,10 @@ class Target:
         """A model trained under NNCF fake quantization -> the target's int8 artifact, as PTQ exports it."""
         raise NotImplementedError
 
-    def runner(self, artifact: Path, threads: int = 0, precision: str = "f32", exact_int8: bool = False) -> Runner:
-        """The artifact in the runtime the board uses; `exact_int8` sums int8 as a board whose kernels never saturate
-        does, where this host's would (`edge.isa.must_sum_exactly`)."""
-        return load_runner(self.device_runtime, artifact, threads, precision, exact_int8=exact_int8)
+    def runner(self, artifact: Path, threads: int = 0, precision: str = "f32", unsaturated_int8: bool = False) -> Runner:
+        """The artifact in the runtime the board uses; `unsaturated_int8` sums int8 as a board whose kernels never saturate
+        does, where this host's would (`edge.isa.must_not_saturate`)."""
+        return load_runner(self.device_runtime, artifact, threads, precision, unsaturated_int8=unsaturated_int8)
 
     def describe(self, artifact: Path) -> dict:
         """Facts about an artifact for the report: compute ops, how many read int8, their MAC share."""

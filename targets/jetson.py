@@ -141,9 +141,9 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
         onnx.save(model, str(path))
         return path
 
-    def runner(self, artifact: Path, threads: int = 0, precision: str = "f32", exact_int8: bool = False):
+    def runner(self, artifact: Path, threads: int = 0, precision: str = "f32", unsaturated_int8: bool = False):
         """The real TensorRT engine where TensorRT and a GPU exist; ONNX Runtime as the reference elsewhere, its
-        int8 sums always exact (`exact_int8` changes nothing: TensorRT's are)."""
+        its int8 sums never saturated (`unsaturated_int8` changes nothing: TensorRT's never are)."""
         from edge import tensorrt_engine as trt_engine
 
         if trt_engine.available()[0]:
@@ -151,8 +151,8 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
         # TensorRT sums int8 products in int32; ONNX Runtime's fused kernels on x86 without VNNI sum pairs in
         # 16 bits and saturate (Lite0 agreed with float on 0.243 of crops on a Zen 3, 0.878 unfused).
         qdq = trt_engine.is_qdq(artifact)
-        r = OnnxRuntimeRunner(artifact, threads, exact_int8=qdq)
-        r.runtime += (" as the int8 reference (Q/DQ unfused: TensorRT's exact int8 arithmetic)" if qdq else
+        r = OnnxRuntimeRunner(artifact, threads, unsaturated_int8=qdq, literal_qdq=qdq)
+        r.runtime += (" as the int8 reference for TensorRT's int32 sums" if qdq else
                       " as the float reference") + "; TensorRT engine not built on this host"
         return r
 

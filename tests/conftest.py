@@ -1,7 +1,10 @@
 """Shared fixtures: tiny models that have learnt something, and image folders the tests write."""
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 # OpenVINO's and NNCF's usage telemetry fork a process per event (from a multithreaded process,
@@ -15,6 +18,10 @@ import torch
 
 from pipeline.family import get_spec
 from pipeline.models import build, reestimate_batchnorm, save_checkpoint
+
+# make test-isa: the int8 tests (marked int8) run their int8 models on this QEMU CPU model (Haswell: AVX2, no VNNI;
+# Nehalem: SSE4.2) while the rest of the test (PyTorch, NNCF, the quantizers) runs natively at full speed.
+TEST_CPU = os.environ.get("EFFNET_TEST_CPU") or None
 
 TINY_SIZE = 64  # input resolution of the tiny test models
 CLASSES = ["red", "green", "blue", "yellow"]
@@ -160,7 +167,8 @@ def target_artifacts(tiny_arrays, tmp_path_factory):
             made[convert] = target.convert_float(t["model"], t["example"], tmp_path_factory.mktemp(name) / "float")
         if (convert, quantize) not in made:
             out = tmp_path_factory.mktemp(name) / "int8"
-            made[convert, quantize] = target.quantize(t["model"], made[convert], t["calib"], QuantConfig(), out)
+            # made for the int8 ISA the tests run on (an emulated CPU's under make test-isa), as a deploy for it would be
+            made[convert, quantize] = target.quantize(t["model"], made[convert], t["calib"], QuantConfig(isa=int8_isa()), out)
         return {"fp32": made[convert], "int8": made[convert, quantize]}
 
     return get
@@ -213,3 +221,62 @@ def gain_outlier_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("gain") / "b0_gain.pt"
     save_checkpoint(path, spec, model, loaded.labels)
     return path
+
+
+@functools.lru_cache(maxsize=1)
+def int8_isa() -> str:
+    """The int8 ISA int8 tests run on: the emulated CPU's under make test-isa, else this machine's."""
+    from edge.isa import detect
+
+    if not TEST_CPU:
+        return detect()
+    from pipeline.emulation import qemu_x86
+
+    probe = [qemu_x86(), "-cpu", TEST_CPU, sys.executable, "-c", "from edge.isa import detect; print(detect())"]
+    return subprocess.run(probe, capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parent.parent).stdout.split()[-1]
+
+
+def int8_runner(runtime: str, artifact: Path, threads: int = 1, unsaturated: bool = False):
+    """`artifact` in `runtime` (edge.runners.RUNTIMES) as an int8 test runs it: on the emulated TEST_CPU under make
+    test-isa (edge.emulated), else natively. A target's int8 model goes by its device runtime; Jetson's host
+    reference is onnxruntime with unsaturated=True."""
+    if TEST_CPU:
+        from edge.emulated import EmulatedRunner
+        from pipeline.emulation import qemu_x86
+
+        return EmulatedRunner([qemu_x86(), "-cpu", TEST_CPU, sys.executable], TEST_CPU, runtime, artifact, threads,
+                              unsaturated_int8=unsaturated)
+    from edge.runners import load_runner
+
+    return load_runner(runtime, artifact, threads, unsaturated_int8=unsaturated)
+
+
+def target_int8_runner(target, artifact: Path, threads: int = 1):
+    """A target's int8 artifact as its board (or host reference) runs it, on the CPU int8 tests run on."""
+    if target.name == "jetson":  # no TensorRT here: ONNX Runtime with Q/DQ unfused stands in (targets.jetson)
+        from edge import tensorrt_engine
+
+        if not tensorrt_engine.available()[0]:
+            return int8_runner("onnxruntime", artifact, threads, unsaturated=True)
+    return int8_runner(target.device_runtime, artifact, threads) if TEST_CPU else target.runner(artifact, threads)
+
+
+def on_test_cpu(fn, *args):
+    """`fn(*args)` on the CPU int8 tests run on: in a Python on the emulated TEST_CPU under make test-isa (`fn` a
+    module-level function of a test module, its arguments and result picklable), else here."""
+    if not TEST_CPU:
+        return fn(*args)
+    import pickle
+
+    from pipeline.emulation import qemu_x86
+
+    here = Path(__file__).resolve().parent
+    code = ("import pickle, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import importlib; "
+            "fn = getattr(importlib.import_module(sys.argv[3]), sys.argv[4]); "
+            "sys.stdout.buffer.write(pickle.dumps(fn(*pickle.loads(sys.stdin.buffer.read()))))")
+    out = subprocess.run([qemu_x86(), "-cpu", TEST_CPU, sys.executable, "-c", code, str(here), str(here.parent),
+                          fn.__module__, fn.__name__], input=pickle.dumps(args), capture_output=True)
+    if out.returncode != 0:
+        raise AssertionError(f"{fn.__name__} on emulated {TEST_CPU} exited {out.returncode}:\n{out.stderr.decode()[-3000:]}")
+    return pickle.loads(out.stdout)

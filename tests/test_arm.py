@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import pytest
 
-import arm64
+from pipeline import arm64
 from board import write_video
 from edge.bundle import Bundle
 from edge.metrics import wilson

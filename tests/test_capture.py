@@ -176,7 +176,11 @@ def test_deploy_calibrates_on_captured_frames_and_validates_on_the_held_out_ones
     from pipeline.cli import main
 
     out = tmp_path / "run"
-    assert main([*deploy_args("openvino", tiny_checkpoint, colour_data, out), "--calib", str(captured)]) == 0
+    # What is tested is the split and where its figure goes, not the int8 verdict: the tiny b0 calibrated on a few
+    # video frames unlike its validation images lost 4-15 points depending on the CPU's int8 arithmetic, so the gate
+    # is set so that no drop fails it (a drop's interval never reaches 100 points).
+    args = [*deploy_args("openvino", tiny_checkpoint, colour_data, out), "--calib", str(captured), "--max-drop", "100"]
+    assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     calib, held = captured_split(captured)
     calibrated = json.loads(next(out.glob("calibration*/files.json")).read_text())

@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from edge.isa import detect, must_sum_exactly
+from edge.isa import detect, must_not_saturate
 from pipeline import PipelineError
 from pipeline.cli import main
 from pipeline.config import ONNX_SATURATING_QUANTIZER, make_config
-from pipeline.report import EXACT_SUMS_LINE
+from pipeline import emulation
+from pipeline.report import arithmetic_line
 
 ZEN3 = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma bmi2\n"
 ZEN4 = ZEN3.replace("bmi2", "bmi2 avx512f avx512bw avx512_vnni avx512_bf16")
@@ -76,14 +77,19 @@ def test_forcing_the_other_cpu_kind_changes_the_recipe(target, measure, tiny_che
                     "--set", f"board.isa={board}", "--set", "quant.bias_correction=fast"]  # as deployed_tiny's
             assert main(args) == 0
         report = json.loads((out / "report.json").read_text())
-        assert report["int8_isa"]["made_for"] == board and report["int8_isa"]["validated_on"] == detect()
+        judged = emulation.choose(board).to_dict()  # the board's own CPU under QEMU where this host can emulate it
+        validated_on = board if judged["kind"] == "emulated" else detect()
+        assert report["int8_isa"]["made_for"] == board and report["int8_isa"]["validated_on"] == validated_on
         ranges[board] = measure(out / "int8" / ("model.onnx" if target == "onnx" else "model.xml"))
         md = (out / "report.md").read_text()
         assert f"int8 made for **{board}" in md
-        # a VNNI board's 8-bit weights validated on an AVX2 host: with exact sums, the board's answers
-        exact = must_sum_exactly(board)
-        assert report["int8_isa"]["exact_sums"] == exact and ("exact int8 sums" in report["runtime"]["int8"]) == exact
-        assert (EXACT_SUMS_LINE in md) == exact and "exact int8 sums" not in report["runtime"]["float"]
+        # a VNNI board's 8-bit weights validated on an AVX2 host: with unsaturated sums, the board's answers; an AVX2
+        # board from a VNNI host: on emulated Haswell where QEMU is installed, saturating as the board does
+        assert report["int8_isa"]["judged_by"] == judged and arithmetic_line(judged) in md
+        unsaturated = judged["kind"] == "unsaturated"
+        assert unsaturated == must_not_saturate(board) == ("unsaturated int8 sums" in report["runtime"]["int8"])
+        assert ("on emulated Haswell" in report["runtime"]["int8"]) == (judged["kind"] == "emulated")
+        assert "unsaturated" not in report["runtime"]["float"] and "emulated" not in report["runtime"]["float"]
         assert json.loads((out / "bundle" / "config.json").read_text())["int8_isa"] == board
     # ONNX Runtime's reduce_range (b0's swish) narrows every weight but the depthwise; NNCF's overflow fix in the IR
     # the layers fed by u8 activations.

@@ -52,6 +52,7 @@ def _rendered(target: str, runtime: dict, made_for: str, host_isa: str = "avx2",
     """A prepared host report (the keys markdown reads) for `target`, its latency measured as `runtime` says, and its report.md."""
     from edge.metrics import fidelity
     from edge.report import accuracy_block, core, judge
+    from pipeline.emulation import choose
     from pipeline.report import latency_measured, markdown
     from targets import get_target
 
@@ -62,7 +63,8 @@ def _rendered(target: str, runtime: dict, made_for: str, host_isa: str = "avx2",
                                      skipped_files=[], max_drop=1.0),
              latency=lat, float_latency={**lat, "p50": 28.0}, runtime=runtime, size_mb={"float": 20.0, "int8": 5.0},
              calibration={"count": 32, "source": "calib", "random": False},
-             int8_isa={"made_for": made_for, "validated_on": host_isa, "recipe": None})
+             int8_isa={"made_for": made_for, "validated_on": host_isa, "recipe": None,
+                       "judged_by": choose(made_for, "off", host_isa).to_dict()})
     r |= {"weights": "w.pt", "data": {"folder": "val", "embedded_sample": False},
           "float_parity": {"top1_agreement": 1.0, "max_abs_diff": 1e-5, "relative_diff": 1e-6},
           "int8_ops": {"compute_ops_int8_input": 80, "compute_ops": 81, "int8_macs_share": 0.99},

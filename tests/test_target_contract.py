@@ -14,6 +14,7 @@ import targets
 from edge.runners import RUNTIMES
 from pipeline.report import PARITY_RTOL
 from pipeline.validate import agreement, parity
+from conftest import target_int8_runner
 
 
 @pytest.mark.parametrize("name", sorted(targets.TARGETS))
@@ -26,6 +27,7 @@ def test_target_declares_the_interface(name):
     assert target.requires and target.qat_preset in (None, "mixed", "performance")
 
 
+@pytest.mark.int8
 @pytest.mark.parametrize("name", sorted(targets.TARGETS))
 def test_convert_quantize_run_describe(name, tiny_arrays, target_artifacts):
     target, t = targets.get_target(name), tiny_arrays
@@ -37,7 +39,7 @@ def test_convert_quantize_run_describe(name, tiny_arrays, target_artifacts):
     assert float_logits.shape == t["ref"].shape and isinstance(float_runner.runtime, str) and float_runner.threads >= 1
     assert parity(float_logits, t["ref"])["relative_diff"] < PARITY_RTOL  # the gate's own conversion tolerance
 
-    int8_runner = target.runner(made["int8"], threads=1)
+    int8_runner = target_int8_runner(target, made["int8"])  # on an emulated CPU under make test-isa
     int8_logits = int8_runner.infer(t["test"])
     assert agreement(int8_logits, float_logits) >= 0.85  # the tiny model has learnt the colours
     assert isinstance(int8_runner.executed_precisions(), dict)

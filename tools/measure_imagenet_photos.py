@@ -22,7 +22,7 @@ Measured 2026-12-02 on a 2-core AMD EPYC Zen 3 (int8 ISA avx2: no VNNI, u8×s8 p
     onnx       0.886   0.883   0.986 (0.977-0.992)   +0.3 (-0.4 to +1.0)    passed
 
 Made for a VNNI board (--set board.isa=avx512-vnni: full 8-bit weights) and judged on the same Zen 3
-with exact int8 sums, as VNNI's 32-bit sums make them (edge.isa.must_sum_exactly):
+with unsaturated int8 sums, as VNNI's 32-bit sums make them (edge.isa.must_not_saturate):
 
     openvino   0.886   0.878   0.981 (0.971-0.988)   +0.8 (+0.1 to +1.6)    inconclusive
     onnx       0.886   0.883   0.991 (0.983-0.995)   +0.3 (-0.3 to +0.9)    passed

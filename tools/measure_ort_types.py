@@ -229,7 +229,7 @@ def report(name: str, what: str, path: Path, x, reference, confident, exact: boo
     result = agreement(load_runner("onnxruntime", path), x, reference, confident)
     print(f"{name:8} {what:38} {result}  [{(time.perf_counter() - t0) / len(x) * 1000:.1f} ms/img]", flush=True)
     if exact:  # Q/DQ unfused: the file's own int8 numerics, free of the kernels' saturation
-        print(f"{'':47} {agreement(OnnxRuntimeRunner(path, exact_int8=True), x, reference, confident)}  (unfused)", flush=True)
+        print(f"{'':47} {agreement(OnnxRuntimeRunner(path, unsaturated_int8=True), x, reference, confident)}  (unfused)", flush=True)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""An emulated arm64 board for `make test-arm`: a Debian arm64 root filesystem run under QEMU user mode.
+"""An emulated arm64 board: a Debian arm64 root filesystem run under QEMU user mode, for `make test-arm` and for the
+gate judging a Raspberry Pi's int8 on its own emulated CPU (pipeline.emulation, board.emulate=on).
 
 It proves the board side on Arm binaries: the bundle installs on a clean Debian arm64 from aarch64
 wheels, and LiteRT/XNNPACK, ONNX Runtime, OpenVINO and OpenCV built for Arm compute the decisions the
@@ -22,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge.errors import UserError
+
 QEMU_MIN = 8
 BACKPORTS = "deb http://deb.debian.org/debian bookworm-backports main"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -31,7 +34,7 @@ BOARD_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 PLATFORMS = ["manylinux2014_aarch64", "linux_aarch64", *(f"manylinux_2_{m}_aarch64" for m in range(17, 37))]
 
 
-class Unavailable(Exception):
+class Unavailable(UserError):
     """The emulated board cannot be set up here; the message is one line naming the fix."""
 
 
@@ -41,7 +44,7 @@ def cache_dir() -> Path:
 
 def _root(step: str) -> None:
     if os.geteuid() != 0:
-        raise Unavailable(f"{step} needs root (debootstrap, chroot, binfmt_misc): run make test-arm as root")
+        raise Unavailable(f"{step} needs root (debootstrap, chroot, binfmt_misc): run it as root")
 
 
 def _sh(argv: list[str], what: str, log: Path | None = None, **kw) -> None:
@@ -143,15 +146,19 @@ class Board:
     def run(self, argv: list[str], cwd: str = "/", sys_fs: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
         """`argv` inside the board, in a private mount namespace (its mounts vanish with it), with a clean
         environment: nothing of the host's (pip config, PYTHONPATH) leaks in."""
+        outer, env = self.command(argv, cwd, sys_fs)
+        return subprocess.run(outer, capture_output=True, text=True, env=env, timeout=timeout)
+
+    def command(self, argv: list[str], cwd: str = "/", sys_fs: bool = True, env: dict | None = None) -> tuple[list[str], dict]:
+        """The host command line and environment that run `argv` inside the board (see run); `env` adds variables."""
         mounts = ['mount -t proc proc "$R/proc"', 'mount --rbind /dev "$R/dev"']
         if sys_fs:  # without /sys, LiteRT cannot read the CPU and silently runs without XNNPACK
             mounts.append('mount --rbind /sys "$R/sys"')
         for host, guest in self.binds.items():
             mounts.append(f'mkdir -p "$R{guest}" && mount --bind "{host}" "$R{guest}"')
         script = " && ".join(mounts) + ' && cd / && exec chroot "$R" /bin/sh -c \'cd "$0" && exec "$@"\' "$0" "$@"'
-        env = {"PATH": BOARD_PATH, "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": self.cpu, "R": str(self.root)}
-        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, cwd, *argv],
-                              capture_output=True, text=True, env=env, timeout=timeout)
+        env = {"PATH": BOARD_PATH, "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": self.cpu, "R": str(self.root), **(env or {})}
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, cwd, *argv], env
 
     def check(self, argv: list[str], **kw) -> str:
         out = self.run(argv, **kw)
@@ -187,3 +194,25 @@ def requirements_of(bundle: Path) -> list[str]:
     """The bundle's requirements.txt lines, without comments."""
     lines = (l.split("#")[0].strip() for l in (bundle / "requirements.txt").read_text().splitlines())
     return [l for l in lines if l]
+
+
+def check_can_prepare() -> None:
+    """One line naming the fix where the arm64 board cannot be set up here (before any model work)."""
+    if sys.platform != "linux":
+        raise Unavailable("arm64 emulation needs Linux (QEMU user mode, binfmt_misc, chroot)")
+    if (cache_dir() / "rootfs" / ".effnet-complete").exists() and os.geteuid() == 0:
+        return
+    _root("judging int8 on an emulated Arm board")
+
+
+def emulated_runner(cpu: str, runtime: str, artifact: Path, threads: int, precision: str, requirements: list[str]):
+    """An EmulatedRunner of `artifact` in `runtime` inside the arm64 board as `cpu` (set up on first use: minutes),
+    running this project's own edge/ code on the board's Python."""
+    from edge.emulated import EmulatedRunner
+
+    root, python = prepare([r for r in (line.split("#")[0].strip() for line in requirements) if r])  # as requirements.txt
+    code = Path(__file__).resolve().parent.parent  # holds edge/
+    artifact = Path(artifact).resolve()
+    board = Board(root, cpu, {code: "/effnet/code", artifact.parent: "/effnet/artifact"})
+    argv, env = board.command([python], env={"PYTHONPATH": "/effnet/code"})
+    return EmulatedRunner(argv, cpu, runtime, f"/effnet/artifact/{artifact.name}", threads, precision, env=env)
