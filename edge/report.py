@@ -12,7 +12,7 @@ from edge.metrics import ships
 LATENCY_KEYS = ("p50", "p90", "p99", "mean", "runs")
 SKIPPED_LISTED = 50  # unreadable files named in report.json; "skipped" counts them all
 NO_FLOAT = "the bundle has no float model to compare with"
-TABLE = ["| | top-1 | top-5 | top-1 agreement with float | p50 ms | p90 ms | p99 ms | images/s | size MB |",
+TABLE = ["| | top-1 | top-5 | top-1 agreement with float (validation images) | p50 ms | p90 ms | p99 ms | images/s | size MB |",
          "|---|---|---|---|---|---|---|---|---|"]
 MISMATCH = {
     "host": "- **The board's int8 arithmetic differs from this host's: its results can differ from these. "
@@ -73,11 +73,30 @@ def reason(r: dict) -> str:
 
 
 def headline(r: dict) -> str:
-    """One line: the verdict and why."""
+    """One line: the verdict and why, then the agreement figures."""
+    figures = f" ({agreement_phrase(r['fidelity'])})" if r["fidelity"] else ""
     if r["verdict"] == "failed":
-        return "FAILED: " + "; ".join(r["failures"])
+        return "FAILED: " + "; ".join(r["failures"]) + figures
     word = "PASSED" if r["verdict"] == "passed" else "INCONCLUSIVE" + (" (STRICT: counts as a failure)" if r["strict"] else "")
-    return f"{word}: {reason(r)}"
+    return f"{word}: {reason(r)}{figures}"
+
+
+CALIBRATION_SET = "calibration images (unlabelled; int8 was calibrated on them)"
+
+
+def agreement_sets(f: dict) -> list[tuple[str, float, list, int]]:
+    """Top-1 agreement of int8 with float, one figure per image set: (set, agreement, 95 % interval, images). The
+    validation images always; the host adds the calibration images that are not validation images (no labels needed)."""
+    sets = [("validation images", f["agreement"], f["agreement_ci95"] or [None, None], f["agreement_images"])]
+    c = f.get("calibration_agreement")
+    if c and c["images"]:
+        sets.append((CALIBRATION_SET, c["agreement"], c["ci95"], c["images"]))
+    return sets
+
+
+def agreement_phrase(f: dict) -> str:
+    """The agreement figures in one phrase, as the console, the bundle's README and ./run.sh validate print them."""
+    return "; ".join(f"top-1 agreement with float {pct(a)} on the {n} {name}" for name, a, _, n in agreement_sets(f))
 
 
 def verdict_line(r: dict) -> list[str]:
@@ -90,23 +109,16 @@ def fidelity_lines(f: dict | None) -> list[str]:
     if not f:
         return []
     lo, hi = f["drop_ci95_points"]
-    a_lo, a_hi = f["agreement_ci95"] or (None, None)
-    # The host adds unlabelled calibration images to the agreement count; the board has only the labelled ones.
-    src = f.get("agreement_sources") or {"validation": f["agreement_images"], "calibration": 0}
-    where = f"{src['validation']} validation images"
-    if src["calibration"]:
-        where += f" + {src['calibration']} unlabelled calibration images"
     p = f["paired"]
     return [
         "| fidelity to float | measured | 95 % interval | images |",
         "|---|---|---|---|",
         f"| int8 top-1 drop (points) | {f['drop_points']:+.2f} | {lo:+.2f} to {hi:+.2f} | {f['images']} labelled |",
-        f"| top-1 agreement with float | {pct(f['agreement'])} | {pct(a_lo)} to {pct(a_hi)} | {where} |",
+        *(f"| top-1 agreement with float on the {name} | {pct(a)} | {pct(ci[0])} to {pct(ci[1])} | {n} |"
+          for name, a, ci, n in agreement_sets(f)),
         "",
         f"Paired outcomes: {p['both_right']} right in both, {p['float_only']} right only in float, "
-        f"{p['int8_only']} right only in int8, {p['both_wrong']} wrong in both."
-        + (" Calibration images count toward agreement (it needs no labels); int8 was calibrated on them, "
-           "so agreement there can be a little optimistic." if src["calibration"] else ""),
+        f"{p['int8_only']} right only in int8, {p['both_wrong']} wrong in both.",
         "",
     ]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from edge.bundle import BUNDLE_FORMAT
 from edge.cli import COMMANDS
 from edge.files import copy_artifact
+from edge.report import agreement_phrase
 from pipeline.data import class_table
 
 EDGE_DIR = Path(__file__).resolve().parent.parent / "edge"
@@ -153,7 +154,7 @@ the traceback instead.
 
 Measured on the host ({host['machine']}, {host['runtime']}, {host['date']}) on `{host['data']}`:
 int8 top-1 {acc['int8']['top1']:.3f} vs float {acc['float']['top1']:.3f} ({acc['images']} images),
-agreement {acc['top1_agreement']:.3f}; latency p50 {host['latency_ms']['p50']:.2f} ms.
+{agreement_phrase(host['fidelity'])}; latency p50 {host['latency_ms']['p50']:.2f} ms.
 Verdict: **{config['verdict']}**{'' if config['verified'] else ' (unverified: ' + host['fidelity']['reason'] + ')'}.
 
 ## Commands

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import multiprocessing
 import sys
 import traceback
 from pathlib import Path
@@ -220,6 +221,11 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="a few-minute run: fewer runs, smaller scaling budget")
     b.add_argument("--threads", type=int, default=0)
     b.add_argument("--debug", action="store_true")
+    w = sub.add_parser("weights", help="a B model's ImageNet weights from the hub, or FROM a file downloaded elsewhere, "
+                                        "checked against the published hash and put where the loader looks")
+    w.add_argument("--model", required=True)
+    w.add_argument("--from", dest="source", help="the downloaded .pth file (default: download it)")
+    w.add_argument("--debug", action="store_true")
     _choose_options(sub.add_parser("choose", help="the most accurate EfficientNet whose int8 p99 latency fits a budget on the target"))
     _capture_options(sub.add_parser("capture", help="frames from the board's camera (DEVICE) or a source here, for deploy --calib"))
     t = sub.add_parser("train", help="fine-tune on a labelled folder (new head); best.pt feeds make deploy WEIGHTS=")
@@ -326,8 +332,22 @@ def _stages(args, extra: list[str]) -> int:
     return 0
 
 
+def _weights(args) -> int:
+    from pipeline import weights
+    from pipeline.family import get_spec
+
+    spec = get_spec(args.model)
+    if weights.hub_file(spec) is None:
+        print(f"{spec.name}: its weights need no download ({spec.weights.source}: {spec.weights.ref or 'none'})")
+        return 0
+    path = weights.install(spec, Path(args.source)) if args.source else weights.ensure(spec)
+    print(f"{spec.name}: ImageNet weights checked and in place at {path}")
+    return 0
+
+
 COMMANDS = {"models": lambda args: _print_models(), "targets": lambda args: _print_targets(), "toolchain": _toolchain,
-            "bench": _bench, "choose": _choose, "capture": _capture, "fashion-mnist": _fashion_mnist, "train": _train}
+            "bench": _bench, "choose": _choose, "capture": _capture, "fashion-mnist": _fashion_mnist, "train": _train,
+            "weights": _weights}
 
 
 def script(argv=None) -> int:
@@ -337,6 +357,10 @@ def script(argv=None) -> int:
 
 def main(argv=None, prog: str = "python -m pipeline") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # OpenVINO's and NNCF's telemetry send each event from a multiprocessing child. Forked from this process, which
+    # runs oneDNN, OpenMP and (for TFLite's converter) JAX threads, that child can deadlock on a lock some thread held
+    # at the fork (Python's own RuntimeWarning said so on TARGET=rpi): children start from a fresh interpreter instead.
+    multiprocessing.set_start_method("spawn", force=True)
     extra: list[str] = []
     if "--" in argv:  # what follows goes to the bundle's ./run.sh (the `run` command)
         argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]

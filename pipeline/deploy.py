@@ -22,6 +22,7 @@ import targets
 from edge import metrics
 from edge.preprocess import Preprocess, read_images
 from pipeline import PipelineError, emulation
+from pipeline import weights as hub_weights
 from pipeline.config import DeployConfig
 from pipeline.data import check_folder, fingerprint, holdout_split, labelled_samples, list_images
 from pipeline.family import get_spec
@@ -106,6 +107,8 @@ class Deploy:
         if stage == "calibration":
             return  # needs no model and no labels
         labels = labels_for(self.spec, cfg.weights, cfg.num_classes)  # reads WEIGHTS' tensor shapes, builds nothing
+        if cfg.weights is None:
+            hub_weights.ensure(self.spec)  # a hub that cannot be reached is one line now, not after the run folder is made
         trains = stage == "qat" or (cfg.quant.mode == "qat" and stage in ("validate", "report"))
         if trains and cfg.quant.qat_data == "labelled":
             self._train_samples(labels)

@@ -8,8 +8,8 @@ from pathlib import Path
 from edge.files import artifact_size_mb
 from edge.isa import detect as detect_isa
 from edge.metrics import fidelity, wilson
-from edge.report import (TABLE, accuracy_block, core, fidelity_lines, headline, int8_row, isa_lines, judge, pct, row,
-                         title, verdict_line)
+from edge.report import (TABLE, accuracy_block, agreement_sets, core, fidelity_lines, headline, int8_row, isa_lines, judge,
+                         pct, row, title, verdict_line)
 from edge.files import write_atomic
 from targets import get_target
 
@@ -23,16 +23,33 @@ RUNTIME_ALIASES = {"tflite-runtime": "litert"}  # LiteRT's fallback package is t
 
 def gate(cfg, validation: dict, ops: dict) -> dict:
     """The verdict (passed, failed or inconclusive), the fidelity figures behind it, and every failure."""
-    extra = validation.get("agreement_unlabelled") or {"images": 0, "agree": 0}
-    fid = fidelity(validation["paired"], validation["agree"] + extra["agree"], validation["images"] + extra["images"], cfg.max_drop)
-    fid["agreement_sources"] = {"validation": validation["images"], "calibration": extra["images"]}
+    fid = fidelity(validation["paired"], validation["agree"], validation["images"], cfg.max_drop)
+    fid["calibration_agreement"] = _calibration_agreement(validation.get("agreement_unlabelled"))
     failures = _checks(validation["float_parity"], ops, get_target(cfg.target).full_integer)
     failures += _camera_input_checks(validation.get("camera_input"))
+    failures += _below_agreement_floor(fid, cfg.agreement_floor)
     wanted = cfg.quant.min_agreement
     if wanted and (agreement := validation["accuracy"]["top1_agreement"]) < wanted:
         failures.append(f"int8 agrees with float on {agreement:.3f} of the validation images, below "
                         f"quant.min_agreement={cfg.quant.min_agreement}")
     return judge(fid, failures, cfg.strict)
+
+
+def _calibration_agreement(extra: dict | None) -> dict | None:
+    """Agreement on the calibration images that are not validation images: a figure of its own (no labels needed;
+    int8 was calibrated on them, so it can be a little optimistic)."""
+    if not extra or not extra["images"]:
+        return None
+    n, agree = extra["images"], extra["agree"]
+    return {"images": n, "agree": agree, "agreement": agree / n, "ci95": list(wilson(agree, n))}
+
+
+def _below_agreement_floor(fid: dict, floor: float) -> list[str]:
+    """The label-free floor: on any image set whose agreement's whole 95 % interval lies below `floor`, int8 is not
+    the float model, whatever the labels say (random weights, a broken conversion, shuffled outputs)."""
+    return [f"int8 agrees with float on {pct(a)} of the {n} {name} (95 % interval {pct(ci[0])} to {pct(ci[1])}), wholly "
+            f"below agreement_floor={floor:g}: the int8 model does not compute the float model"
+            for name, a, ci, n in agreement_sets(fid) if floor and ci[1] is not None and ci[1] < floor]
 
 
 def _checks(parity: dict, ops: dict, full_integer: bool) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.report import CALIBRATION_SET, agreement_phrase, pct
 from pipeline.cli import main
 from pipeline.sample_data import SAMPLE_PHOTOS
 
@@ -26,7 +27,7 @@ def _predictions_right(run: Path) -> None:
     assert report["accuracy"]["int8"]["top5"] == 1.0  # a class near the top for every photo: int8 is no random model
 
 
-def test_default_job_lite0_on_bundled_photos(tmp_path, monkeypatch):
+def test_default_job_lite0_on_bundled_photos(tmp_path, monkeypatch, capsys):
     """The README's main job with no DATA: real lite0 weights, real photos, an honest small-sample verdict."""
     monkeypatch.chdir(tmp_path)
     assert main(["deploy", "--set", "runs=10"]) == 0
@@ -38,10 +39,17 @@ def test_default_job_lite0_on_bundled_photos(tmp_path, monkeypatch):
     md = (run / "report.md").read_text()
     assert f"only {len(SAMPLE_PHOTOS)} real photos" in md and "**Verdict: inconclusive.**" in md
     assert "make deploy TARGET=openvino MODEL=lite0 DATA=path/to/labelled/images" in md
-    # Agreement needs no labels: the 13 calibration photos that are not validation photos count too.
+    # Agreement needs no labels: the 13 calibration photos that are not validation photos are a figure of their own.
     fid = report["fidelity"]
-    assert fid["agreement_sources"] == {"validation": 3, "calibration": 13} and fid["agreement_images"] == 16
-    assert fid["agreement"] >= 0.5  # real int8 follows float on most real photos on any CPU (a broken one: ~0)
+    assert fid["agreement_images"] == 3 and fid["agreement"] == report["accuracy"]["top1_agreement"]
+    assert fid["calibration_agreement"]["images"] == 13
+    assert fid["calibration_agreement"]["agreement"] >= 0.5  # real int8 follows float on most real photos on any CPU (a broken one: ~0)
+    # one figure per image set, the same in report.md, the bundle's README and config.json, and the console
+    phrase, calib = agreement_phrase(fid), fid["calibration_agreement"]
+    assert f"on the 3 validation images; top-1 agreement with float {pct(calib['agreement'])} on the 13 {CALIBRATION_SET}" in phrase
+    assert f"| top-1 agreement with float on the {CALIBRATION_SET} | {pct(calib['agreement'])} |" in md
+    assert phrase in (run / "bundle" / "README.md").read_text() and phrase in capsys.readouterr().out
+    assert agreement_phrase(json.loads((run / "bundle" / "config.json").read_text())["host"]["fidelity"]) == phrase
     assert json.loads((run / "bundle" / "config.json").read_text())["verified"] is False
     assert report["int8_ops"]["int8_macs_share"] > 0.99  # lite has no squeeze-excite: all int8
     assert report["executed_precisions"].get("u8", 0) + report["executed_precisions"].get("i8", 0) >= 49
