@@ -90,7 +90,10 @@ class OpenVINORunner(Runner):
         self.takes_pixels = self.input_dtype == np.uint8
         self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
         actual = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-        self.runtime = f"openvino {ov.get_version().split('-')[0]} ({device}, {actual})" + (
+        # The precision hint is what the layers left in float run in: an int8 model's label says int8 first.
+        executed = self.executed_precisions()
+        precision_label = f"int8, {actual} elsewhere" if {"u8", "i8"} & set(executed) else actual
+        self.runtime = f"openvino {ov.get_version().split('-')[0]} ({device}, {precision_label})" + (
             "; unsaturated int8 sums (low-precision transformations off)" if unsaturated_int8 else "")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

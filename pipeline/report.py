@@ -271,8 +271,9 @@ def _field_lines(f: dict | None) -> list[str]:
         return [f"- **Held-out captured frames: none readable in `{f['source']}`.**"]
     lo, hi = f["ci95"]
     return [f"- **Top-1 agreement with float on {f['images']} captured frames held out from calibration: "
-            f"{pct(f['agreement'])} (95 % {pct(lo)} to {pct(hi)})**, the board's own camera (`{f['source']}`, "
-            f"{f['calibration_frames']} other frames calibrated), no labels needed; `./run.sh --shadow N` compares the field with it."]
+            f"{pct(f['agreement'])} (95 % {pct(lo)} to {pct(hi)})**, the board's own camera (`{f['source']}`: the calibration "
+            f"images above were drawn from its {f['calibration_frames']} other frames), no labels needed; `./run.sh --shadow N` "
+            "compares the field with it."]
 
 
 def _latency_note(m: dict) -> list[str]:
@@ -298,7 +299,14 @@ def _int8_graph_line(r: dict) -> str:
     ops = r["int8_ops"]
     return (f"- int8 graph: {ops['compute_ops_int8_input']} of {ops['compute_ops']} compute ops read int8 "
             f"inputs ({100 * ops['int8_macs_share']:.1f} % of multiply-adds)"
-            + (f"; the runtime executes its compute layers in {r['executed_precisions']}." if r["executed_precisions"] else "."))
+            + (f"; the runtime, after its own graph transformations, executes {_precisions(r['executed_precisions'])}."
+               if r["executed_precisions"] else "."))
+
+
+def _precisions(counts: dict) -> str:
+    """{'u8': 49, 'f32': 1} -> '50 compute layers: 49 in u8, 1 in f32'."""
+    parts = ", ".join(f"{n} in {p}" for p, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"{sum(counts.values())} compute layers: {parts}"
 
 
 def _verdict_lines(r: dict) -> list[str]:

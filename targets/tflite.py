@@ -252,10 +252,19 @@ class TFLiteTarget(Target):
                 if tensor in ref and tensor in got and ref[tensor].shape == got[tensor].shape:
                     a, b = ref[tensor], got[tensor]
                     totals.setdefault(tensor, []).append(float(np.abs(a - b).mean() / (np.abs(a).mean() + 1e-12)))
-        rows = [{"index": n, "op": op, "tensor": tensor[-60:], "relative_error": float(np.mean(totals[tensor]))}
+        rows = [{"index": n, "op": op, "tensor": torch_path(tensor), "relative_error": float(np.mean(totals[tensor]))}
                 for n, (op, tensor) in enumerate(order) if tensor in totals]
         keep = {r["index"] for r in sorted(rows, key=lambda r: -r["relative_error"])[:worst]}
         return [r for r in rows if r["index"] in keep]
 
 
 TARGET = TFLiteTarget()
+
+
+def torch_path(tensor: str) -> str:
+    """A LiteRT tensor name as the PyTorch module path it came from: litert-torch names a tensor by its module chain,
+    `pkg.Class_attr` per level (`.../Sequential_blocks/Sequential_5/InvertedResidual_2/Conv2d_conv_dw;1`, fused
+    ops `;`-joined), so the report shows `blocks.5.2.conv_dw` where the raw name cut to a width lost its start."""
+    levels = tensor.split(";")[0].split("/")[1:]  # the first level is the NHWC wrapper
+    attrs = [cls.split("_", 1)[1] for cls in (level.rsplit(".", 1)[-1] for level in levels) if "_" in cls]
+    return ".".join(a for a in attrs if a != "inner") or tensor.split(";")[0]

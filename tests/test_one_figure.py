@@ -81,3 +81,47 @@ def test_random_weights_fail_the_gate_in_one_line(tmp_path, capsys):
     floor = [f for f in report["failures"] if "agreement_floor" in f]
     assert report["verdict"] == "failed" and floor and not (out / "bundle").exists()
     assert "wholly below agreement_floor=0.8" in (out / "report.md").read_text()
+
+
+def test_report_lines_read_as_words_not_python():
+    from pipeline.report import _precisions
+    from targets.tflite import torch_path
+
+    assert _precisions({"u8": 49, "f32": 1}) == "50 compute layers: 49 in u8, 1 in f32"
+    raw = ("targets.tflite._nhwc_model.<locals>.NHWC/timm.models.efficientnet.EfficientNet_inner/torch.nn.modules.container."
+           "Sequential_blocks/torch.nn.modules.container.Sequential_5/timm.models._efficientnet_blocks.InvertedResidual_2/"
+           "torch.nn.modules.conv.Conv2d_conv_dw;1")
+    assert torch_path(raw) == "blocks.5.2.conv_dw" and torch_path("serving_default_args_0:0") == "serving_default_args_0:0"
+
+
+def test_an_unreachable_hub_is_one_line_before_the_run_folder(tmp_path, monkeypatch, capsys):
+    """B1's weights come from the PyTorch hub, which this machine cannot reach: one line naming make weights, and
+    no run folder (the download is tried while inputs are checked)."""
+    from pipeline import weights
+    from pipeline.family import get_spec
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache
+    hub = weights.hub_file(get_spec("b1"))
+    out = tmp_path / "run"
+    code = main(["deploy", "--target", "jetson", "--model", "b1", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    if code == 0:
+        pytest.skip("the PyTorch hub is reachable here")
+    assert code == 1 and "\n" not in err and "make weights MODEL=b1 FROM=" in err and hub.url in err
+    assert not out.exists() and not hub.path.exists()
+
+
+def test_make_weights_checks_the_published_hash(tmp_path, monkeypatch, capsys):
+    from pipeline import weights
+    from pipeline.family import get_spec
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = weights.hub_file(get_spec("b0"))
+    wrong = tmp_path / "download.pth"
+    wrong.write_bytes(b"not the weights")
+    assert main(["weights", "--model", "b0", "--from", str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert f"the published file's {hub.sha256_prefix}" in err and not hub.path.exists()
+    assert main(["weights", "--model", "b0", "--from", str(tmp_path / "missing.pth")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert main(["weights", "--model", "lite0"]) == 0 and "need no download" in capsys.readouterr().out
