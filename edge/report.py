@@ -81,7 +81,7 @@ def headline(r: dict) -> str:
     return f"{word}: {reason(r)}{figures}"
 
 
-CALIBRATION_SET = "calibration images (unlabelled; int8 was calibrated on them)"
+CALIBRATION_SET = "calibration images outside validation (no labels needed; int8 was calibrated on them)"
 
 
 def agreement_sets(f: dict) -> list[tuple[str, float, list, int]]:

@@ -58,10 +58,10 @@ def test_the_gate_fails_an_int8_model_that_does_not_follow_float(shuffle):
     int8 = np.roll(float_logits, 1, axis=1) if shuffle == "rotated" else rng.normal(size=(3, 4)) * 1e-13
     cfg = make_config("openvino", {})
     judged = gate(cfg, _validation(float_logits, int8, labels, 0, 13), OPS)
-    floor_failures = [f for f in judged["failures"] if "agreement_floor=0.8" in f]
+    floor_failures = [f for f in judged["failures"] if "agreement_floor=0.7" in f]
     assert judged["verdict"] == "failed" and len(floor_failures) == 2  # 0 of 3 validation (0-56 %), 0 of 13 calibration
     assert "of the 13 calibration images" in floor_failures[1]
-    assert judged["fidelity"]["calibration_agreement"]["ci95"][1] < 0.8
+    assert judged["fidelity"]["calibration_agreement"]["ci95"][1] < 0.7
     off = gate(make_config("openvino", {"agreement_floor": "0"}), _validation(float_logits, int8, labels, 0, 13), OPS)
     assert not [f for f in off["failures"] if "agreement_floor" in f]
     fine = gate(cfg, _validation(float_logits, float_logits, labels, 12, 13), OPS)
@@ -80,7 +80,7 @@ def test_random_weights_fail_the_gate_in_one_line(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     floor = [f for f in report["failures"] if "agreement_floor" in f]
     assert report["verdict"] == "failed" and floor and not (out / "bundle").exists()
-    assert "wholly below agreement_floor=0.8" in (out / "report.md").read_text()
+    assert "wholly below agreement_floor=0.7" in (out / "report.md").read_text()
 
 
 def test_report_lines_read_as_words_not_python():
