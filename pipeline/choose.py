@@ -156,7 +156,7 @@ def measure_candidate(cfg: ChooseConfig, spec: ModelSpec, log=print) -> dict:
 def time_here(deploy: Deploy, int8):
     """Batch-1 latency of the int8 artifact in the target's runtime on this host, as validation times it."""
     cfg = deploy.cfg
-    key = {"int8": int8.digest, "code": code_digest(), "where": "host", "threads": deploy.host_threads,
+    key = {"int8": int8.digest, "code": code_digest("validate", deploy.target), "where": "host", "threads": deploy.host_threads,
            "precision": cfg.precision, "warmup": cfg.warmup, "runs": cfg.runs}
 
     def work(tmp: Path) -> dict:
@@ -179,7 +179,7 @@ def time_on_board(cfg: ChooseConfig, deploy: Deploy, int8, log=print):
     if not report["ships"]:
         return None
     device, dcfg = cfg.device, deploy.cfg
-    key = {"int8": int8.digest, "code": code_digest(), "where": [device.address, device.port, device.dest],
+    key = {"int8": int8.digest, "code": code_digest("validate", deploy.target), "where": [device.address, device.port, device.dest],
            "warmup": dcfg.warmup, "runs": dcfg.runs}
 
     def work(tmp: Path) -> dict:

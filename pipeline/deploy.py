@@ -7,7 +7,6 @@ to one named stage ("report" = all of it), so every stage can be run alone.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from pipeline import calibration
 import targets
 from edge import metrics
 from edge.preprocess import Preprocess, read_images
-from pipeline import PipelineError, emulation
+from pipeline import PipelineError, emulation, sources
 from pipeline import weights as hub_weights
 from pipeline.config import DeployConfig
 from pipeline.data import check_folder, fingerprint, holdout_split, labelled_samples, list_images
@@ -54,14 +53,23 @@ class TrainingSet:
     validated: int = 0  # how many of the files are also validation images (by content)
 
 
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """This project's own source: a new version of a recipe redoes what the old one made."""
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for p in sorted(f for d in ("pipeline", "targets", "calibration", "edge") for f in (root / d).glob("*.py")):
-        h.update(str(p.relative_to(root)).encode() + p.read_bytes())
-    return h.hexdigest()[:16]
+# The modules each stage starts from (pipeline.sources follows their imports): its cache key changes with them only.
+STAGE_SOURCES = {
+    "model": ("pipeline.models", "pipeline.family", "pipeline.weights"),
+    "calibration": ("pipeline.calibration", "pipeline.data", "pipeline.sample_data", "edge.preprocess"),
+    "float": ("pipeline.models",),
+    "int8": ("pipeline.config",),
+    "qat": ("pipeline.config", "pipeline.qat", "pipeline.training"),
+    "auto": ("pipeline.config", "pipeline.accuracy_aware", "pipeline.sensitivity"),
+    "validate": ("pipeline.validate", "pipeline.emulation", "pipeline.data", "pipeline.calibration", "edge.metrics"),
+    "bundle": ("pipeline.bundle", "pipeline.report", *(f"edge.{p.stem}" for p in (Path(__file__).parent.parent / "edge").glob("*.py"))),
+}
+
+
+def code_digest(stage: str, target=None) -> str:
+    """The source `stage` runs (and `target`'s module, for the stages that call it): a new version of a recipe
+    redoes what the old one made, and a reworded report redoes only what carries its words."""
+    return sources.digest(*STAGE_SOURCES[stage], *((type(target).__module__,) if target is not None else ()))
 
 
 def _once(name: str):
@@ -133,7 +141,7 @@ class Deploy:
     def model(self) -> Stage:
         weights = self.cfg.weights
         weights_id = weights if weights in (None, "random") else sha256(Path(weights)) if Path(weights).is_file() else weights
-        key = {"model": self.spec.name, "code": code_digest(), "weights": weights_id, "num_classes": self.cfg.num_classes,
+        key = {"model": self.spec.name, "code": code_digest("model"), "weights": weights_id, "num_classes": self.cfg.num_classes,
                "seed": self.cfg.seed}
 
         def work(tmp: Path) -> dict:
@@ -150,7 +158,7 @@ class Deploy:
         if self.data_is_sample and not self.cfg.calib:
             source = str(calibration_folder(Path("runs") / "_sample_calibration"))
         folder_key = "random" if source == calibration.RANDOM else fingerprint(list_images(check_folder(source, "CALIB")))
-        key = {"source": source, "code": code_digest(), "files": folder_key, "n": self.cfg.calib_size, "seed": self.cfg.seed, "preprocess": self.preprocess.to_dict()}
+        key = {"source": source, "code": code_digest("calibration"), "files": folder_key, "n": self.cfg.calib_size, "seed": self.cfg.seed, "preprocess": self.preprocess.to_dict()}
 
         def work(tmp: Path) -> dict:
             calib = calibration.build(source, self.cfg.calib_size, self.preprocess, self.cfg.seed, progress)
@@ -163,7 +171,7 @@ class Deploy:
     @_once("float")
     def float_artifact(self) -> Stage:
         model_stage = self.model()
-        key = {"target": self.cfg.target, "code": code_digest(), "model": model_stage.digest,
+        key = {"target": self.cfg.target, "code": code_digest("float", self.target), "model": model_stage.digest,
                "preprocess": self.preprocess.to_dict()}
 
         def work(tmp: Path) -> dict:
@@ -177,7 +185,7 @@ class Deploy:
     @_once("int8")
     def int8_artifact(self) -> Stage:
         model_stage, float_stage, calib_stage = self.model(), self.float_artifact(), self.calibration()
-        key = {"target": self.cfg.target, "code": code_digest(), "float": float_stage.digest,
+        key = {"target": self.cfg.target, "code": code_digest("int8", self.target), "float": float_stage.digest,
                "calibration": calib_stage.digest, "quant": self.cfg.ptq_settings()}
 
         def work(tmp: Path) -> dict:
@@ -197,7 +205,7 @@ class Deploy:
         """
         model_stage, calib_stage = self.model(), self.calibration()
         trains_on = calib_stage.digest if self.cfg.quant.qat_data == "calibration" else fingerprint(list_images(self._train_folder()))
-        key = {"target": self.cfg.target, "code": code_digest(), "model": model_stage.digest, "calibration": calib_stage.digest,
+        key = {"target": self.cfg.target, "code": code_digest("qat", self.target), "model": model_stage.digest, "calibration": calib_stage.digest,
                "train": trains_on, "quant": asdict(self.cfg.quant), "preprocess": self.preprocess.to_dict()}
 
         def work(tmp: Path) -> dict:
@@ -262,7 +270,7 @@ class Deploy:
 
         model_stage, float_stage, int8_stage, calib_stage = self.model(), self.float_artifact(), self.int8_artifact(), self.calibration()
         cfg = self.cfg
-        key = {"code": code_digest(), "int8": int8_stage.digest, "data": fingerprint(list_images(self.data_dir)),
+        key = {"code": code_digest("auto", self.target), "int8": int8_stage.digest, "data": fingerprint(list_images(self.data_dir)),
                "quant": asdict(cfg.quant), "settings": [cfg.max_drop, cfg.max_images, cfg.threads, cfg.precision, cfg.runs]}
 
         def work(tmp: Path) -> dict:
@@ -290,7 +298,7 @@ class Deploy:
         model_stage, float_stage, ptq_stage, int8_stage = self.model(), self.float_artifact(), self.int8_artifact(), self.shipped()
         cfg = self.cfg
         key = {
-            "code": code_digest(),
+            "code": code_digest("validate", self.target),
             "model": model_stage.digest,
             "float": float_stage.digest,
             "int8": int8_stage.digest,
@@ -426,7 +434,7 @@ class Deploy:
         cfg = self.cfg
         key = {
             "validate": self.validation().digest,
-            "code": code_digest(),
+            "code": code_digest("bundle", self.target),
             "settings": [asdict(cfg.camera), cfg.max_drop, cfg.threads, cfg.precision],
         }
 

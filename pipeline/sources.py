@@ -1,0 +1,64 @@
+"""The source a stage runs, for its cache key: a stage is redone when its own code changes, not when any file does.
+
+A stage names the modules it starts from; every module of this project they import, at the top or inside a function,
+is read from the source (ast) and followed. `pipeline/deploy.py`, where the stages are written today, is hashed as a
+file but not followed: following it would bring in every stage (and the report). So rewording the report redoes the
+report and the bundle (whose README carries its words), nothing before them.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("pipeline", "targets", "edge", "calibration")
+STAGES_FILE = "pipeline.deploy"  # hashed, not followed
+
+
+def _file(name: str, root: Path) -> Path | None:
+    path = root.joinpath(*name.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+def _imports(name: str, root: Path) -> set[str]:
+    """This project's modules that module `name` imports anywhere in its source (relative imports resolved)."""
+    path = _file(name, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            found |= {base} | {f"{base}.{a.name}" for a in node.names}  # `from pkg import module` names a module
+    return {m for m in found if m.split(".")[0] in PACKAGES and _file(m, root)}
+
+
+def modules(entries: tuple[str, ...], root: Path = ROOT) -> list[str]:
+    """`entries` and every project module they import, directly or not (with the packages that hold them)."""
+    seen: set[str] = set()
+    todo = list(entries)
+    while todo:
+        name = todo.pop()
+        if name in seen or _file(name, root) is None:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        if name != STAGES_FILE:
+            todo += sorted(_imports(name, root))
+    return sorted(seen)
+
+
+def digest(*entries: str, root: Path = ROOT) -> str:
+    """A hash of the source of `entries`, what they import, and the stage definitions."""
+    h = hashlib.sha256()
+    for name in modules((*entries, STAGES_FILE), root):
+        h.update(name.encode() + b"\0" + _file(name, root).read_bytes())
+    return h.hexdigest()[:16]
