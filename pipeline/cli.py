@@ -12,18 +12,10 @@ from pathlib import Path
 from pipeline.config import MODES, OPTIMIZERS, TrainConfig
 from targets import TARGETS
 
+from pipeline.stages import STAGES
+
 EXIT_ERROR, EXIT_GATE = 1, 3
 
-STAGE_HELP = {
-    "model": "load the float model and its weights into the run folder",
-    "calibration": "choose and preprocess the calibration set",
-    "float": "convert the float model to the target's float artifact",
-    "int8": "post-training quantization to the target's int8 artifact",
-    "qat": "QUANT=qat: quantization-aware training from the PTQ initialisation",
-    "auto": "QUANT=auto: PTQ with the most sensitive layers kept in float until MAX_DROP holds",
-    "validate": "run float and int8 in the target runtime on DATA: accuracy, agreement, latency",
-    "report": "write report.json/report.md and apply the MAX_DROP gate",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -212,7 +204,7 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a deployed bundle's camera program here (options after -- go to ./run.sh)")
     _deploy_options(r)
     r.add_argument("--source", help="camera index, /dev/videoN, GStreamer pipeline, URL, video file or image folder")
-    for stage, text in STAGE_HELP.items():
+    for stage, (text, _) in STAGES.items():
         _deploy_options(sub.add_parser(stage, help=f"run up to this stage: {text}"))
     b = sub.add_parser("bench", help="benchmark every installed runtime side by side (bench/README.md)")
     b.add_argument("--models", default="lite0,b0,b1", help="comma-separated (default lite0,b0,b1)")

@@ -30,6 +30,7 @@ from pipeline.models import fix_same_padding, labels_for, load, save_checkpoint
 from pipeline.bundle import board_requirements, write_bundle, write_tarball
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, Stage, sha256
+from pipeline.stages import STAGES
 from pipeline.sample_data import SAMPLE_PHOTOS, calibration_folder, sample_folder
 from pipeline import validate as val
 
@@ -552,19 +553,9 @@ def run_until(cfg: DeployConfig, stage: str, log=print):
     if not deploy.world.main:
         deploy.follow_qat()
         return None
-    steps = {
-        "model": deploy.model,
-        "calibration": deploy.calibration,
-        "float": deploy.float_artifact,
-        "int8": deploy.int8_artifact,
-        "qat": deploy.qat,
-        "auto": deploy.auto,
-        "validate": deploy.validation,
-        "report": deploy.report,
-    }
     try:
         deploy.check_inputs(stage)
-        return steps[stage]()
+        return getattr(deploy, STAGES[stage][1])()
     finally:
         deploy.world.announce(False)  # no QAT training in this run: the other ranks stop waiting
 

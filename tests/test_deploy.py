@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ships
 from pipeline.cli import main
+from pipeline.stages import STAGES
 
 REQUIRED = [
     "model", "target", "quant", "artifact", "accuracy.float.top1", "accuracy.float.top5", "accuracy.int8.top1",
@@ -207,7 +208,7 @@ def test_one_stage_alone(deploy_args, deployed_tiny, tmp_path):
     assert not (run / "validate").exists() and not (run / "report.json").exists()
 
 
-@pytest.mark.parametrize("command", ["deploy", "model", "calibration", "float", "int8", "validate", "report", "models", "targets"])
+@pytest.mark.parametrize("command", ["deploy", *STAGES, "models", "targets", "weights"])
 def test_help_everywhere(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
