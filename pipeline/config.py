@@ -11,7 +11,7 @@ import yaml
 from edge import isa as int8_isa
 from pipeline import PipelineError
 from pipeline.family import get_spec
-from targets import TARGETS
+from targets import DEFAULT_TARGET, TARGETS, get_target
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
 
@@ -37,10 +37,6 @@ def at_least(name: str, value, low, optional: bool = False) -> None:
         return
     if value is None or value < low:
         raise PipelineError(f"{name}={value} is out of range; use a number >= {low}")
-
-
-ONNX_SATURATING_QUANTIZER = ("NNCF's with its overflow fix, fused for ONNX Runtime, where every activation is a "
-                             "ReLU/ReLU6 (Lite); ONNX Runtime's with reduce_range otherwise (swish)")
 
 
 @dataclass(frozen=True)
@@ -128,18 +124,6 @@ class QuantConfig:
         """Whether the board's int8 kernels can saturate (x86 without VNNI): then weights get 7 bits."""
         return int8_isa.saturates(self.isa)
 
-    def recipe(self, target: str) -> dict:
-        """The ISA-dependent quantizer settings, as the report states them."""
-        bias = {"bias_correction": f"{self.bias_correction} (NNCF)"}
-        if target in ("openvino", "jetson"):  # jetson: per-tensor only, make_config refuses the other
-            return {"nncf.overflow_fix": "ENABLE" if self.saturates else "DISABLE", "activation_scales": self.activation_scales, **bias}
-        if target == "onnx" and self.saturates:  # targets/onnx.py: which one follows from the model's activations
-            return {"quantizer": ONNX_SATURATING_QUANTIZER, "weights": "7-bit; depthwise 8-bit (summed in 32 bits)", **bias}
-        if target == "onnx":
-            return {"quantizer": "ONNX Runtime's quantize_static", **bias}
-        return {"int8 arithmetic": "XNNPACK's int8 kernels widen products to 16/32 bits on x86 and Arm alike", **bias}
-
-
 @dataclass(frozen=True)
 class BoardConfig:
     """The board the int8 artifact is made for. `isa`: its int8 arithmetic (edge/isa.py), or auto = this machine's.
@@ -175,7 +159,7 @@ class CameraConfig:
 @dataclass(frozen=True)
 class DeployConfig:
     model: str = "lite0"
-    target: str = "openvino"
+    target: str = DEFAULT_TARGET
     data: str | None = None  # labelled folder; None = the small embedded sample
     calib: str | None = None  # folder, or "random" said explicitly; None = DATA
     train_data: str | None = None  # labelled folder QUANT=qat trains on; None = DATA
@@ -280,9 +264,7 @@ def make_config(target: str, values: dict) -> DeployConfig:
     if values.get("quant.isa") is not None:
         raise PipelineError("quant.isa follows the board: set board.isa instead (e.g. SET=board.isa=avx2)")
     cfg = override(cfg, {k: v for k, v in values.items() if v is not None})
-    if target == "jetson" and cfg.quant.activation_scales != "per-tensor":
-        raise PipelineError("quant.activation_scales=per-channel: TensorRT quantizes activations per tensor only; "
-                            "drop the setting for TARGET=jetson")
+    get_target(target).check(cfg)  # what this target's board or quantizer cannot honour, said now
     # The quantizer follows the board's int8 arithmetic (see QuantConfig.nncf_kwargs and targets/onnx.py).
     quant = dataclasses.replace(cfg.quant, isa=cfg.board.resolved_isa(), preset=resolved_preset(cfg.quant.preset, cfg.model))
     if cfg.board.emulate == "on":  # an emulator that cannot run is said now, before any model work

@@ -168,7 +168,7 @@ def build_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         latency=v["latency_ms"]["int8"], float_latency=v["latency_ms"]["float"], runtime=v["runtime"],
         size_mb={"float": artifact_size_mb(_artifact(float_stage)), "int8": artifact_size_mb(_artifact(int8_stage))},
         calibration=stages["calibration"].result,
-        int8_isa={"made_for": cfg.quant.isa, "validated_on": _validated_on(v["arithmetic"]), "recipe": cfg.quant.recipe(cfg.target),
+        int8_isa={"made_for": cfg.quant.isa, "validated_on": _validated_on(v["arithmetic"]), "recipe": get_target(cfg.target).recipe(cfg.quant),
                   "unsaturated_sums": v["arithmetic"]["kind"] == "unsaturated", "judged_by": v["arithmetic"]},
     )
     report |= {

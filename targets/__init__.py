@@ -17,6 +17,7 @@ TARGETS: dict[str, str] = {
     "tflite": "targets.tflite",
     "rpi": "targets.rpi",
 }
+DEFAULT_TARGET = "openvino"  # the Makefile's TARGET default says the same
 
 
 class UnknownTarget(UserError):

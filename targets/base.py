@@ -21,6 +21,10 @@ BOARD_VENV = ("`python3 -m venv --system-site-packages .venv && .venv/bin/pip in
               "(run.sh uses `.venv` when it is there)")
 
 
+def bias_recipe(quant) -> dict:
+    return {"bias_correction": f"{quant.bias_correction} (NNCF)"}
+
+
 class Target:
     name: str
     requires: dict[str, str]  # pip package the host needs for convert/quantize -> the module it installs
@@ -57,6 +61,15 @@ class Target:
     def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
         """A model trained under NNCF fake quantization -> the target's int8 artifact, as PTQ exports it."""
         raise NotImplementedError
+
+    def recipe(self, quant) -> dict:
+        """The ISA-dependent quantizer settings for `quant` (pipeline.config.QuantConfig), as the report states them:
+        NNCF's, whose overflow fix leaves 7-bit headroom where the board's int8 sums saturate."""
+        return {"nncf.overflow_fix": "ENABLE" if quant.saturates else "DISABLE", "activation_scales": quant.activation_scales,
+                **bias_recipe(quant)}
+
+    def check(self, cfg) -> None:
+        """Refuse, when the config is read, a setting this target cannot honour (cfg: pipeline.config.DeployConfig)."""
 
     def runner(self, artifact: Path, threads: int = 0, precision: str = "f32", unsaturated_int8: bool = False) -> Runner:
         """The artifact in the runtime the board uses; `unsaturated_int8` sums int8 as a board whose kernels never saturate

@@ -21,7 +21,7 @@ import numpy as np
 from edge.errors import UserError
 from edge.runners import OnnxRuntimeRunner
 from targets import onnx as onnx_target
-from targets.base import load_runner, require
+from targets.base import Target, load_runner, require
 
 
 def signed_int8(model) -> int:
@@ -140,6 +140,13 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
         signed_int8(model)
         onnx.save(model, str(path))
         return path
+
+    recipe = Target.recipe  # NNCF's in PyTorch, not ONNX Runtime's quantizer
+
+    def check(self, cfg) -> None:
+        if cfg.quant.activation_scales != "per-tensor":
+            raise UserError("quant.activation_scales=per-channel: TensorRT quantizes activations per tensor only; "
+                            "drop the setting for TARGET=jetson")
 
     def runner(self, artifact: Path, threads: int = 0, precision: str = "f32", unsaturated_int8: bool = False):
         """The real TensorRT engine where TensorRT and a GPU exist; ONNX Runtime as the reference elsewhere, its

@@ -28,7 +28,7 @@ import numpy as np
 
 from edge.errors import UserError
 from edge.runners import PIXELS_INPUT
-from targets.base import OPENCV, Target, nncf_dataset, require, requantize
+from targets.base import OPENCV, Target, bias_recipe, nncf_dataset, require, requantize
 
 OPSET = 17
 
@@ -466,6 +466,10 @@ def _macs(node, producer: dict, inits: dict, shapes: dict) -> int:
     return int(np.prod(weight))
 
 
+SATURATING_QUANTIZER = ("NNCF's with its overflow fix, fused for ONNX Runtime, where every activation is a "
+                        "ReLU/ReLU6 (Lite); ONNX Runtime's with reduce_range otherwise (swish)")
+
+
 class OnnxRuntimeTarget(Target):
     """Any CPU board with ONNX Runtime: float ONNX, ONNX Runtime's static int8 Q/DQ on NNCF-corrected biases."""
 
@@ -475,6 +479,11 @@ class OnnxRuntimeTarget(Target):
     device_requires = (OPENCV, "onnxruntime==1.32.0")
     artifact_suffix = ".onnx"
     pixel_type = "uint8"  # the camera's own bytes
+
+    def recipe(self, quant) -> dict:
+        if quant.saturates:  # quantize(): which quantizer follows from the model's activations
+            return {"quantizer": SATURATING_QUANTIZER, "weights": "7-bit; depthwise 8-bit (summed in 32 bits)", **bias_recipe(quant)}
+        return {"quantizer": "ONNX Runtime's quantize_static", **bias_recipe(quant)}
 
     def convert_float(self, model, example, out: Path) -> Path:
         """Float ONNX with BatchNorm folded into the convolutions."""

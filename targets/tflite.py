@@ -25,7 +25,7 @@ import numpy as np
 
 from edge.errors import UserError
 from targets import onnx as onnx_target
-from targets.base import OPENCV, BOARD_VENV, Target, require, requantize
+from targets.base import OPENCV, BOARD_VENV, Target, bias_recipe, require, requantize
 
 
 _COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"}
@@ -152,6 +152,9 @@ class TFLiteTarget(Target):
     artifact_suffix = ".tflite"
     higher_precision = "int16 activations (16x8)"  # what QUANT=auto keeps a layer in: the file stays full-integer
     full_integer = True  # XNNPACK's and the Edge TPU's int8 paths: a float op leaves them
+
+    def recipe(self, quant) -> dict:
+        return {"int8 arithmetic": "XNNPACK's int8 kernels widen products to 16/32 bits on x86 and Arm alike", **bias_recipe(quant)}
 
     def convert_float(self, model, example, out: Path) -> Path:
         import os

@@ -121,3 +121,17 @@ def test_min_agreement_is_a_share(tmp_path, capsys):
     assert main(["int8", "--set", "quant.min_agreement=97", "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: quant.min_agreement=97.0 is a share of images") and "\n" not in err
+
+
+def test_the_shared_config_names_no_target():
+    """What is a target's own (its recipe, the settings it refuses) lives in its module: config.py branches on none."""
+    from pathlib import Path
+
+    import targets
+
+    source = (Path(__file__).resolve().parent.parent / "pipeline" / "config.py").read_text()
+    assert not [name for name in targets.TARGETS if f'"{name}"' in source or f"'{name}'" in source]
+    jetson = targets.get_target("jetson")
+    with pytest.raises(Exception, match="TensorRT quantizes activations per tensor only"):
+        make_config("jetson", {"quant.activation_scales": "per-channel"})
+    assert jetson.recipe(make_config("jetson", {}).quant)["activation_scales"] == "per-tensor"
