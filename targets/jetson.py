@@ -22,6 +22,7 @@ from edge.errors import UserError
 from edge.runners import OnnxRuntimeRunner
 from targets import onnx as onnx_target
 from targets.base import Target, load_runner, require
+from targets.nncf_common import export_qdq, nncf_quantize
 
 
 def signed_int8(model) -> int:
@@ -127,7 +128,7 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
         onnx = require("onnx", "onnx", "the jetson target")
         # TensorRT quantizes activations per tensor only (NNCF's CPU default gives depthwise inputs a scale per channel)
         tensorrt = dataclasses.replace(quant.per_tensor_activations(), preset=self.qat_preset)
-        int8 = onnx_target.nncf_quantize(float_artifact, calibration, tensorrt, exclude)
+        int8 = nncf_quantize(float_artifact, calibration, tensorrt, exclude)
         signed_int8(int8)
         path = Path(out).with_suffix(".onnx")
         onnx.save(int8, str(path))
@@ -135,7 +136,7 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
 
     def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
         onnx = require("onnx", "onnx", "the jetson target")
-        path = onnx_target.export_qdq(qat_model, example, out)
+        path = export_qdq(qat_model, example, out)
         model = onnx.load(str(path))
         signed_int8(model)
         onnx.save(model, str(path))

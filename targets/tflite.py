@@ -26,6 +26,7 @@ import numpy as np
 from edge.errors import UserError
 from targets import onnx as onnx_target
 from targets.base import OPENCV, BOARD_VENV, Target, bias_recipe, require, requantize
+from targets.nncf_common import bias_corrected, calibration_example
 
 
 _COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"}
@@ -65,9 +66,9 @@ def _bias_corrected(model, calibration: np.ndarray, quant, exclude: tuple[str, .
     8-bit weights (XNNPACK's kernels need no headroom on any ISA)."""
     if quant.bias_correction == "off":
         return None
-    example = onnx_target.calibration_example(calibration)
+    example = calibration_example(calibration)
     float_onnx = onnx_target.TARGET.convert_float(model, example, tmp / "float")
-    return onnx_target.bias_corrected(model, float_onnx, calibration, quant.without_headroom(), exclude)
+    return bias_corrected(model, float_onnx, calibration, quant.without_headroom(), exclude)
 
 
 def _quantize_file(model, float_artifact: Path, calibration: np.ndarray, exclude: tuple[str, ...], out: Path) -> Path:
@@ -177,7 +178,7 @@ class TFLiteTarget(Target):
         with tempfile.TemporaryDirectory() as tmp:
             corrected = _bias_corrected(model, calibration, quant, exclude, Path(tmp))
             if corrected is not None:
-                float_artifact = self.convert_float(corrected, onnx_target.calibration_example(calibration), Path(tmp) / "corrected")
+                float_artifact = self.convert_float(corrected, calibration_example(calibration), Path(tmp) / "corrected")
             return _quantize_file(model, float_artifact, calibration, exclude, out)
 
     def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:

@@ -110,13 +110,14 @@ def test_onnx_names_map_back_to_pytorch_modules(tmp_path):
     """Layer exclusion hinges on naming: every exported Conv/Gemm maps to its module, torchvision and timm alike."""
     from pipeline.models import build, fix_same_padding
     from targets import onnx as onnx_target
+    from targets import onnx_graph
 
     for name in ("b0", "lite0"):
         model = fix_same_padding(build(get_spec(name), 4).eval(), 32)
         example = torch.zeros(1, 3, 32, 32)
         path = onnx_target.TARGET.convert_float(model, example, tmp_path / name)
         modules = {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
-        assert set(onnx_target.compute_nodes(path)) == modules
+        assert set(onnx_graph.compute_nodes(path)) == modules
 
 
 def test_unknown_quant_mode_is_one_clear_line(tmp_path, capsys):
@@ -173,6 +174,7 @@ def test_an_onnx_layer_kept_in_float_keeps_the_activation_it_reads(tmp_path):
     from pipeline.models import fix_same_padding
     from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
     from targets import onnx as onnx_target
+    from targets import onnx_graph
 
     spec, size, layer = get_spec("lite0"), 128, "blocks.1.0.conv_pwl"  # a 1x1 projection reading a ReLU6 output
     model = fix_same_padding(load(spec).model.eval(), size)
@@ -183,7 +185,7 @@ def test_an_onnx_layer_kept_in_float_keeps_the_activation_it_reads(tmp_path):
     kept = onnx_target.TARGET.quantize(model, float_path, photos, quant, tmp_path / "kept", exclude=(layer,))
     graph = onnx.load(str(kept)).graph
     producer = {o: n for n in graph.node for o in n.output}
-    clip = producer[next(n for n in graph.node if n.name == onnx_target.compute_nodes(float_path)[layer]).input[0]]
+    clip = producer[next(n for n in graph.node if n.name == onnx_graph.compute_nodes(float_path)[layer]).input[0]]
     bounds = {t.name: float(numpy_helper.to_array(t)) for t in graph.initializer if t.name in clip.input[1:]}
     assert clip.op_type == "Clip" and bounds[clip.input[1]] == 0.0 and bounds[clip.input[2]] == pytest.approx(6.0, rel=1e-4)
     reference = OnnxRuntimeRunner(float_path).infer(photos).argmax(1)

@@ -1,7 +1,6 @@
 """ONNX Runtime and Jetson (TensorRT Q/DQ) targets with the real exporter, quantizers and runtime."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from targets.fold import count_batchnorm, fold_batchnorm
 from pipeline.validate import agreement, parity
 
 onnx_target = targets.get_target("onnx")
-onnx_module = importlib.import_module("targets.onnx")  # its helpers beside the interface
+from targets import nncf_common, onnx_graph  # the ONNX targets' shared graph and NNCF work
 jetson = targets.get_target("jetson")
 
 
@@ -33,12 +32,12 @@ def test_bias_correction_reaches_the_quantizer_that_lacks_it(tiny):
     tools/measure_fidelity.py.)"""
     t = tiny
     # computed for 8-bit weights on any ISA, as onnx.quantize asks
-    corrected = dict(onnx_module.bias_corrected(t["model"], t["fp32"], t["calib"], QuantConfig().without_headroom()).named_modules())
+    corrected = dict(nncf_common.bias_corrected(t["model"], t["fp32"], t["calib"], QuantConfig().without_headroom()).named_modules())
     folded = fold_batchnorm(t["model"], torch.from_numpy(t["calib"][:1]))
     convs = [(n, m) for n, m in folded.named_modules() if isinstance(m, torch.nn.Conv2d)]
     # every conv NNCF quantizes: all but the 32 squeeze-excite ones on pooled vectors
     assert len(convs) == 81 and sum(not torch.equal(m.bias, corrected[n].bias) for n, m in convs) >= 45
-    assert onnx_module.bias_corrected(t["model"], t["fp32"], t["calib"], QuantConfig(bias_correction="off")) is None
+    assert nncf_common.bias_corrected(t["model"], t["fp32"], t["calib"], QuantConfig(bias_correction="off")) is None
 
     # ...and the int8 file carries them: each int32 bias, dequantized, is the corrected one to its step.
     g = onnx.load(str(t["ort_int8"])).graph
@@ -50,7 +49,7 @@ def test_bias_correction_reaches_the_quantizer_that_lacks_it(tiny):
         if dq is not None and dq.op_type == "DequantizeLinear":
             step = inits[dq.input[1]]
             bias = inits[dq.input[0]] * step
-            name = onnx_module.torch_name(node.name)
+            name = onnx_graph.torch_name(node.name)
             assert np.abs(bias - corrected[name].bias.detach().numpy()).max() <= step.max()
             carried += np.abs(bias - dict(convs)[name].bias.detach().numpy()).max() > 2 * step.max()
     assert carried >= 45
@@ -226,8 +225,8 @@ def test_nncf_int8_for_avx2_fuses_fully_in_onnxruntime_and_keeps_its_values(real
     from edge.runners import OnnxRuntimeRunner
 
     t, quant = real_lite0, QuantConfig(isa="avx2", preset="performance", bias_correction="fast")
-    assert onnx_module.activations_fold_into_grids(t["fp32"])
-    nncf_file = onnx_module.nncf_quantize(t["fp32"], t["photos"], quant)
+    assert onnx_graph.activations_fold_into_grids(t["fp32"])
+    nncf_file = nncf_common.nncf_quantize(t["fp32"], t["photos"], quant)
     written = tmp_path / "nncf.onnx"
     onnx.save(copy.deepcopy(nncf_file), str(written))
     made = onnx_target.quantize(t["model"], t["fp32"], t["photos"], quant, tmp_path / "int8")
@@ -254,4 +253,4 @@ def test_nncf_int8_for_avx2_fuses_fully_in_onnxruntime_and_keeps_its_values(real
 def test_swish_models_keep_onnxruntimes_placement_on_avx2(tiny):
     """NNCF quantizes swish after its Sigmoid x Mul, which leaves every Conv's output float (3x slower on B0 in ONNX
     Runtime): B models keep ONNX Runtime's own quantizer with reduce_range."""
-    assert not onnx_module.activations_fold_into_grids(tiny["fp32"])
+    assert not onnx_graph.activations_fold_into_grids(tiny["fp32"])

@@ -56,7 +56,8 @@ from measure_fidelity import agreement, arrays, photos  # noqa: E402
 from pipeline.config import make_config  # noqa: E402
 from pipeline.family import get_spec  # noqa: E402
 from pipeline.models import fix_same_padding, load  # noqa: E402
-from targets.onnx import _Reader, bias_corrected, calibration_example, nncf_quantize  # noqa: E402
+from targets.nncf_common import bias_corrected, calibration_example, nncf_quantize  # noqa: E402
+from targets.onnx import CalibrationReader  # noqa: E402
 
 
 def corrected_float(model, calib, tmp: Path, quant=None) -> Path:
@@ -200,14 +201,14 @@ def ort_int8(model, calib, row: dict, tmp: Path, out: Path) -> Path:
     """ONNX Runtime's static QDQ int8 of Lite0 with one row's settings."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from targets.onnx import _full_range_depthwise
+    from targets.onnx import full_range_depthwise
 
     corrections = make_config("onnx", {"model": "lite0", "board.isa": row["corrections"]}).quant if "corrections" in row else None
     work = tmp / out.stem
     work.mkdir()
     prepared = corrected_float(model, calib, work, corrections)
-    extra = _full_range_depthwise(prepared, row.get("depthwise_8bit", False))
-    quantize_static(str(prepared), str(out), _Reader(calib, "input"), quant_format=QuantFormat.QDQ, per_channel=True,
+    extra = full_range_depthwise(prepared, row.get("depthwise_8bit", False))
+    quantize_static(str(prepared), str(out), CalibrationReader(calib, "input"), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=getattr(QuantType, row.get("activation", "QUInt8")),
                     weight_type=getattr(QuantType, row.get("weight", "QInt8")),
                     calibrate_method=getattr(CalibrationMethod, row.get("method", "MinMax")),
