@@ -18,7 +18,7 @@ import numpy as np
 from edge.errors import MissingRuntime
 from edge.files import file_sha256
 from edge.install import how_to_install
-from edge.runners import PIXELS_INPUT, Runner, as_input
+from edge.runner_base import PIXELS_INPUT, Runner, as_input
 
 
 class TensorRTUnavailable(MissingRuntime):

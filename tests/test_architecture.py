@@ -51,3 +51,42 @@ def test_nothing_probes_a_target_or_runner():
                 if "target" in subject or "runner" in subject:
                     probes.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
     assert not probes, probes
+
+
+def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components of more than one module: each is an import circle."""
+    index, low, stack, on, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+                on.discard(component[-1])
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle():
+    """No two modules import each other, directly or round about, at the top or inside a function
+    (edge.runners and edge.tensorrt_engine did: the Runner interface is edge.runner_base now)."""
+    from pipeline import sources
+
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+             for package in ("pipeline", "targets", "edge") for p in (ROOT / package).rglob("*.py")]
+    graph = {m: {i for i in sources._imports(m, ROOT) if i in names and i != m} for m in names}
+    assert not _strongly_connected(graph)

@@ -1,0 +1,54 @@
+"""What every runner is: the Runner interface, the input a runner takes, and the one-line error for a missing runtime.
+Its own module so that a runtime's module (edge.tensorrt_engine) can build a Runner without importing the registry
+(edge.runners) that imports it. Device side: numpy.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from edge.errors import MissingRuntime, UserError
+
+
+def require(module: str, pip_name: str, who: str):
+    """Import `module` or fail with a one-line message naming the package to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingRuntime(f"{who} needs the Python package {pip_name!r} ({e}); install it with: pip install {pip_name}",
+                             module.split(".")[0]) from None
+
+
+PIXELS_INPUT = "pixels"  # the input name of an ONNX artifact that takes the camera's pixels (targets.onnx)
+
+
+def as_input(batch: np.ndarray, dtype) -> np.ndarray:
+    """`batch` as a contiguous array of the artifact's input dtype. Pixels (uint8) may widen to a float input
+    (Jetson's); a float tensor never narrows to a uint8 input: that is normalised data fed to a pixel artifact."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8 and batch.dtype != np.uint8:
+        raise ValueError(f"this artifact takes the camera's uint8 pixels (Preprocess.pixels), not {batch.dtype} tensors")
+    return np.ascontiguousarray(batch, dtype=dtype)
+
+
+class Runner:
+    """A model loaded in its runtime: `infer` takes a batch of what the artifact takes (`takes_pixels`: NHWC
+    uint8 BGR pixels, else NCHW float32 tensors) and returns logits (N, classes)."""
+
+    runtime: str  # e.g. "openvino 2026.4 (CPU, f32)"
+    threads: int
+    takes_pixels: bool = False
+    pixels_by = "the artifact"  # what turns pixels into the model's input when takes_pixels
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def executed_precisions(self) -> dict[str, int]:
+        """Compute layers per precision the runtime actually executes; {} where it does not say."""
+        return {}
+
+    def accept_pixels(self, preprocess) -> None:
+        """Take the camera's pixels from now on: nothing to do for an artifact that holds its preprocessing."""
+        if not self.takes_pixels:
+            raise UserError(f"{self.runtime}: this artifact takes normalised tensors, not pixels; rebuild the bundle with make deploy")
