@@ -84,10 +84,11 @@ test-e2e: setup test-deps
 # The int8 tests (pytest -m int8) on this CPU, then with their int8 models on QEMU's CPU models: Haswell (AVX2 without
 # VNNI: u8×s8 pair sums saturate in 16 bits) and Nehalem (SSE4.2). PyTorch, NNCF and the quantizers run natively; what
 # runs emulated (about 100x slower) is the runtimes' int8 arithmetic. ISA_CPUS="Haswell" for fewer (CI's short form).
+# The host's pass also runs the deploys judged on an emulated CPU (pytest -m emulated), kept out of make test.
 ISA_CPUS ?= Haswell Nehalem
 test-isa: setup test-deps isa-deps
 	@echo "== int8 tests on this CPU ($$($(PYTHON) -c 'from edge.isa import detect; print(detect())')) =="
-	$(PYTHON) -m pytest -m int8
+	$(PYTHON) -m pytest -m "int8 or emulated"
 	@for cpu in $(ISA_CPUS); do echo "== int8 tests on emulated $$cpu =="; \
 		EFFNET_TEST_CPU=$$cpu $(PYTHON) -m pytest -m int8 || exit 1; done
 

@@ -68,6 +68,7 @@ def test_emulation_that_cannot_run_is_one_line_before_any_model_work(monkeypatch
     assert "qemu-x86_64 is not installed" in note and "apt install qemu-user" in note
 
 
+@pytest.mark.emulated
 @needs_qemu
 def test_an_emulated_haswell_sees_the_saturation_this_host_may_not(tmp_path):
     """The u8 255 x s8 127 layer (tests/test_exact_int8.py): on emulated Haswell, ONNX Runtime's fused kernel saturates
@@ -84,6 +85,7 @@ def test_an_emulated_haswell_sees_the_saturation_this_host_may_not(tmp_path):
         EmulatedRunner([emulation.qemu_x86(), "-cpu", "Haswell", sys.executable], "Haswell", "onnxruntime", tmp_path / "missing.onnx")
 
 
+@pytest.mark.emulated
 @needs_qemu
 def test_deploy_for_an_older_x86_board_is_judged_on_its_emulated_cpu(tiny_checkpoint, colour_data, tmp_path):
     """board.isa=sse4.2 can be emulated from any x86 host (Nehalem): validation runs the int8 IR there, latency here,
