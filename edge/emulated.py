@@ -45,6 +45,12 @@ def _receive(stream) -> tuple[dict, np.ndarray | None]:
     return header, np.frombuffer(data, np.dtype(header["dtype"])).reshape(header["shape"])
 
 
+def _one_line(e: Exception) -> str:
+    """A runtime's error as one line: its last non-empty line says what went wrong (OpenVINO's first ones say where)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[-1] if lines else ''}"
+
+
 def serve(runtime: str, artifact: str, threads: int, precision: str, exact: bool) -> None:
     """The child: load the runner, say what it is, then answer each batch with its logits until stdin closes."""
     from edge import isa
@@ -54,7 +60,7 @@ def serve(runtime: str, artifact: str, threads: int, precision: str, exact: bool
     try:
         runner = load_runner(runtime, Path(artifact), threads, precision, unsaturated_int8=exact)
     except Exception as e:  # one line back to the host, which raises it there
-        _send(out, {"error": f"{type(e).__name__}: {e}"})
+        _send(out, {"error": _one_line(e)})
         return
     _send(out, {"runtime": runner.runtime, "threads": runner.threads, "takes_pixels": runner.takes_pixels,
                 "input_dtype": np.dtype(getattr(runner, "input_dtype", np.float32)).str, "isa": isa.detect(),
@@ -67,7 +73,7 @@ def serve(runtime: str, artifact: str, threads: int, precision: str, exact: bool
         try:
             _send_array(out, runner.infer(batch))
         except Exception as e:
-            _send(out, {"error": f"{type(e).__name__}: {e}"})
+            _send(out, {"error": _one_line(e)})
 
 
 class EmulatedRunner(Runner):
@@ -76,7 +82,7 @@ class EmulatedRunner(Runner):
     child's environment (default: this one, with this package importable)."""
 
     def __init__(self, launcher: list[str], cpu: str, runtime: str, artifact: Path, threads: int = 1,
-                 precision: str = "f32", unsaturated_int8: bool = False, env: dict | None = None, timeout_s: float = 600):
+                 precision: str = "f32", unsaturated_int8: bool = False, env: dict | None = None):
         self.cpu = cpu
         self._log = tempfile.TemporaryFile()
         if env is None:
