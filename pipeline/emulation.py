@@ -61,6 +61,11 @@ def qemu_x86() -> str | None:
     return shutil.which("qemu-x86_64") or shutil.which("qemu-x86_64-static")
 
 
+def x86_python(cpu: str) -> list[str]:
+    """This venv's Python on QEMU's x86 CPU model `cpu` (e.g. Haswell): the command line to start it with."""
+    return [qemu_x86(), "-cpu", cpu, sys.executable]
+
+
 def qemu_version(binary: str) -> str:
     out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()
     return out[2] if len(out) > 2 else "?"
@@ -114,7 +119,7 @@ def runner(arithmetic: Arithmetic, runtime: str, artifact, threads: int, precisi
     from edge.emulated import EmulatedRunner
 
     if arithmetic.board_isa in X86_CPU_MODELS:
-        return EmulatedRunner([qemu_x86(), "-cpu", arithmetic.cpu, sys.executable], arithmetic.cpu, runtime, artifact,
+        return EmulatedRunner(x86_python(arithmetic.cpu), arithmetic.cpu, runtime, artifact,
                               threads, precision)
     from pipeline import arm64
 

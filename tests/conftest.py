@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 # OpenVINO's and NNCF's usage telemetry fork a process per event (from a multithreaded process,
@@ -230,9 +229,9 @@ def int8_isa() -> str:
 
     if not TEST_CPU:
         return detect()
-    from pipeline.emulation import qemu_x86
+    from pipeline.emulation import x86_python
 
-    probe = [qemu_x86(), "-cpu", TEST_CPU, sys.executable, "-c", "from edge.isa import detect; print(detect())"]
+    probe = [*x86_python(TEST_CPU), "-c", "from edge.isa import detect; print(detect())"]
     return subprocess.run(probe, capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parent.parent).stdout.split()[-1]
 
@@ -243,9 +242,9 @@ def int8_runner(runtime: str, artifact: Path, threads: int = 1, unsaturated: boo
     reference is onnxruntime with unsaturated=True."""
     if TEST_CPU:
         from edge.emulated import EmulatedRunner
-        from pipeline.emulation import qemu_x86
+        from pipeline.emulation import x86_python
 
-        return EmulatedRunner([qemu_x86(), "-cpu", TEST_CPU, sys.executable], TEST_CPU, runtime, artifact, threads,
+        return EmulatedRunner(x86_python(TEST_CPU), TEST_CPU, runtime, artifact, threads,
                               unsaturated_int8=unsaturated)
     from edge.runners import load_runner
 
@@ -269,13 +268,13 @@ def on_test_cpu(fn, *args):
         return fn(*args)
     import pickle
 
-    from pipeline.emulation import qemu_x86
+    from pipeline.emulation import x86_python
 
     here = Path(__file__).resolve().parent
     code = ("import pickle, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import importlib; "
             "fn = getattr(importlib.import_module(sys.argv[3]), sys.argv[4]); "
             "sys.stdout.buffer.write(pickle.dumps(fn(*pickle.loads(sys.stdin.buffer.read()))))")
-    out = subprocess.run([qemu_x86(), "-cpu", TEST_CPU, sys.executable, "-c", code, str(here), str(here.parent),
+    out = subprocess.run([*x86_python(TEST_CPU), "-c", code, str(here), str(here.parent),
                           fn.__module__, fn.__name__], input=pickle.dumps(args), capture_output=True)
     if out.returncode != 0:
         raise AssertionError(f"{fn.__name__} on emulated {TEST_CPU} exited {out.returncode}:\n{out.stderr.decode()[-3000:]}")

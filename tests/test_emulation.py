@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
@@ -33,7 +32,7 @@ def test_the_isa_is_what_cpuid_says_where_an_emulator_hides_cpuinfo_features():
 @needs_qemu
 @pytest.mark.parametrize("cpu,expected", [("Haswell", "avx2"), ("Nehalem", "sse4.2")])
 def test_a_python_on_an_emulated_cpu_detects_that_cpu(cpu, expected):
-    out = subprocess.run([emulation.qemu_x86(), "-cpu", cpu, sys.executable, "-c", "from edge.isa import detect; print(detect())"],
+    out = subprocess.run([*emulation.x86_python(cpu), "-c", "from edge.isa import detect; print(detect())"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == expected
 
@@ -76,12 +75,12 @@ def test_an_emulated_haswell_sees_the_saturation_this_host_may_not(tmp_path):
     from test_exact_int8 import EXACT, PIXELS, _onnx_qdq
 
     model = _onnx_qdq(tmp_path / "layer.onnx")
-    board = EmulatedRunner([emulation.qemu_x86(), "-cpu", "Haswell", sys.executable], "Haswell", "onnxruntime", model)
+    board = EmulatedRunner(emulation.x86_python("Haswell"), "Haswell", "onnxruntime", model)
     assert board.isa == "avx2" and "on emulated Haswell (avx2)" in board.runtime
     assert float(board.infer(PIXELS).mean()) < 0.6 * EXACT
     board.close()
     with pytest.raises(PipelineError, match="on the emulated Haswell: .*missing.onnx"):
-        EmulatedRunner([emulation.qemu_x86(), "-cpu", "Haswell", sys.executable], "Haswell", "onnxruntime", tmp_path / "missing.onnx")
+        EmulatedRunner(emulation.x86_python("Haswell"), "Haswell", "onnxruntime", tmp_path / "missing.onnx")
 
 
 @pytest.mark.emulated
