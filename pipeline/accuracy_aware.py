@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.files import copy_artifact
-from edge.isa import must_not_saturate
 from edge.latency import measure
+from pipeline import emulation
 from pipeline.sensitivity import layer_sensitivity
 
 
@@ -39,12 +39,13 @@ class Recovery:
         self.sample = val_x[:1] if len(val_x) else calibration[:1]
         # float's own top-1 in the target runtime: what int8 must agree with (no labels needed)
         self.float_pred = _predictions(target.runner(float_artifact, threads, precision), val_x)
+        self.steering = emulation.choose(quant.isa, "off")
 
     def measure(self, artifact: Path) -> dict:
         runner = self.target.runner(artifact, self.threads, self.precision)
-        # decided on the board's answers: unsaturated int8 sums where only this host's kernels saturate (timed fused)
-        exact = must_not_saturate(self.quant.isa)
-        judged = self.target.runner(artifact, self.threads, self.precision, unsaturated_int8=True) if exact else runner
+        # decided on the board's answers, natively (each step is judged, so no emulator): unsaturated int8 sums where
+        # only this host's kernels saturate; timed fused
+        judged = self.target.runner(artifact, self.threads, self.precision, purpose="judge", arithmetic=self.steering)
         pred = _predictions(judged, self.val_x)
         top1 = float((pred == self.val_y).mean())
         p50 = measure(runner.infer, self.sample, warmup=10, runs=self.runs)["p50"]

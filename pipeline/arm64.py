@@ -208,7 +208,7 @@ def check_can_prepare() -> None:
 def emulated_runner(cpu: str, runtime: str, artifact: Path, threads: int, precision: str, requirements: list[str]):
     """An EmulatedRunner of `artifact` in `runtime` inside the arm64 board as `cpu` (set up on first use: minutes),
     running this project's own edge/ code on the board's Python."""
-    from edge.emulated import EmulatedRunner
+    from edge.runners.emulated import EmulatedRunner
 
     root, python = prepare([r for r in (line.split("#")[0].strip() for line in requirements) if r])  # as requirements.txt
     code = Path(__file__).resolve().parent.parent  # holds edge/

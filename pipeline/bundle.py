@@ -95,13 +95,8 @@ def write_bundle(dest: Path, cfg, spec, target, preprocess, labels: list[str], r
     (dest / "README.md").write_text(_readme(config, target))
 
 
-def board_requirements(target) -> list[str]:
-    """What the board's Python needs for `target`'s bundle (pip requirement lines)."""
-    return ["numpy>=1.24", *target.device_requires]
-
-
 def _requirements(target) -> str:
-    lines = ["# The board needs only these: no PyTorch, no NNCF.", *board_requirements(target),
+    lines = ["# The board needs only these: no PyTorch, no NNCF.", *target.board_requirements(),
              "# optional, for --mqtt:", "# paho-mqtt>=2.0"]
     return "\n".join(lines) + "\n"
 

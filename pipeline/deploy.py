@@ -27,7 +27,7 @@ from pipeline.data import check_folder, fingerprint, holdout_split, labelled_sam
 from pipeline.family import get_spec
 from pipeline.labels import is_imagenet
 from pipeline.models import fix_same_padding, labels_for, load, save_checkpoint
-from pipeline.bundle import board_requirements, write_bundle, write_tarball
+from pipeline.bundle import write_bundle, write_tarball
 from pipeline.report import write_report
 from pipeline.runfolder import RunFolder, Stage, sha256
 from pipeline.stages import STAGES
@@ -341,11 +341,8 @@ class Deploy:
 
     def _runner(self, artifact: Path, int8: bool):
         """An artifact as the board will compute it (int8 in self.arithmetic)."""
-        a = self.arithmetic
-        if int8 and a.emulated:
-            return emulation.runner(a, self.target.device_runtime, artifact, self.host_threads, self.cfg.precision,
-                                    board_requirements(self.target))
-        return self.target.runner(artifact, self.host_threads, self.cfg.precision, unsaturated_int8=int8 and a.kind == "unsaturated")
+        return self.target.runner(artifact, self.host_threads, self.cfg.precision, purpose="judge" if int8 else "time",
+                                  arithmetic=self.arithmetic)
 
     def _host_runner(self, artifact: Path):
         """An artifact as this host's runtime runs it: what latency is timed on."""

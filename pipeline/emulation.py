@@ -52,6 +52,16 @@ class Arithmetic:
                     f"as the board's 32-bit accumulators make them, to within one rounding)")
         return f"this host's own int8 kernels ({self.host_isa})"
 
+    def runner(self, runtime: str, artifact, threads: int, precision: str, requirements: list[str]):
+        """An EmulatedRunner of `artifact` in `runtime` on the board's emulated CPU (kind emulated)."""
+        from edge.runners.emulated import EmulatedRunner
+
+        if self.board_isa in X86_CPU_MODELS:
+            return EmulatedRunner(x86_python(self.cpu), self.cpu, runtime, artifact, threads, precision)
+        from pipeline import arm64
+
+        return arm64.emulated_runner(self.cpu, runtime, artifact, threads, precision, requirements)
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "board_isa": self.board_isa, "host_isa": self.host_isa, "cpu": self.cpu,
                 "description": self.describe(), **({"note": self.note} if self.note else {})}
@@ -112,15 +122,3 @@ def _not_emulated(board_isa: str, host_isa: str, note: str = "") -> Arithmetic:
         return Arithmetic("unsaturated", board_isa, host_isa,
                           note=note or "this host's fused int8 kernels would saturate sums the board's never do")
     return Arithmetic("host", board_isa, host_isa, note=note)
-
-
-def runner(arithmetic: Arithmetic, runtime: str, artifact, threads: int, precision: str, requirements: list[str]):
-    """An EmulatedRunner of `artifact` in `runtime` on the board's emulated CPU."""
-    from edge.emulated import EmulatedRunner
-
-    if arithmetic.board_isa in X86_CPU_MODELS:
-        return EmulatedRunner(x86_python(arithmetic.cpu), arithmetic.cpu, runtime, artifact,
-                              threads, precision)
-    from pipeline import arm64
-
-    return arm64.emulated_runner(arithmetic.cpu, runtime, artifact, threads, precision, requirements)

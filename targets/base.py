@@ -71,10 +71,26 @@ class Target:
     def check(self, cfg) -> None:
         """Refuse, when the config is read, a setting this target cannot honour (cfg: pipeline.config.DeployConfig)."""
 
-    def runner(self, artifact: Path, threads: int = 0, precision: str = "f32", unsaturated_int8: bool = False) -> Runner:
-        """The artifact in the runtime the board uses; `unsaturated_int8` sums int8 as a board whose kernels never saturate
-        does, where this host's would (`edge.isa.must_not_saturate`)."""
-        return load_runner(self.device_runtime, artifact, threads, precision, unsaturated_int8=unsaturated_int8)
+    @property
+    def host_runtime(self) -> str:
+        """The edge.runners.RUNTIMES name this host runs the board's artifacts with: the board's own runtime."""
+        return self.device_runtime
+
+    def board_requirements(self) -> list[str]:
+        """What the board's Python needs for this target's bundle (pip requirement lines)."""
+        return ["numpy>=1.24", *self.device_requires]
+
+    def runner(self, artifact: Path, threads: int = 0, precision: str = "f32", purpose: str = "time", arithmetic=None) -> Runner:
+        """The artifact in the runtime the board uses. purpose="time": this host's fastest kernels, what latency is
+        timed on. purpose="judge": int8 in the board's arithmetic, as `arithmetic` (pipeline.emulation.Arithmetic,
+        passed in) says: on the board's CPU emulated, with unsaturated sums where this host's kernels would saturate
+        sums the board's never do (`edge.isa.must_not_saturate`), or this host's own kernels where they are the board's."""
+        if purpose not in ("time", "judge"):
+            raise ValueError(f"purpose={purpose!r}: use 'time' or 'judge'")
+        if purpose == "judge" and arithmetic is not None and arithmetic.emulated:
+            return arithmetic.runner(self.device_runtime, artifact, threads, precision, self.board_requirements())
+        unsaturated = purpose == "judge" and arithmetic is not None and arithmetic.kind == "unsaturated"
+        return load_runner(self.host_runtime, artifact, threads, precision, unsaturated_int8=unsaturated)
 
     def describe(self, artifact: Path) -> dict:
         """Facts about an artifact for the report: compute ops, how many read int8, their MAC share."""

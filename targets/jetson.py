@@ -7,7 +7,7 @@ both inputs of every residual Add, the input of global average pooling and both 
 squeeze-excite multiply are quantized, so those layers fuse in int8; the two tiny 1x1
 squeeze-excite convolutions on pooled vectors stay float (FP16 on the board).
 
-The engine is built on the board (`edge/tensorrt_engine.py`): engines are not portable. On a
+The engine is built on the board (`edge/runners/tensorrt.py`): engines are not portable. On a
 host without TensorRT and an NVIDIA GPU, validation runs the Q/DQ ONNX in ONNX Runtime as the
 int8 reference and the report says so.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import UserError
-from edge.runners import OnnxRuntimeRunner
 from targets import onnx as onnx_target
+from edge.runners import tensorrt as trt_runtime
 from targets.base import Target, load_runner, require
 from targets.nncf_common import export_qdq, nncf_quantize
 
@@ -149,20 +149,11 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
             raise UserError("quant.activation_scales=per-channel: TensorRT quantizes activations per tensor only; "
                             "drop the setting for TARGET=jetson")
 
-    def runner(self, artifact: Path, threads: int = 0, precision: str = "f32", unsaturated_int8: bool = False):
-        """The real TensorRT engine where TensorRT and a GPU exist; ONNX Runtime as the reference elsewhere, its
-        its int8 sums never saturated (`unsaturated_int8` changes nothing: TensorRT's never are)."""
-        from edge import tensorrt_engine as trt_engine
-
-        if trt_engine.available()[0]:
-            return load_runner(self.device_runtime, artifact, threads, precision)
-        # TensorRT sums int8 products in int32; ONNX Runtime's fused kernels on x86 without VNNI sum pairs in
-        # 16 bits and saturate (Lite0 agreed with float on 0.243 of crops on a Zen 3, 0.878 unfused).
-        qdq = trt_engine.is_qdq(artifact)
-        r = OnnxRuntimeRunner(artifact, threads, unsaturated_int8=qdq, literal_qdq=qdq)
-        r.runtime += (" as the int8 reference for TensorRT's int32 sums" if qdq else
-                      " as the float reference") + "; TensorRT engine not built on this host"
-        return r
+    @property
+    def host_runtime(self) -> str:
+        """The real TensorRT engine where TensorRT and a GPU exist; elsewhere ONNX Runtime reading the Q/DQ file as
+        TensorRT does, its int8 sums never saturated (edge.runners.onnxruntime.TensorRTReference)."""
+        return self.device_runtime if trt_runtime.available()[0] else "tensorrt-reference"
 
     def describe(self, artifact: Path) -> dict:
         """The ONNX op census plus the Q/DQ placement checks TensorRT cares about."""

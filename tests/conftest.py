@@ -238,10 +238,10 @@ def int8_isa() -> str:
 
 def int8_runner(runtime: str, artifact: Path, threads: int = 1, unsaturated: bool = False):
     """`artifact` in `runtime` (edge.runners.RUNTIMES) as an int8 test runs it: on the emulated TEST_CPU under make
-    test-isa (edge.emulated), else natively. A target's int8 model goes by its device runtime; Jetson's host
-    reference is onnxruntime with unsaturated=True."""
+    test-isa (edge.runners.emulated), else natively. A target's int8 model goes by its host runtime (Target.host_runtime:
+    Jetson's is tensorrt-reference where TensorRT is not)."""
     if TEST_CPU:
-        from edge.emulated import EmulatedRunner
+        from edge.runners.emulated import EmulatedRunner
         from pipeline.emulation import x86_python
 
         return EmulatedRunner(x86_python(TEST_CPU), TEST_CPU, runtime, artifact, threads,
@@ -253,12 +253,7 @@ def int8_runner(runtime: str, artifact: Path, threads: int = 1, unsaturated: boo
 
 def target_int8_runner(target, artifact: Path, threads: int = 1):
     """A target's int8 artifact as its board (or host reference) runs it, on the CPU int8 tests run on."""
-    if target.name == "jetson":  # no TensorRT here: ONNX Runtime with Q/DQ unfused stands in (targets.jetson)
-        from edge import tensorrt_engine
-
-        if not tensorrt_engine.available()[0]:
-            return int8_runner("onnxruntime", artifact, threads, unsaturated=True)
-    return int8_runner(target.device_runtime, artifact, threads) if TEST_CPU else target.runner(artifact, threads)
+    return int8_runner(target.host_runtime, artifact, threads) if TEST_CPU else target.runner(artifact, threads)
 
 
 def on_test_cpu(fn, *args):

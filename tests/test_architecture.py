@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST_ONLY = ("torch", "torchvision", "timm", "nncf")
@@ -35,7 +38,7 @@ def test_dependencies_run_one_way():
 
 def test_board_side_has_no_host_packages():
     assert not forbidden_imports(ROOT / "edge", HOST_ONLY)
-    code = ("import sys; import edge.preprocess, edge.latency, edge.tensorrt_engine, edge.runners, targets.onnx, targets.openvino; "
+    code = ("import sys; import edge.preprocess, edge.latency, edge.runners.tensorrt, edge.runners, targets.onnx, targets.openvino; "
             f"bad = [m for m in {HOST_ONLY!r} if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -83,10 +86,28 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_circle():
     """No two modules import each other, directly or round about, at the top or inside a function
-    (edge.runners and edge.tensorrt_engine did: the Runner interface is edge.runner_base now)."""
+    (edge.runners and edge.tensorrt_engine did: each runtime's module builds on edge.runners.base now)."""
     from pipeline import sources
 
     names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
              for package in ("pipeline", "targets", "edge") for p in (ROOT / package).rglob("*.py")]
     graph = {m: {i for i in sources._imports(m, ROOT) if i in names and i != m} for m in names}
     assert not _strongly_connected(graph)
+
+
+def test_no_caller_branches_on_a_runtime_name(tmp_path):
+    """Throughput mode asks the runtime's registry entry (its own queue, or lanes of runners, or neither); the Jetson
+    target names a registry entry instead of rewriting a runner (edge.runners.RUNTIMES)."""
+    import inspect
+
+    import edge.inflight
+    import targets.jetson
+    from edge.errors import UserError
+    from edge.inflight import open_in_flight
+    from edge.runners import RUNTIMES
+
+    for module in (edge.inflight, targets.jetson):
+        assert not re.search(r'== "(openvino|onnxruntime|litert|tensorrt)"|\.runtime \+=', inspect.getsource(module))
+    with pytest.raises(UserError, match="tensorrt runs one frame at a time"):
+        open_in_flight("tensorrt", tmp_path / "model.onnx")  # refused before anything is loaded
+    assert RUNTIMES["openvino"].own_queue is not None and RUNTIMES["onnxruntime"].lanes

@@ -71,7 +71,7 @@ def test_emulation_that_cannot_run_is_one_line_before_any_model_work(monkeypatch
 def test_an_emulated_haswell_sees_the_saturation_this_host_may_not(tmp_path):
     """The u8 255 x s8 127 layer (tests/test_exact_int8.py): on emulated Haswell, ONNX Runtime's fused kernel saturates
     as an AVX2 board's does, whatever CPU runs the test; the runner's label names the CPU."""
-    from edge.emulated import EmulatedRunner
+    from edge.runners.emulated import EmulatedRunner
     from test_exact_int8 import EXACT, PIXELS, _onnx_qdq
 
     model = _onnx_qdq(tmp_path / "layer.onnx")

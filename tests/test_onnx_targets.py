@@ -10,7 +10,7 @@ import torch
 
 import targets
 from conftest import on_test_cpu
-from edge import tensorrt_engine
+from edge.runners import tensorrt as tensorrt_engine
 from pipeline.config import QuantConfig
 from targets.fold import count_batchnorm, fold_batchnorm
 from pipeline.validate import agreement, parity

@@ -34,7 +34,7 @@ def _runner(artifact: Path, threads: int):
 
 
 def _rates(runner, float_runner, int8: Path, preprocess, threads: int, frames: int, tmp: Path) -> dict:
-    from edge.inflight import OpenVINOQueue
+    from edge.runners.openvino import OpenVINOQueue
     from edge.latency import measure
 
     in_flight = OpenVINOQueue(int8, threads)

@@ -1,10 +1,13 @@
-"""What every runner is: the Runner interface, the input a runner takes, and the one-line error for a missing runtime.
-Its own module so that a runtime's module (edge.tensorrt_engine) can build a Runner without importing the registry
-(edge.runners) that imports it. Device side: numpy.
+"""What every runner is: the Runner interface, a runtime's entry in the registry (Runtime), the in-flight interface,
+the input a runner takes, and the one-line error for a missing runtime. Each runtime's module builds on this one;
+the registry (edge.runners) imports them. Device side: numpy.
 """
 from __future__ import annotations
 
 import importlib
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -52,3 +55,29 @@ class Runner:
         """Take the camera's pixels from now on: nothing to do for an artifact that holds its preprocessing."""
         if not self.takes_pixels:
             raise UserError(f"{self.runtime}: this artifact takes normalised tensors, not pixels; rebuild the bundle with make deploy")
+
+
+class InFlight:
+    """Up to `depth` inferences at once; `submit(x)` -> Future of the logits (1, classes)."""
+
+    depth: int
+    runtime: str
+
+    def submit(self, batch: np.ndarray) -> Future:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One runtime in the registry. `load(artifact, threads, precision, cache_dir, exact)` -> Runner, where `exact`
+    asks for int8 sums that never saturate (edge.isa.must_not_saturate; a runtime whose sums never do ignores it).
+    In throughput mode (edge.inflight) a runtime keeps several inferences in flight through `own_queue(artifact,
+    threads, precision, depth)` where it has one, else through lanes of its runners; `lanes=False`: one at a time only."""
+
+    name: str
+    load: Callable[..., Runner]
+    own_queue: Callable[..., InFlight] | None = None
+    lanes: bool = True

@@ -18,7 +18,7 @@ import numpy as np
 from edge.errors import MissingRuntime
 from edge.files import file_sha256
 from edge.install import how_to_install
-from edge.runner_base import PIXELS_INPUT, Runner, as_input
+from edge.runners.base import PIXELS_INPUT, Runner, Runtime, as_input
 
 
 class TensorRTUnavailable(MissingRuntime):
@@ -170,3 +170,14 @@ def available() -> tuple[bool, str]:
         return False, str(e)
     except Exception as e:  # no driver, no device
         return False, f"no usable NVIDIA GPU ({type(e).__name__}: {e})"
+
+
+def _load(artifact: Path, threads: int, precision: str, cache_dir: Path | None, exact: bool) -> TensorRTRunner:
+    # A Q/DQ file is int8 by construction; a float file is the fp32 reference unless asked for fp16. TensorRT sums
+    # int8 products in int32: `exact` changes nothing.
+    engine_precision = "int8" if is_qdq(artifact) else ("fp32" if precision == "f32" else "fp16")
+    return TensorRTRunner(build_engine(artifact, cache_dir or Path(artifact).parent / "engines", engine_precision))
+
+
+# one frame at a time here: throughput mode is for the CPU runtimes
+RUNTIME = Runtime("tensorrt", load=_load, lanes=False)

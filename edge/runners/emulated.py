@@ -5,7 +5,7 @@ VNNI and Arm's dot product do not. QEMU user mode runs the same runtimes' real k
 instruction set, exactly and about 100x slower, so a host can see the int8 answers of a board it is not: the gate
 judges int8 in the board's arithmetic (pipeline.emulation) and `make test-isa` runs the int8 tests on other CPUs.
 
-The child is `python -m edge.emulated RUNTIME ARTIFACT THREADS PRECISION EXACT`: it loads the runner and answers
+The child is `python -m edge.runners.emulated RUNTIME ARTIFACT THREADS PRECISION EXACT`: it loads the runner and answers
 batches sent as a JSON header line plus raw bytes on stdin, one reply of the same form each on stdout.
 Device side: numpy and the standard library.
 """
@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge import isa
 from edge.errors import UserError
-from edge.runners import Runner
+from edge.runners import load_runner
+from edge.runners.base import Runner
 
 
 def _send(stream, header: dict, payload: bytes = b"") -> None:
@@ -53,9 +55,6 @@ def _one_line(e: Exception) -> str:
 
 def serve(runtime: str, artifact: str, threads: int, precision: str, exact: bool) -> None:
     """The child: load the runner, say what it is, then answer each batch with its logits until stdin closes."""
-    from edge import isa
-    from edge.runners import load_runner
-
     out, inp = sys.stdout.buffer, sys.stdin.buffer
     try:
         runner = load_runner(runtime, Path(artifact), threads, precision, unsaturated_int8=exact)
@@ -86,9 +85,9 @@ class EmulatedRunner(Runner):
         self.cpu = cpu
         self._log = tempfile.TemporaryFile()
         if env is None:
-            code_root = str(Path(__file__).resolve().parent.parent)
+            code_root = str(Path(__file__).resolve().parents[2])
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")]))}
-        argv = [*launcher, "-m", "edge.emulated", runtime, str(artifact), str(threads), precision, "1" if unsaturated_int8 else "0"]
+        argv = [*launcher, "-m", "edge.runners.emulated", runtime, str(artifact), str(threads), precision, "1" if unsaturated_int8 else "0"]
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env)
         except OSError as e:
