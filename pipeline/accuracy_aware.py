@@ -28,18 +28,18 @@ def _predictions(runner, x: np.ndarray) -> np.ndarray:
 class Recovery:
     """One accuracy-aware run: the target, its float artifact and PTQ artifact, and the validation images."""
 
-    def __init__(self, target, model, folded, float_artifact: Path, ptq_artifact: Path, calibration: np.ndarray, quant,
+    def __init__(self, target, model, folded, float_artifact: Path, ptq_artifact: Path, calibration: np.ndarray, quant, isa: str,
                  val_x: np.ndarray, val_y: np.ndarray, float_top1: float, max_drop: float, threads: int = 0,
                  precision: str = "f32", runs: int = 100, log=print):
         self.target, self.model, self.folded = target, model, folded
         self.float_artifact, self.ptq_artifact = float_artifact, ptq_artifact
-        self.calibration, self.quant = calibration, quant
+        self.calibration, self.quant, self.isa = calibration, quant, isa
         self.val_x, self.val_y, self.float_top1, self.max_drop = val_x, val_y, float_top1, max_drop
         self.threads, self.precision, self.runs, self.log = threads, precision, runs, log
         self.sample = val_x[:1] if len(val_x) else calibration[:1]
         # float's own top-1 in the target runtime: what int8 must agree with (no labels needed)
         self.float_pred = _predictions(target.runner(float_artifact, threads, precision), val_x)
-        self.steering = emulation.choose(quant.isa, "off")
+        self.steering = emulation.choose(isa, "off")
 
     def measure(self, artifact: Path) -> dict:
         runner = self.target.runner(artifact, self.threads, self.precision)
@@ -109,7 +109,8 @@ class Recovery:
             layers = tuple(r["layer"] for r in kept) + (row["layer"],)
             self.log(f"[auto] step {len(layers)}: {row['layer']} ({row['kind']}, sensitivity {row['sensitivity']:.2e}) "
                      f"to {self.target.higher_precision}")
-            path = self.target.quantize(self.model, self.float_artifact, self.calibration, self.quant, work / f"step{len(layers)}", exclude=layers)
+            path = self.target.quantize(self.model, self.float_artifact, self.calibration, self.quant, work / f"step{len(layers)}", exclude=layers,
+                                         isa=self.isa)
             m = self.measure(path)
             kept.append({**row, "top1_after": m["top1"], "agreement_after": m["agreement"],
                          "latency_cost_ms": m["p50_ms"] - current["p50_ms"]})
@@ -123,7 +124,7 @@ class Recovery:
     def _nncf_accuracy_control(self, out: Path, ranked: list[dict]):
         self.log("[auto] nncf.quantize_with_accuracy_control on the validation images")
         path = self.target.quantize_accuracy_aware(self.float_artifact, self.calibration, self.quant, self.val_x, self.val_y,
-                                                   self.max_drop, out)
+                                                   self.max_drop, out, isa=self.isa)
         already = set(self.target.float_compute_layers(self.ptq_artifact))
         reverted = [layer for layer in self.target.float_compute_layers(path) if layer not in already]
         by_name = {r["layer"]: r for r in ranked}

@@ -72,8 +72,6 @@ class QuantConfig:
     # this share of the validation images (0 = MAX_DROP alone). Keeping the 2 most sensitive layers
     # of Lite0 lifted agreement 0.875 -> 0.931 on real photos (tools/measure_fidelity.py --keep-float).
     min_agreement: float = 0.0
-    # The int8 ISA the artifact is made for: make_config sets it from board.isa (default: this machine's).
-    isa: str = field(default_factory=int8_isa.detect)
 
     def __post_init__(self):
         # Every target reads these or none does: a bad value fails here, before any work, on every path.
@@ -83,7 +81,6 @@ class QuantConfig:
         one_of("quant.ort_calibration", self.ort_calibration, ORT_CALIBRATIONS)
         one_of("quant.activation_scales", self.activation_scales, ACTIVATION_SCALES)
         one_of("quant.qat_data", self.qat_data, QAT_DATA)
-        int8_isa.check(self.isa)
         if not 0 <= self.min_agreement <= 1:
             raise PipelineError(f"quant.min_agreement={self.min_agreement} is a share of images: use a number from 0 to 1, e.g. 0.97")
         for name, low in (("qat_epochs", 0), ("qat_batch_size", 1), ("max_float_layers", 0), ("sensitivity_images", 1)):
@@ -91,14 +88,16 @@ class QuantConfig:
         if not self.qat_lr > 0:
             raise PipelineError(f"quant.qat_lr={self.qat_lr} must be a positive learning rate, e.g. 1e-5")
 
-    def nncf_kwargs(self, nncf, subset_size: int) -> dict:
+    def nncf_kwargs(self, nncf, subset_size: int, saturates: bool) -> dict:
+        """NNCF's quantize arguments for these settings; `saturates`: the board's int8 sums can saturate
+        (edge.isa.saturates of board.isa)."""
         # auto unresolved (no model named): the swish models' choice; the preset was checked in __post_init__
         presets = {"auto": nncf.QuantizationPreset.MIXED, "mixed": nncf.QuantizationPreset.MIXED,
                    "performance": nncf.QuantizationPreset.PERFORMANCE}
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix, QuantizationParameters
 
         # x86 without VNNI sums u8×s8 pairs in 16 bits: 7-bit weights on every layer leave the headroom.
-        overflow_fix = OverflowFix.ENABLE if self.saturates else OverflowFix.DISABLE
+        overflow_fix = OverflowFix.ENABLE if saturates else OverflowFix.DISABLE
         per_tensor = QuantizationParameters(per_channel=False) if self.activation_scales == "per-tensor" else None
         return {
             "preset": presets[self.preset],
@@ -114,19 +113,11 @@ class QuantConfig:
         ONNX Runtime's fused kernels and quantizer, ai-edge-quantizer)."""
         return dataclasses.replace(self, activation_scales="per-tensor")
 
-    def without_headroom(self) -> "QuantConfig":
-        """These settings for int8 kernels that never saturate whatever the ISA (XNNPACK widens products
-        before summing): full 8-bit weights."""
-        return dataclasses.replace(self, isa="arm-dotprod")
-
-    @property
-    def saturates(self) -> bool:
-        """Whether the board's int8 kernels can saturate (x86 without VNNI): then weights get 7 bits."""
-        return int8_isa.saturates(self.isa)
 
 @dataclass(frozen=True)
 class BoardConfig:
-    """The board the int8 artifact is made for. `isa`: its int8 arithmetic (edge/isa.py), or auto = this machine's.
+    """The board the int8 artifact is made for. `isa`: its int8 arithmetic (edge/isa.py), or auto = this machine's
+    (make_config resolves it: the one place the ISA is held, which the quantizer, the gate and the report read).
     `emulate`: judge int8 on the board's CPU emulated by QEMU (pipeline.emulation): auto where that costs seconds (an
     x86 board, qemu-x86_64 installed), on also for Arm boards (and an error where it cannot), off never."""
 
@@ -138,8 +129,6 @@ class BoardConfig:
             int8_isa.check(self.isa)
         one_of("board.emulate", self.emulate, ("auto", "on", "off"))
 
-    def resolved_isa(self) -> str:
-        return int8_isa.detect() if self.isa == "auto" else self.isa
 
 
 @dataclass(frozen=True)
@@ -206,7 +195,7 @@ class DeployConfig:
     def ptq_settings(self) -> dict:
         """The settings the PTQ artifact depends on (QAT and auto settings do not redo it)."""
         q = asdict(self.quant)
-        return {k: q[k] for k in ("preset", "bias_correction", "ort_calibration", "activation_scales", "isa")}
+        return {**{k: q[k] for k in ("preset", "bias_correction", "ort_calibration", "activation_scales")}, "isa": self.board.isa}
 
     @property
     def run_dir(self) -> Path:
@@ -261,17 +250,18 @@ def load_profile(target: str) -> dict:
 def make_config(target: str, values: dict) -> DeployConfig:
     """Defaults <- the target's profile YAML <- explicit values (CLI flags and KEY=value)."""
     cfg = override(DeployConfig(target=target), load_profile(target))
-    if values.get("quant.isa") is not None:
+    if values.get("quant.isa") is not None:  # the ISA is held once, by the board
         raise PipelineError("quant.isa follows the board: set board.isa instead (e.g. SET=board.isa=avx2)")
     cfg = override(cfg, {k: v for k, v in values.items() if v is not None})
     get_target(target).check(cfg)  # what this target's board or quantizer cannot honour, said now
     # The quantizer follows the board's int8 arithmetic (see QuantConfig.nncf_kwargs and targets/onnx.py).
-    quant = dataclasses.replace(cfg.quant, isa=cfg.board.resolved_isa(), preset=resolved_preset(cfg.quant.preset, cfg.model))
-    if cfg.board.emulate == "on":  # an emulator that cannot run is said now, before any model work
+    board = dataclasses.replace(cfg.board, isa=int8_isa.detect() if cfg.board.isa == "auto" else cfg.board.isa)
+    quant = dataclasses.replace(cfg.quant, preset=resolved_preset(cfg.quant.preset, cfg.model))
+    if board.emulate == "on":  # an emulator that cannot run is said now, before any model work
         from pipeline import emulation
 
-        emulation.choose(quant.isa, "on")
-    return dataclasses.replace(cfg, quant=quant)
+        emulation.choose(board.isa, "on")
+    return dataclasses.replace(cfg, quant=quant, board=board)
 
 
 def resolved_preset(preset: str, model: str) -> str:

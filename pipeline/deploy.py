@@ -193,7 +193,7 @@ class Deploy:
             model = self._torch_model(model_stage)
             batch = np.load(calib_stage.path("calibration.npy"))
             self.log(f"[int8] post-training quantization with {len(batch)} calibration images from {calib_stage.result['source']}")
-            path = self.target.quantize(model, float_stage.artifact, batch, self.cfg.quant, tmp / "model")
+            path = self.target.quantize(model, float_stage.artifact, batch, self.cfg.quant, tmp / "model", isa=self.cfg.board.isa)
             return {"artifact": path.name, "ops": self.target.describe(path)}
 
         return self.run.stage("int8", key, work)
@@ -213,7 +213,7 @@ class Deploy:
             self.world.announce(True)
             folded, qmodel, history, trained, calib = self._qat_train()
             example = torch.from_numpy(calib[:1])
-            path = self.target.export_qat(qmodel, folded, example, calib, self.cfg.quant, tmp / "model")
+            path = self.target.export_qat(qmodel, folded, example, calib, self.cfg.quant, tmp / "model", isa=self.cfg.board.isa)
             (tmp / "train_files.json").write_text(json.dumps(trained.files))
             return {"artifact": path.name, "ops": self.target.describe(path), "history": history,
                     "train_images": len(trained.files), "train_folder": trained.source, "train_split": self._splits_data,
@@ -235,7 +235,7 @@ class Deploy:
         how = "cross-entropy + distillation" if trained.labelled else "distillation from the float model alone, no labels"
         self.log(f"[qat] PTQ initialisation on {len(calib)} calibration images, then {self.cfg.quant.qat_epochs} epoch(s) "
                  f"at lr {self.cfg.quant.qat_lr:g} on {len(trained.files)} images from {trained.source} ({how})")
-        folded, qmodel = qat.prepare(model, calib, self.cfg.quant, self.target.qat_preset)
+        folded, qmodel = qat.prepare(model, calib, self.cfg.quant, self.target.qat_preset, self.cfg.board.isa)
         history = qat.finetune(qmodel, folded, trained.dataset, self.cfg.quant, self.log)
         return folded, qmodel, history, trained, calib
 
@@ -283,7 +283,7 @@ class Deploy:
             recovery = Recovery(
                 self.target, model, fold_batchnorm(model, torch.from_numpy(calib[:1])),
                 float_stage.artifact, int8_stage.artifact,
-                calib, cfg.quant, x, y, float_top1, cfg.max_drop, self.host_threads, cfg.precision, cfg.runs, self.log,
+                calib, cfg.quant, cfg.board.isa, x, y, float_top1, cfg.max_drop, self.host_threads, cfg.precision, cfg.runs, self.log,
             )
             result = recovery.run(tmp / "model")
             return {**result, "ops": self.target.describe(tmp / result["artifact"])}
@@ -337,7 +337,7 @@ class Deploy:
     def arithmetic(self) -> emulation.Arithmetic:
         """The int8 arithmetic that judges the artifact: the board's under QEMU where this host can emulate it, else
         this host's, with unsaturated sums where only this host's fused kernels would saturate."""
-        return emulation.choose(self.cfg.quant.isa, self.cfg.board.emulate)
+        return emulation.choose(self.cfg.board.isa, self.cfg.board.emulate)
 
     def _runner(self, artifact: Path, int8: bool):
         """An artifact as the board will compute it (int8 in self.arithmetic)."""

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge.isa import saturates
 from pipeline import PipelineError
 from pipeline.training import Dist, cosine, fit
 from targets.base import nncf_dataset
@@ -49,7 +50,7 @@ def check_toolchain(log=print) -> None:
                             "install g++ and ninja, remove ~/.cache/torch_extensions/*/nncf and run again")
 
 
-def prepare(model: nn.Module, calibration: np.ndarray, quant, preset: str | None,
+def prepare(model: nn.Module, calibration: np.ndarray, quant, preset: str | None, isa: str,
             exclude: tuple[str, ...] = ()) -> tuple[nn.Module, nn.Module]:
     """(BatchNorm-folded float model, the same with NNCF quantizers initialised by PTQ on `calibration`).
 
@@ -58,7 +59,7 @@ def prepare(model: nn.Module, calibration: np.ndarray, quant, preset: str | None
     import nncf
 
     folded = fold_batchnorm(model, torch.from_numpy(calibration[:1]))
-    kwargs = (dataclasses.replace(quant, preset=preset) if preset else quant).nncf_kwargs(nncf, len(calibration))
+    kwargs = (dataclasses.replace(quant, preset=preset) if preset else quant).nncf_kwargs(nncf, len(calibration), saturates(isa))
     kwargs["fast_bias_correction"] = True  # NNCF's PyTorch backend has no other; training then tunes the biases
     if exclude:  # NNCF's torch graph names 'blocks.0.0.conv_dw' as 'blocks/0/0/conv_dw/conv2d/0'
         kwargs["ignored_scope"] = nncf.IgnoredScope(

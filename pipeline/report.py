@@ -168,7 +168,7 @@ def build_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         latency=v["latency_ms"]["int8"], float_latency=v["latency_ms"]["float"], runtime=v["runtime"],
         size_mb={"float": artifact_size_mb(_artifact(float_stage)), "int8": artifact_size_mb(_artifact(int8_stage))},
         calibration=stages["calibration"].result,
-        int8_isa={"made_for": cfg.quant.isa, "validated_on": _validated_on(v["arithmetic"]), "recipe": get_target(cfg.target).recipe(cfg.quant),
+        int8_isa={"made_for": cfg.board.isa, "validated_on": _validated_on(v["arithmetic"]), "recipe": get_target(cfg.target).recipe(cfg.quant, cfg.board.isa),
                   "unsaturated_sums": v["arithmetic"]["kind"] == "unsaturated", "judged_by": v["arithmetic"]},
     )
     report |= {
@@ -183,7 +183,7 @@ def build_report(cfg, spec, preprocess, stages: dict, data_dir: Path, data_is_sa
         "layer_errors": v.get("layer_errors"),
         "field_agreement": v.get("field_agreement"),
         "stage_seconds": {name: s.seconds for name, s in stages.items()},
-        "latency_measured": latency_measured(get_target(cfg.target), v["runtime"], cfg.quant.isa, detect_isa()),  # latency: always this host
+        "latency_measured": latency_measured(get_target(cfg.target), v["runtime"], cfg.board.isa, detect_isa()),  # latency: always this host
     }
     return report | _quant_sections(cfg.quant.mode, stages, v)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import UserError
+from edge.isa import saturates
 from edge.runners import MissingRuntime, Runner, load_runner, require  # noqa: F401  (one definition, shared with the board)
 
 # pip provides OpenCV on every board but a Jetson, whose JetPack has it (with GStreamer).
@@ -50,7 +51,8 @@ class Target:
         """Float PyTorch model -> float artifact at `out` (a path without suffix)."""
         raise NotImplementedError
 
-    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
+    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
+                 isa: str) -> Path:
         """Float artifact (and model) + calibration batch -> int8 artifact at `out`.
 
         `exclude` names PyTorch modules (e.g. "blocks.0.0.conv_dw") to keep at `higher_precision`:
@@ -58,14 +60,14 @@ class Target:
         """
         raise NotImplementedError
 
-    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path, *, isa: str) -> Path:
         """A model trained under NNCF fake quantization -> the target's int8 artifact, as PTQ exports it."""
         raise NotImplementedError
 
-    def recipe(self, quant) -> dict:
-        """The ISA-dependent quantizer settings for `quant` (pipeline.config.QuantConfig), as the report states them:
-        NNCF's, whose overflow fix leaves 7-bit headroom where the board's int8 sums saturate."""
-        return {"nncf.overflow_fix": "ENABLE" if quant.saturates else "DISABLE", "activation_scales": quant.activation_scales,
+    def recipe(self, quant, isa: str) -> dict:
+        """The quantizer settings for `quant` (pipeline.config.QuantConfig) on a board of int8 ISA `isa` (board.isa), as
+        the report states them: NNCF's, whose overflow fix leaves 7-bit headroom where the board's int8 sums saturate."""
+        return {"nncf.overflow_fix": "ENABLE" if saturates(isa) else "DISABLE", "activation_scales": quant.activation_scales,
                 **bias_recipe(quant)}
 
     def check(self, cfg) -> None:
@@ -101,7 +103,7 @@ class Target:
         return None
 
     def quantize_accuracy_aware(self, float_artifact: Path, calibration: np.ndarray, quant, val_x: np.ndarray,
-                                val_y: np.ndarray, max_drop_points: float, out: Path) -> Path:
+                                val_y: np.ndarray, max_drop_points: float, out: Path, *, isa: str) -> Path:
         """The target's own accuracy-aware search (own_accuracy_search targets only)."""
         raise NotImplementedError(f"{self.name} has no accuracy-aware search of its own")
 
@@ -140,7 +142,7 @@ def trained_float_model(qmodel, folded):
     return tuned.eval()
 
 
-def requantize(target: Target, qmodel, folded, example, calibration: np.ndarray, quant, out: Path) -> Path:
+def requantize(target: Target, qmodel, folded, example, calibration: np.ndarray, quant, out: Path, isa: str) -> Path:
     """QAT-trained weights through a target's own PTQ route: its `convert_float`, then its `quantize`.
 
     For targets whose converter or fast kernels do not take NNCF's quantizers: what QAT carries
@@ -151,4 +153,4 @@ def requantize(target: Target, qmodel, folded, example, calibration: np.ndarray,
     tuned = trained_float_model(qmodel, folded)
     with tempfile.TemporaryDirectory() as tmp:
         float_artifact = target.convert_float(tuned, example, Path(tmp) / "float")
-        return target.quantize(tuned, float_artifact, calibration, quant, out)
+        return target.quantize(tuned, float_artifact, calibration, quant, out, isa=isa)

@@ -21,7 +21,7 @@ import numpy as np
 from edge.errors import UserError
 from targets import onnx as onnx_target
 from edge.runners import tensorrt as trt_runtime
-from targets.base import Target, load_runner, require
+from targets.base import Target, require
 from targets.nncf_common import export_qdq, nncf_quantize
 
 
@@ -118,7 +118,8 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
     # (224x224x3, ~0.1 ms); the reordering and normalisation still run on the GPU.
     pixel_type = "float32"
 
-    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
+    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
+                 isa: str) -> Path:
         """Float ONNX + calibration batch -> symmetric int8 Q/DQ ONNX with NNCF's ONNX backend.
 
         NNCF's ONNX backend has the full, layer-by-layer bias correction its PyTorch backend lacks
@@ -128,13 +129,13 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
         onnx = require("onnx", "onnx", "the jetson target")
         # TensorRT quantizes activations per tensor only (NNCF's CPU default gives depthwise inputs a scale per channel)
         tensorrt = dataclasses.replace(quant.per_tensor_activations(), preset=self.qat_preset)
-        int8 = nncf_quantize(float_artifact, calibration, tensorrt, exclude)
+        int8 = nncf_quantize(float_artifact, calibration, tensorrt, exclude, saturates=False)  # TensorRT sums in int32
         signed_int8(int8)
         path = Path(out).with_suffix(".onnx")
         onnx.save(int8, str(path))
         return path
 
-    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path, *, isa: str) -> Path:
         onnx = require("onnx", "onnx", "the jetson target")
         path = export_qdq(qat_model, example, out)
         model = onnx.load(str(path))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.isa import saturates
 from targets.base import OPENCV, Target, bias_recipe, require, requantize
 from targets.nncf_common import bias_corrected, calibration_example, nncf_quantize
 from targets.onnx_graph import (COMPUTE_OPS, activations_fold_into_grids, depthwise_weights, export_onnx, float_inputs,
@@ -62,8 +63,8 @@ class OnnxRuntimeTarget(Target):
     artifact_suffix = ".onnx"
     pixel_type = "uint8"  # the camera's own bytes
 
-    def recipe(self, quant) -> dict:
-        if quant.saturates:  # quantize(): which quantizer follows from the model's activations
+    def recipe(self, quant, isa: str) -> dict:
+        if saturates(isa):  # quantize(): which quantizer follows from the model's activations
             return {"quantizer": SATURATING_QUANTIZER, "weights": "7-bit; depthwise 8-bit (summed in 32 bits)", **bias_recipe(quant)}
         return {"quantizer": "ONNX Runtime's quantize_static", **bias_recipe(quant)}
 
@@ -73,7 +74,8 @@ class OnnxRuntimeTarget(Target):
 
         return export_onnx(fold_batchnorm(model, example), example, out)
 
-    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
+    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
+                 isa: str) -> Path:
         """Float ONNX + calibration batch -> QDQ int8 ONNX with ONNX Runtime's static quantization.
 
         ONNX Runtime's quantizer has no bias correction: it quantizes a float model that carries NNCF's
@@ -85,16 +87,14 @@ class OnnxRuntimeTarget(Target):
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         path = Path(out).with_suffix(".onnx")
-        if quant.saturates and activations_fold_into_grids(float_artifact):  # see the module's docstring
+        if saturates(isa) and activations_fold_into_grids(float_artifact):  # see the module's docstring
             # ONNX Runtime's QLinearConv takes one activation scale per tensor
-            int8 = nncf_quantize(float_artifact, calibration, quant.per_tensor_activations(), exclude)
+            int8 = nncf_quantize(float_artifact, calibration, quant.per_tensor_activations(), exclude, saturates=True)
             require("onnx", "onnx", self.name).save(fused_for_onnx_runtime(int8), str(path))
             return path
         nodes = nodes_for(float_artifact, exclude)
         with tempfile.TemporaryDirectory() as tmp:
-            # NNCF's 8-bit weight grid is ONNX Runtime's; its 7-bit one (overflow fix) is not reduce_range's,
-            # and corrections for another grid made 7-bit agreement worse (0.604 vs 0.691, 8-bit's: 0.691).
-            corrected = bias_corrected(model, float_artifact, calibration, quant.without_headroom(), exclude)
+            corrected = bias_corrected(model, float_artifact, calibration, quant, exclude)  # for 8-bit weights
             if corrected is not None:
                 float_artifact = self.convert_float(corrected, calibration_example(calibration), Path(tmp) / "corrected")
             prepared = Path(tmp) / "prepared.onnx"
@@ -104,21 +104,21 @@ class OnnxRuntimeTarget(Target):
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 calibrate_method=getattr(CalibrationMethod, quant.ort_calibration),
-                reduce_range=quant.saturates,  # 7-bit weights where the board's int8 kernels can saturate
-                extra_options=full_range_depthwise(prepared, quant.saturates),
+                reduce_range=saturates(isa),  # 7-bit weights where the board's int8 kernels can saturate
+                extra_options=full_range_depthwise(prepared, saturates(isa)),
                 nodes_to_exclude=[nodes[layer] for layer in exclude],
             )
         if exclude:
             float_inputs(path, {nodes[layer] for layer in exclude})
         return path
 
-    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path, *, isa: str) -> Path:
         """The QAT-trained weights through ONNX Runtime's own static quantization (ranges calibrated again).
 
         NNCF's own Q/DQ export ran 4-5x slower than ONNX Runtime's placement in ONNX Runtime here
         (tiny b0: 3.9 vs 0.8 ms p50), so the weights QAT trained take this target's PTQ route.
         """
-        return requantize(self, qat_model, float_model, example, calibration, quant, out)
+        return requantize(self, qat_model, float_model, example, calibration, quant, out, isa)
 
     def with_pixel_input(self, artifact: Path, preprocess, out: Path) -> Path:
         """The preprocessing as the graph's first nodes (prepend_preprocessing); the rest of the file unchanged."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.isa import saturates
 from targets.base import OPENCV, Target, nncf_dataset, require
 
 _COMPUTE_OPS = {"Convolution", "GroupConvolution", "MatMul"}
@@ -69,19 +70,20 @@ class OpenVINOTarget(Target):
             ov_model = ov.convert_model(model, example_input=example, input=[tuple(example.shape)])
         return _save(ov, ov_model, out)
 
-    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
+    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
+                 isa: str) -> Path:
         """fp32 IR + calibration batch -> int8 IR with NNCF PTQ (per-channel int8 weights, int8 activations)."""
         ov = _ov()
         nncf = require("nncf", "nncf", self.name)
         float_model = ov.Core().read_model(str(float_artifact))
-        kwargs = quant.nncf_kwargs(nncf, len(calibration))
+        kwargs = quant.nncf_kwargs(nncf, len(calibration), saturates(isa))
         if exclude:
             kwargs["ignored_scope"] = nncf.IgnoredScope(patterns=[f"^__module\\.{re.escape(layer)}/" for layer in exclude])
         int8_model = nncf.quantize(float_model, nncf_dataset(nncf, calibration), **kwargs)
         return _save(ov, int8_model, out)
 
     def quantize_accuracy_aware(self, float_artifact: Path, calibration: np.ndarray, quant, val_x: np.ndarray, val_y: np.ndarray,
-                                max_drop_points: float, out: Path) -> Path:
+                                max_drop_points: float, out: Path, *, isa: str) -> Path:
         """nncf.quantize_with_accuracy_control: PTQ, then the layers NNCF ranks most harmful back to float until
         top-1 on the validation images is within `max_drop_points` of the float IR's."""
         ov = _ov()
@@ -93,11 +95,11 @@ class OpenVINOTarget(Target):
 
         int8_model = nncf.quantize_with_accuracy_control(
             float_model, nncf_dataset(nncf, calibration), nncf.Dataset(list(zip(val_x, val_y)), lambda item: item[0][None]), top1,
-            max_drop=max_drop_points / 100, drop_type=nncf.DropType.ABSOLUTE, **_accuracy_control_kwargs(quant.nncf_kwargs(nncf, len(calibration))),
+            max_drop=max_drop_points / 100, drop_type=nncf.DropType.ABSOLUTE, **_accuracy_control_kwargs(quant.nncf_kwargs(nncf, len(calibration), saturates(isa))),
         )
         return _save(ov, int8_model, out)
 
-    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path, *, isa: str) -> Path:
         """NNCF's trained quantizers become FakeQuantize ops in the IR, as PTQ's do."""
         ov = _ov()
         with warnings.catch_warnings():

@@ -68,7 +68,7 @@ def _bias_corrected(model, calibration: np.ndarray, quant, exclude: tuple[str, .
         return None
     example = calibration_example(calibration)
     float_onnx = onnx_target.TARGET.convert_float(model, example, tmp / "float")
-    return bias_corrected(model, float_onnx, calibration, quant.without_headroom(), exclude)
+    return bias_corrected(model, float_onnx, calibration, quant, exclude)
 
 
 def _quantize_file(model, float_artifact: Path, calibration: np.ndarray, exclude: tuple[str, ...], out: Path) -> Path:
@@ -154,7 +154,7 @@ class TFLiteTarget(Target):
     higher_precision = "int16 activations (16x8)"  # what QUANT=auto keeps a layer in: the file stays full-integer
     full_integer = True  # XNNPACK's and the Edge TPU's int8 paths: a float op leaves them
 
-    def recipe(self, quant) -> dict:
+    def recipe(self, quant, isa: str) -> dict:
         return {"int8 arithmetic": "XNNPACK's int8 kernels widen products to 16/32 bits on x86 and Arm alike", **bias_recipe(quant)}
 
     def convert_float(self, model, example, out: Path) -> Path:
@@ -167,7 +167,8 @@ class TFLiteTarget(Target):
         litert_torch.convert(_nhwc_model(model), (nhwc,)).export(str(path))
         return path
 
-    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = ()) -> Path:
+    def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
+                 isa: str) -> Path:
         """Float .tflite + calibration batch -> full-integer int8 .tflite (ai-edge-quantizer, static a8w8).
 
         `exclude`: PyTorch module names kept out of int8 the way a full-integer file can: the op and
@@ -181,10 +182,10 @@ class TFLiteTarget(Target):
                 float_artifact = self.convert_float(corrected, calibration_example(calibration), Path(tmp) / "corrected")
             return _quantize_file(model, float_artifact, calibration, exclude, out)
 
-    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path) -> Path:
+    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path, *, isa: str) -> Path:
         """LiteRT's converter cannot read NNCF's quantizers: the QAT-trained weights take this target's own
         route (float .tflite, full-integer int8 with ranges calibrated again)."""
-        return requantize(self, qat_model, float_model, example, calibration, quant, out)
+        return requantize(self, qat_model, float_model, example, calibration, quant, out, isa)
 
     def with_pixel_input(self, artifact: Path, preprocess, out: Path) -> Path:
         """The same file: a .tflite input's quantization is per tensor with an integer zero point and cannot hold

@@ -167,7 +167,7 @@ def target_artifacts(tiny_arrays, tmp_path_factory):
         if (convert, quantize) not in made:
             out = tmp_path_factory.mktemp(name) / "int8"
             # made for the int8 ISA the tests run on (an emulated CPU's under make test-isa), as a deploy for it would be
-            made[convert, quantize] = target.quantize(t["model"], made[convert], t["calib"], QuantConfig(isa=int8_isa()), out)
+            made[convert, quantize] = target.quantize(t["model"], made[convert], t["calib"], QuantConfig(), out, isa=int8_isa())
         return {"fp32": made[convert], "int8": made[convert, quantize]}
 
     return get

@@ -41,19 +41,19 @@ def test_quant_config_becomes_nncf_arguments():
 
     from nncf.quantization.advanced_parameters import OverflowFix
 
-    kw = QuantConfig(preset="performance", isa="avx512-vnni").nncf_kwargs(nncf, 10)
+    kw = QuantConfig(preset="performance").nncf_kwargs(nncf, 10, saturates=False)
     advanced = kw.pop("advanced_parameters")
     assert kw == {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": 10, "fast_bias_correction": False}
     assert advanced.overflow_fix == OverflowFix.DISABLE  # 32-bit int8 sums: full 8-bit weights
     assert advanced.disable_bias_correction is False
-    assert QuantConfig(bias_correction="fast").nncf_kwargs(nncf, 10)["fast_bias_correction"] is True
-    assert QuantConfig(bias_correction="off").nncf_kwargs(nncf, 10)["advanced_parameters"].disable_bias_correction is True
+    assert QuantConfig(bias_correction="fast").nncf_kwargs(nncf, 10, False)["fast_bias_correction"] is True
+    assert QuantConfig(bias_correction="off").nncf_kwargs(nncf, 10, False)["advanced_parameters"].disable_bias_correction is True
     # One activation scale per tensor unless asked (NNCF's own default: per channel on depthwise inputs)
     assert advanced.activations_quantization_params.per_channel is False
-    assert QuantConfig(activation_scales="per-channel").nncf_kwargs(nncf, 10)["advanced_parameters"].activations_quantization_params is None
+    assert QuantConfig(activation_scales="per-channel").nncf_kwargs(nncf, 10, False)["advanced_parameters"].activations_quantization_params is None
     with pytest.raises(PipelineError, match="unknown quant.bias_correction"):
         QuantConfig(bias_correction="yes")
-    assert QuantConfig(isa="avx2").nncf_kwargs(nncf, 10)["advanced_parameters"].overflow_fix == OverflowFix.ENABLE
+    assert QuantConfig().nncf_kwargs(nncf, 10, saturates=True)["advanced_parameters"].overflow_fix == OverflowFix.ENABLE
     with pytest.raises(PipelineError, match="unknown quant.preset"):
         QuantConfig(preset="fast")  # refused when made, not when a target first asks NNCF for it
 
@@ -134,4 +134,4 @@ def test_the_shared_config_names_no_target():
     jetson = targets.get_target("jetson")
     with pytest.raises(Exception, match="TensorRT quantizes activations per tensor only"):
         make_config("jetson", {"quant.activation_scales": "per-channel"})
-    assert jetson.recipe(make_config("jetson", {}).quant)["activation_scales"] == "per-tensor"
+    assert jetson.recipe(make_config("jetson", {}).quant, "gpu")["activation_scales"] == "per-tensor"

@@ -9,7 +9,7 @@ import pytest
 from edge.isa import detect, must_not_saturate
 from pipeline import PipelineError
 from pipeline.cli import main
-from pipeline.config import make_config
+from pipeline.config import QuantConfig, make_config
 from targets import get_target
 from targets.onnx import SATURATING_QUANTIZER as ONNX_SATURATING_QUANTIZER
 from pipeline import emulation
@@ -30,11 +30,12 @@ def test_detect_reads_the_int8_instructions():
 
 
 def test_profiles_declare_their_boards_and_settings_are_checked():
-    assert make_config("rpi", {}).quant.isa == "arm-neon"
-    assert make_config("jetson", {}).quant.isa == "gpu"
-    assert make_config("openvino", {}).quant.isa == detect()  # deploying for this machine
-    assert get_target("onnx").recipe(make_config("onnx", {"board.isa": "avx2"}).quant)["quantizer"] == ONNX_SATURATING_QUANTIZER
-    assert get_target("onnx").recipe(make_config("onnx", {"board.isa": "avx512-vnni"}).quant)["quantizer"] == "ONNX Runtime's quantize_static"
+    assert make_config("rpi", {}).board.isa == "arm-neon"
+    assert make_config("jetson", {}).board.isa == "gpu"
+    assert make_config("openvino", {}).board.isa == detect()  # deploying for this machine
+    assert not hasattr(make_config("openvino", {}).quant, "isa")  # held once, by the board
+    assert get_target("onnx").recipe(QuantConfig(), "avx2")["quantizer"] == ONNX_SATURATING_QUANTIZER
+    assert get_target("onnx").recipe(QuantConfig(), "avx512-vnni")["quantizer"] == "ONNX Runtime's quantize_static"
     with pytest.raises(PipelineError, match="set board.isa instead"):
         make_config("openvino", {"quant.isa": "avx2"})  # would be overwritten by the board's
     with pytest.raises(PipelineError, match="unknown int8 ISA 'zen3'; use auto or one of avx512-vnni"):

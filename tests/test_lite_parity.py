@@ -77,7 +77,7 @@ def test_lite_int8_runs_as_one_int8_chain_in_onnxruntime(isa, tmp_path):
     model = fix_same_padding(timm.create_model("tf_efficientnet_lite0", num_classes=4).eval(), 64)
     calib = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
     fp32 = onnx_target.TARGET.convert_float(model, torch.from_numpy(calib[:1]), tmp_path / "fp32")
-    int8 = onnx_target.TARGET.quantize(model, fp32, calib, QuantConfig(bias_correction="off", isa=isa), tmp_path / "int8")
+    int8 = onnx_target.TARGET.quantize(model, fp32, calib, QuantConfig(bias_correction="off"), tmp_path / "int8", isa=isa)
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])

@@ -32,7 +32,7 @@ def test_bias_correction_reaches_the_quantizer_that_lacks_it(tiny):
     tools/measure_fidelity.py.)"""
     t = tiny
     # computed for 8-bit weights on any ISA, as onnx.quantize asks
-    corrected = dict(nncf_common.bias_corrected(t["model"], t["fp32"], t["calib"], QuantConfig().without_headroom()).named_modules())
+    corrected = dict(nncf_common.bias_corrected(t["model"], t["fp32"], t["calib"], QuantConfig()).named_modules())
     folded = fold_batchnorm(t["model"], torch.from_numpy(t["calib"][:1]))
     convs = [(n, m) for n, m in folded.named_modules() if isinstance(m, torch.nn.Conv2d)]
     # every conv NNCF quantizes: all but the 32 squeeze-excite ones on pooled vectors
@@ -224,12 +224,12 @@ def test_nncf_int8_for_avx2_fuses_fully_in_onnxruntime_and_keeps_its_values(real
 
     from edge.runners import OnnxRuntimeRunner
 
-    t, quant = real_lite0, QuantConfig(isa="avx2", preset="performance", bias_correction="fast")
+    t, quant = real_lite0, QuantConfig(preset="performance", bias_correction="fast")
     assert onnx_graph.activations_fold_into_grids(t["fp32"])
-    nncf_file = nncf_common.nncf_quantize(t["fp32"], t["photos"], quant)
+    nncf_file = nncf_common.nncf_quantize(t["fp32"], t["photos"], quant, saturates=True)
     written = tmp_path / "nncf.onnx"
     onnx.save(copy.deepcopy(nncf_file), str(written))
-    made = onnx_target.quantize(t["model"], t["fp32"], t["photos"], quant, tmp_path / "int8")
+    made = onnx_target.quantize(t["model"], t["fp32"], t["photos"], quant, tmp_path / "int8", isa="avx2")
 
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_SIZE, ships
+from conftest import TINY_SIZE, int8_isa, ships
 from pipeline import PipelineError, qat
 from pipeline.cli import main
 from pipeline.config import QuantConfig
@@ -36,7 +36,7 @@ def trained_with(tiny_checkpoint, tiny_arrays, train_folder):
     def make(preset=None):
         if preset not in cache:
             loaded = load(get_spec("b0"), str(tiny_checkpoint))
-            folded, qmodel = qat.prepare(loaded.model, tiny_arrays["calib"], QUICK, preset)
+            folded, qmodel = qat.prepare(loaded.model, tiny_arrays["calib"], QUICK, preset, int8_isa())
             before = {k: v.clone() for k, v in qmodel.state_dict().items()}
             samples = labelled_samples(train_folder, loaded.labels)
             dataset = FolderDataset(samples, get_spec("b0").preprocess.at_size(TINY_SIZE), train=True)
@@ -81,7 +81,7 @@ def test_every_target_exports_the_qat_model_as_int8(trained_with, tiny_arrays, t
     trained = trained_with(target.qat_preset)
     # no bias correction: the export route is under test here (onnx's requantize would spend ~15 s on it)
     path = target.export_qat(trained["qmodel"], trained["folded"], tiny_arrays["example"], tiny_arrays["calib"],
-                             QuantConfig(bias_correction="off"), tmp_path / "qat")
+                             QuantConfig(bias_correction="off"), tmp_path / "qat", isa=int8_isa())
     info = target.describe(path)
     assert info["compute_ops_int8_input"] > 0
     if target_name == "tflite":

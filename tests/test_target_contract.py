@@ -14,7 +14,7 @@ import targets
 from edge.runners import RUNTIMES
 from pipeline.report import PARITY_RTOL
 from pipeline.validate import agreement, parity
-from conftest import target_int8_runner
+from conftest import int8_isa, target_int8_runner
 
 
 @pytest.mark.parametrize("name", sorted(targets.TARGETS))
@@ -61,4 +61,4 @@ def test_optional_capabilities_answer_or_decline(name, tiny_arrays, target_artif
         assert target.float_compute_layers(made["fp32"]) and len(target.float_compute_layers(made["int8"])) < 40
     else:
         with pytest.raises(NotImplementedError):
-            target.quantize_accuracy_aware(made["fp32"], tiny_arrays["calib"], None, None, None, 1.0, made["fp32"])
+            target.quantize_accuracy_aware(made["fp32"], tiny_arrays["calib"], None, None, None, 1.0, made["fp32"], isa=int8_isa())

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pipeline import calibration
+from edge.isa import detect
 from edge.latency import measure
 from pipeline.family import get_spec
 from pipeline.models import load
@@ -51,7 +52,7 @@ def main(model_name: str = "lite0") -> None:
         test = crops(spec.preprocess, 200)
         example = torch.zeros(1, 3, spec.preprocess.image_size, spec.preprocess.image_size)
         fp32 = onnx_target.TARGET.convert_float(model, example, tmp / "float")
-        ort_int8 = onnx_target.TARGET.quantize(model, fp32, calib, QuantConfig(), tmp / "ort")
+        ort_int8 = onnx_target.TARGET.quantize(model, fp32, calib, QuantConfig(), tmp / "ort", isa=detect())
         nncf_model = nncf.quantize(
             onnx.load(str(fp32)), nncf.Dataset([{"input": calib[i : i + 1]} for i in range(len(calib))]),
             preset=nncf.QuantizationPreset.MIXED, subset_size=len(calib),

@@ -182,24 +182,25 @@ def main() -> None:
                 quant = make_config(name, {"board.isa": isa, **dict(kv.split("=", 1) for kv in args.set)}).quant
                 for keep in map(int, args.keep_float.split(",")):
                     t0 = time.perf_counter()
-                    int8 = target.quantize(model, fp32, calib, quant, Path(tmp) / f"{name}-{isa}-{keep}", exclude=tuple(ranked[:keep]))
-                    print(f"{name:9} made for {isa:12} {quant.recipe(name)}, {keep} layers kept out of int8: agreement "
+                    int8 = target.quantize(model, fp32, calib, quant, Path(tmp) / f"{name}-{isa}-{keep}", exclude=tuple(ranked[:keep]),
+                                           isa=isa)
+                    print(f"{name:9} made for {isa:12} {target.recipe(quant, isa)}, {keep} layers kept out of int8: agreement "
                           f"{agreement(target.runner(int8), x, reference, confident)} [{time.perf_counter() - t0:.0f} s]", flush=True)
                 if args.qat_epochs:
-                    measure_distilled(target, model, example, calib, quant, args.qat_epochs, Path(tmp) / f"{name}-{isa}-qat", x,
-                                      reference, confident)
+                    measure_distilled(target, model, example, calib, quant, isa, args.qat_epochs, Path(tmp) / f"{name}-{isa}-qat",
+                                      x, reference, confident)
 
 
-def measure_distilled(target, model, example, calib, quant, epochs, path, x, reference, confident) -> None:
+def measure_distilled(target, model, example, calib, quant, isa, epochs, path, x, reference, confident) -> None:
     """QUANT=qat without labels: PTQ's initialisation, then distillation from float on the calibration crops alone."""
     from pipeline import qat
 
     t0 = time.perf_counter()
     quant = dataclasses.replace(quant, qat_epochs=epochs)
-    folded, qmodel = qat.prepare(model, calib, quant, target.qat_preset)
+    folded, qmodel = qat.prepare(model, calib, quant, target.qat_preset, isa)
     history = qat.finetune(qmodel, folded, qat.Unlabelled(calib), quant)
-    int8 = target.export_qat(qmodel, folded, example, calib, quant, path)
-    print(f"{target.name:9} made for {quant.isa:12} label-free QAT, {epochs} epoch(s) at lr {quant.qat_lr:g} "
+    int8 = target.export_qat(qmodel, folded, example, calib, quant, path, isa=isa)
+    print(f"{target.name:9} made for {isa:12} label-free QAT, {epochs} epoch(s) at lr {quant.qat_lr:g} "
           f"(train agreement {history[-1]['train_agreement_with_float']:.3f}): agreement "
           f"{agreement(target.runner(int8), x, reference, confident)} [{time.perf_counter() - t0:.0f} s]", flush=True)
 

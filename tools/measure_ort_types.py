@@ -66,7 +66,7 @@ def corrected_float(model, calib, tmp: Path, quant=None) -> Path:
 
     target = targets.get_target("onnx")
     fp32 = target.convert_float(model, calibration_example(calib), tmp / "fp32")
-    corrected = bias_corrected(model, fp32, calib, quant or make_config("onnx", {}).quant.without_headroom(), ())
+    corrected = bias_corrected(model, fp32, calib, quant or make_config("onnx", {}).quant, ())
     fp32 = target.convert_float(corrected, calibration_example(calib), tmp / "corrected")
     prepared = tmp / "prepared.onnx"
     quant_pre_process(str(fp32), str(prepared))
@@ -222,7 +222,7 @@ def nncf_int8(model, calib, tmp: Path) -> Path:
     # per-channel: as measured in the table above (NNCF's CPU default then; per-tensor is the project's since)
     quant = make_config("onnx", {"model": "lite0", "board.isa": "avx2", "quant.activation_scales": "per-channel"}).quant
     fp32 = targets.get_target("onnx").convert_float(model, calibration_example(calib), tmp / "nncf-float")
-    return unsigned_activations(nncf_quantize(fp32, calib, quant), tmp / "nncf.onnx")
+    return unsigned_activations(nncf_quantize(fp32, calib, quant, saturates=True), tmp / "nncf.onnx")
 
 
 def report(name: str, what: str, path: Path, x, reference, confident, exact: bool) -> None:
