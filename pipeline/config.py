@@ -22,8 +22,7 @@ BIAS_CORRECTIONS = ("full", "fast", "off")
 QAT_DATA = ("labelled", "calibration")
 PRESETS = ("auto", "mixed", "performance")  # NNCF's QuantizationPreset; auto: make_config picks by activation
 ACTIVATION_SCALES = ("per-tensor", "per-channel")
-ORT_CALIBRATIONS = ("MinMax", "Entropy", "Percentile", "Distribution")  # onnxruntime.quantization.CalibrationMethod
-PRECISIONS = ("f32", "bf16", "f16")  # OpenVINO's INFERENCE_PRECISION_HINT (f32 = true float, see the profile)
+PRECISIONS = ("f32", "bf16", "f16")  # a runtime's inference precision hint, where it takes one (f32 = true float)
 
 
 def one_of(name: str, value, choices) -> None:
@@ -48,13 +47,12 @@ class QuantConfig:
     preset: str = "auto"
     # full: NNCF's BiasCorrection, layer by layer through the already-quantized layers (measured
     # +13 points of agreement with float on Lite0, tools/measure_fidelity.py); fast: NNCF's
-    # FastBiasCorrection (each layer alone); off. Targets whose quantizer has none (ONNX Runtime,
-    # ai-edge-quantizer) get NNCF's corrected biases in the float model they quantize.
+    # FastBiasCorrection (each layer alone); off. Targets whose quantizer has none get NNCF's corrected
+    # biases in the float model they quantize (targets.nncf_common.bias_corrected).
     bias_correction: str = "full"
-    ort_calibration: str = "MinMax"  # ONNX Runtime's CalibrationMethod for TARGET=onnx
-    # NNCF's activation scales. per-tensor: one per tensor, as TensorRT and ONNX Runtime's fused kernels
+    # NNCF's activation scales. per-tensor: one per tensor, as GPU engines and fused CPU int8 kernels
     # need; per-channel: NNCF's CPU default, one per channel on depthwise inputs. On 1000 ImageNet photos
-    # (Lite0, OpenVINO, AVX2) per-tensor agreed with float on 0.985 against 0.979 (tools/measure_imagenet_photos.py).
+    # (Lite0, the default target, AVX2) per-tensor agreed with float on 0.985 against 0.979 (tools/measure_imagenet_photos.py).
     activation_scales: str = "per-tensor"
     # QUANT=qat: a few epochs at a low learning rate from the PTQ initialisation.
     qat_epochs: int = 3
@@ -78,7 +76,6 @@ class QuantConfig:
         one_of("QUANT", self.mode, MODES)
         one_of("quant.preset", self.preset, PRESETS)
         one_of("quant.bias_correction", self.bias_correction, BIAS_CORRECTIONS)
-        one_of("quant.ort_calibration", self.ort_calibration, ORT_CALIBRATIONS)
         one_of("quant.activation_scales", self.activation_scales, ACTIVATION_SCALES)
         one_of("quant.qat_data", self.qat_data, QAT_DATA)
         if not 0 <= self.min_agreement <= 1:
@@ -109,8 +106,8 @@ class QuantConfig:
         }
 
     def per_tensor_activations(self) -> "QuantConfig":
-        """These settings for a quantizer or runtime that takes one activation scale per tensor only (TensorRT,
-        ONNX Runtime's fused kernels and quantizer, ai-edge-quantizer)."""
+        """These settings for a quantizer or runtime that takes one activation scale per tensor only (the targets say
+        which: their quantize() and check())."""
         return dataclasses.replace(self, activation_scales="per-tensor")
 
 
@@ -165,7 +162,7 @@ class DeployConfig:
     strict: bool = False  # an inconclusive verdict (too few images to resolve MAX_DROP) fails too
     max_images: int | None = None  # cap on validation images
     threads: int = 0  # 0 = the runtime's default
-    precision: str = "f32"  # OpenVINO inference precision hint for both float and int8
+    precision: str = "f32"  # the runtime's inference precision hint for float and int8, where it takes one
     warmup: int = 10
     runs: int = 100
     seed: int = 0
@@ -173,11 +170,14 @@ class DeployConfig:
     quant: QuantConfig = field(default_factory=QuantConfig)
     board: BoardConfig = field(default_factory=BoardConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
+    settings: object = None  # the target's own settings (Target.settings, a frozen dataclass); None = its defaults
 
     def __post_init__(self):
         get_spec(self.model)
-        if self.target not in TARGETS:  # the same line as targets.get_target's, without importing the target
+        if self.target not in TARGETS:  # the same line as targets.get_target's
             raise PipelineError(f"unknown target {self.target!r}; valid targets: {', '.join(sorted(TARGETS))}")
+        if self.settings is None:
+            object.__setattr__(self, "settings", get_target(self.target).settings())
         one_of("precision", self.precision, PRECISIONS)
         if not 0 <= self.agreement_floor <= 1:
             raise PipelineError(f"agreement_floor={self.agreement_floor} is a share of images: use a value from 0 to 1")
@@ -195,7 +195,8 @@ class DeployConfig:
     def ptq_settings(self) -> dict:
         """The settings the PTQ artifact depends on (QAT and auto settings do not redo it)."""
         q = asdict(self.quant)
-        return {**{k: q[k] for k in ("preset", "bias_correction", "ort_calibration", "activation_scales")}, "isa": self.board.isa}
+        return {**{k: q[k] for k in ("preset", "bias_correction", "activation_scales")}, "isa": self.board.isa,
+                "settings": asdict(self.settings)}
 
     @property
     def run_dir(self) -> Path:
@@ -223,6 +224,8 @@ def override(cfg, values: dict):
     """A copy of `cfg` with `values` applied; keys may be dotted (`quant.preset`)."""
     hints = typing.get_type_hints(type(cfg))
     names = {f.name for f in dataclasses.fields(cfg)}
+    if not names and values:
+        raise PipelineError(f"unknown setting {next(iter(values))!r}: this target has no settings of its own")
     changes, nested = {}, {}
     for key, value in values.items():
         key = key.lower().replace("-", "_")
@@ -252,9 +255,11 @@ def make_config(target: str, values: dict) -> DeployConfig:
     cfg = override(DeployConfig(target=target), load_profile(target))
     if values.get("quant.isa") is not None:  # the ISA is held once, by the board
         raise PipelineError("quant.isa follows the board: set board.isa instead (e.g. SET=board.isa=avx2)")
+    if values.get("quant.ort_calibration") is not None:  # a target's own setting now
+        raise PipelineError("quant.ort_calibration is a target's own setting now: SET=settings.calibration=...")
     cfg = override(cfg, {k: v for k, v in values.items() if v is not None})
     get_target(target).check(cfg)  # what this target's board or quantizer cannot honour, said now
-    # The quantizer follows the board's int8 arithmetic (see QuantConfig.nncf_kwargs and targets/onnx.py).
+    # The quantizer follows the board's int8 arithmetic (see QuantConfig.nncf_kwargs and Target.recipe).
     board = dataclasses.replace(cfg.board, isa=int8_isa.detect() if cfg.board.isa == "auto" else cfg.board.isa)
     quant = dataclasses.replace(cfg.quant, preset=resolved_preset(cfg.quant.preset, cfg.model))
     if board.emulate == "on":  # an emulator that cannot run is said now, before any model work

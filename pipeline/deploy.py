@@ -193,7 +193,8 @@ class Deploy:
             model = self._torch_model(model_stage)
             batch = np.load(calib_stage.path("calibration.npy"))
             self.log(f"[int8] post-training quantization with {len(batch)} calibration images from {calib_stage.result['source']}")
-            path = self.target.quantize(model, float_stage.artifact, batch, self.cfg.quant, tmp / "model", isa=self.cfg.board.isa)
+            path = self.target.quantize(model, float_stage.artifact, batch, self.cfg.quant, tmp / "model", isa=self.cfg.board.isa,
+                                         settings=self.cfg.settings)
             return {"artifact": path.name, "ops": self.target.describe(path)}
 
         return self.run.stage("int8", key, work)

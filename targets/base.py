@@ -7,6 +7,8 @@ never needs a runtime installed. Each target module defines one subclass and `TA
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import importlib.util
 from pathlib import Path
 
@@ -22,6 +24,11 @@ BOARD_VENV = ("`python3 -m venv --system-site-packages .venv && .venv/bin/pip in
               "(run.sh uses `.venv` when it is there)")
 
 
+@dataclass(frozen=True)
+class NoSettings:
+    """The settings of a target that has none of its own."""
+
+
 def bias_recipe(quant) -> dict:
     return {"bias_correction": f"{quant.bias_correction} (NNCF)"}
 
@@ -33,6 +40,9 @@ class Target:
     device_requires: tuple[str, ...]  # the bundle's requirements.txt lines (comments allowed) beside numpy
     device_install: str = BOARD_VENV  # how the bundle's README says to install them
     artifact_suffix: str
+    # The frozen dataclass of this target's own settings (SET=settings.<field>=...; its profile's `settings:`), checked
+    # where they are made; DeployConfig.settings holds them, and quantize(settings=...) reads them.
+    settings: type = NoSettings
     qat_preset: str | None = None  # NNCF preset QAT must use here (None = quant.preset)
     higher_precision: str = "float"  # what QUANT=auto keeps a sensitive layer in
     # QUANT=auto: whether the target has its own accuracy-aware search (quantize_accuracy_aware,
@@ -52,7 +62,7 @@ class Target:
         raise NotImplementedError
 
     def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
-                 isa: str) -> Path:
+                 isa: str, settings=None) -> Path:
         """Float artifact (and model) + calibration batch -> int8 artifact at `out`.
 
         `exclude` names PyTorch modules (e.g. "blocks.0.0.conv_dw") to keep at `higher_precision`:
@@ -142,7 +152,8 @@ def trained_float_model(qmodel, folded):
     return tuned.eval()
 
 
-def requantize(target: Target, qmodel, folded, example, calibration: np.ndarray, quant, out: Path, isa: str) -> Path:
+def requantize(target: Target, qmodel, folded, example, calibration: np.ndarray, quant, out: Path, isa: str,
+               settings=None) -> Path:
     """QAT-trained weights through a target's own PTQ route: its `convert_float`, then its `quantize`.
 
     For targets whose converter or fast kernels do not take NNCF's quantizers: what QAT carries
@@ -153,4 +164,4 @@ def requantize(target: Target, qmodel, folded, example, calibration: np.ndarray,
     tuned = trained_float_model(qmodel, folded)
     with tempfile.TemporaryDirectory() as tmp:
         float_artifact = target.convert_float(tuned, example, Path(tmp) / "float")
-        return target.quantize(tuned, float_artifact, calibration, quant, out, isa=isa)
+        return target.quantize(tuned, float_artifact, calibration, quant, out, isa=isa, settings=settings)

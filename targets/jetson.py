@@ -119,7 +119,7 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
     pixel_type = "float32"
 
     def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
-                 isa: str) -> Path:
+                 isa: str, settings=None) -> Path:
         """Float ONNX + calibration batch -> symmetric int8 Q/DQ ONNX with NNCF's ONNX backend.
 
         NNCF's ONNX backend has the full, layer-by-layer bias correction its PyTorch backend lacks

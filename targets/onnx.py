@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge.errors import UserError
 from edge.isa import saturates
 from targets.base import OPENCV, Target, bias_recipe, require, requantize
 from targets.nncf_common import bias_corrected, calibration_example, nncf_quantize
@@ -53,6 +55,21 @@ SATURATING_QUANTIZER = ("NNCF's with its overflow fix, fused for ONNX Runtime, w
                         "ReLU/ReLU6 (Lite); ONNX Runtime's with reduce_range otherwise (swish)")
 
 
+# onnxruntime.quantization.CalibrationMethod; MinMax measured best (see above)
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile", "Distribution")
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeSettings:
+    """TARGET=onnx's own settings: `calibration`, ONNX Runtime's CalibrationMethod for its static quantizer."""
+
+    calibration: str = "MinMax"
+
+    def __post_init__(self):
+        if self.calibration not in CALIBRATION_METHODS:
+            raise UserError(f"unknown settings.calibration={self.calibration!r}; use one of {', '.join(CALIBRATION_METHODS)}")
+
+
 class OnnxRuntimeTarget(Target):
     """Any CPU board with ONNX Runtime: float ONNX, ONNX Runtime's static int8 Q/DQ on NNCF-corrected biases."""
 
@@ -62,6 +79,7 @@ class OnnxRuntimeTarget(Target):
     device_requires = (OPENCV, "onnxruntime==1.32.0")
     artifact_suffix = ".onnx"
     pixel_type = "uint8"  # the camera's own bytes
+    settings = OnnxRuntimeSettings
 
     def recipe(self, quant, isa: str) -> dict:
         if saturates(isa):  # quantize(): which quantizer follows from the model's activations
@@ -75,7 +93,7 @@ class OnnxRuntimeTarget(Target):
         return export_onnx(fold_batchnorm(model, example), example, out)
 
     def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
-                 isa: str) -> Path:
+                 isa: str, settings=None) -> Path:
         """Float ONNX + calibration batch -> QDQ int8 ONNX with ONNX Runtime's static quantization.
 
         ONNX Runtime's quantizer has no bias correction: it quantizes a float model that carries NNCF's
@@ -103,7 +121,7 @@ class OnnxRuntimeTarget(Target):
                 str(prepared), str(path), CalibrationReader(calibration, "input"),
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                calibrate_method=getattr(CalibrationMethod, quant.ort_calibration),
+                calibrate_method=getattr(CalibrationMethod, (settings or self.settings()).calibration),
                 reduce_range=saturates(isa),  # 7-bit weights where the board's int8 kernels can saturate
                 extra_options=full_range_depthwise(prepared, saturates(isa)),
                 nodes_to_exclude=[nodes[layer] for layer in exclude],
@@ -112,13 +130,14 @@ class OnnxRuntimeTarget(Target):
             float_inputs(path, {nodes[layer] for layer in exclude})
         return path
 
-    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path, *, isa: str) -> Path:
+    def export_qat(self, qat_model, float_model, example, calibration: np.ndarray, quant, out: Path, *, isa: str,
+                   settings=None) -> Path:
         """The QAT-trained weights through ONNX Runtime's own static quantization (ranges calibrated again).
 
         NNCF's own Q/DQ export ran 4-5x slower than ONNX Runtime's placement in ONNX Runtime here
         (tiny b0: 3.9 vs 0.8 ms p50), so the weights QAT trained take this target's PTQ route.
         """
-        return requantize(self, qat_model, float_model, example, calibration, quant, out, isa)
+        return requantize(self, qat_model, float_model, example, calibration, quant, out, isa, settings)
 
     def with_pixel_input(self, artifact: Path, preprocess, out: Path) -> Path:
         """The preprocessing as the graph's first nodes (prepend_preprocessing); the rest of the file unchanged."""

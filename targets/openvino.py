@@ -71,7 +71,7 @@ class OpenVINOTarget(Target):
         return _save(ov, ov_model, out)
 
     def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
-                 isa: str) -> Path:
+                 isa: str, settings=None) -> Path:
         """fp32 IR + calibration batch -> int8 IR with NNCF PTQ (per-channel int8 weights, int8 activations)."""
         ov = _ov()
         nncf = require("nncf", "nncf", self.name)

@@ -168,7 +168,7 @@ class TFLiteTarget(Target):
         return path
 
     def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
-                 isa: str) -> Path:
+                 isa: str, settings=None) -> Path:
         """Float .tflite + calibration batch -> full-integer int8 .tflite (ai-edge-quantizer, static a8w8).
 
         `exclude`: PyTorch module names kept out of int8 the way a full-integer file can: the op and

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.errors import UserError
 from pipeline import PipelineError
 from pipeline.config import DeployConfig, QuantConfig, load_profile, make_config, override
 
@@ -68,7 +69,7 @@ def test_activation_scales_are_checked_early_and_tensorrt_takes_per_tensor_only(
 
 @pytest.mark.parametrize("key, value, message", [
     ("quant.preset", "accurate", "unknown quant.preset='accurate'; use one of auto, mixed, performance"),
-    ("quant.ort_calibration", "minmax", "unknown quant.ort_calibration='minmax'; use one of MinMax, Entropy, Percentile, Distribution"),
+    ("quant.ort_calibration", "Entropy", "quant.ort_calibration is a target's own setting now: SET=settings.calibration=..."),
     ("quant.bias_correction", "on", "unknown quant.bias_correction='on'"),
     ("quant.qat_data", "frames", "unknown quant.qat_data='frames'"),
     ("precision", "fp32", "unknown precision='fp32'; use one of f32, bf16, f16"),
@@ -135,3 +136,22 @@ def test_the_shared_config_names_no_target():
     with pytest.raises(Exception, match="TensorRT quantizes activations per tensor only"):
         make_config("jetson", {"quant.activation_scales": "per-channel"})
     assert jetson.recipe(make_config("jetson", {}).quant, "gpu")["activation_scales"] == "per-tensor"
+
+
+def test_a_target_declares_its_own_settings_and_config_names_no_target():
+    """TARGET=onnx's calibration method is its own setting (targets.onnx.OnnxRuntimeSettings), made from its profile
+    and SET=settings.<field>, checked where it is made; the shared config names no target."""
+    import re
+
+    import pipeline.config
+
+    assert make_config("onnx", {}).settings.calibration == "MinMax"  # its profile's
+    assert make_config("onnx", {"settings.calibration": "Entropy"}).settings.calibration == "Entropy"
+    assert make_config("onnx", {"settings.calibration": "Entropy"}).ptq_settings()["settings"] == {"calibration": "Entropy"}
+    with pytest.raises(UserError, match="unknown settings.calibration='kl'; use one of MinMax"):
+        make_config("onnx", {"settings.calibration": "kl"})
+    with pytest.raises(UserError, match="this target has no settings of its own"):
+        make_config("openvino", {"settings.calibration": "Entropy"})
+    source = Path(pipeline.config.__file__).read_text()
+    named = re.findall(r"\b(openvino|onnx|jetson|tflite|rpi|tensorrt|litert|xnnpack)\b", source, re.I)
+    assert not named, f"pipeline/config.py names targets: {sorted(set(named))}"
