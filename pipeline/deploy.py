@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline import calibration
+import calibration
 import targets
 from edge import metrics
 from edge.preprocess import Preprocess, read_images
@@ -57,12 +57,12 @@ class TrainingSet:
 # The modules each stage starts from (pipeline.sources follows their imports): its cache key changes with them only.
 STAGE_SOURCES = {
     "model": ("pipeline.models", "pipeline.family", "pipeline.weights"),
-    "calibration": ("pipeline.calibration", "pipeline.data", "pipeline.sample_data", "edge.preprocess"),
+    "calibration": ("calibration.sets", "calibration.cache", "pipeline.data", "pipeline.sample_data", "edge.preprocess"),
     "float": ("pipeline.models",),
     "int8": ("pipeline.config",),
     "qat": ("pipeline.config", "pipeline.qat", "pipeline.training"),
     "auto": ("pipeline.config", "pipeline.accuracy_aware", "pipeline.sensitivity"),
-    "validate": ("pipeline.validate", "pipeline.emulation", "pipeline.data", "pipeline.calibration", "edge.metrics"),
+    "validate": ("pipeline.validate", "pipeline.emulation", "pipeline.data", "calibration.sets", "edge.metrics"),
     "bundle": ("pipeline.bundle", "pipeline.report", *(f"edge.{p.stem}" for p in (Path(__file__).parent.parent / "edge").glob("*.py"))),
 }
 

@@ -25,7 +25,7 @@ from torch import nn
 from edge.isa import saturates
 from pipeline import PipelineError
 from pipeline.training import Dist, cosine, fit
-from targets.base import nncf_dataset
+from calibration.adapters import nncf_dataset
 from targets.fold import fold_batchnorm
 
 

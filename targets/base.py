@@ -132,12 +132,6 @@ class Target:
         return {}
 
 
-def nncf_dataset(nncf, calibration: np.ndarray, transform=None):
-    """The calibration batch as NNCF's dataset: one image per item (the static batch of 1 the
-    artifacts have); `transform` turns an item into what the model takes (a dict, a tensor)."""
-    return nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))], transform)
-
-
 def trained_float_model(qmodel, folded):
     """The folded float model carrying the weights QAT trained (for targets that re-quantize them)."""
     import copy

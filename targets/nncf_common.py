@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from targets.base import nncf_dataset, require
+from calibration.adapters import nncf_dataset
+from targets.base import require
 from targets.onnx_graph import export_onnx, nodes_for, torch_name
 
 

@@ -26,22 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.adapters import OnnxRuntimeReader
 from edge.errors import UserError
 from edge.isa import saturates
 from targets.base import OPENCV, Target, bias_recipe, require, requantize
 from targets.nncf_common import bias_corrected, calibration_example, nncf_quantize
 from targets.onnx_graph import (COMPUTE_OPS, activations_fold_into_grids, depthwise_weights, export_onnx, float_inputs,
                                 fused_for_onnx_runtime, node_macs, nodes_for, prepend_preprocessing)
-
-
-class CalibrationReader:
-    """ONNX Runtime's CalibrationDataReader over the project's calibration batch."""
-
-    def __init__(self, calibration: np.ndarray, input_name: str):
-        self._items = iter([{input_name: calibration[i : i + 1]} for i in range(len(calibration))])
-
-    def get_next(self):
-        return next(self._items, None)
 
 
 def full_range_depthwise(prepared: Path, reduce_range: bool) -> dict:
@@ -118,7 +109,7 @@ class OnnxRuntimeTarget(Target):
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(float_artifact), str(prepared))  # shape inference + graph clean-up
             quantize_static(
-                str(prepared), str(path), CalibrationReader(calibration, "input"),
+                str(prepared), str(path), OnnxRuntimeReader(calibration, "input"),
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 calibrate_method=getattr(CalibrationMethod, (settings or self.settings()).calibration),

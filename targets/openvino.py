@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.isa import saturates
-from targets.base import OPENCV, Target, nncf_dataset, require
+from calibration.adapters import nncf_dataset
+from targets.base import OPENCV, Target, require
 
 _COMPUTE_OPS = {"Convolution", "GroupConvolution", "MatMul"}
 

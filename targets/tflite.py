@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.adapters import litert_samples
 from edge.errors import UserError
 from targets import onnx as onnx_target
 from targets.base import OPENCV, BOARD_VENV, Target, bias_recipe, require, requantize
@@ -89,7 +90,7 @@ def _quantize_file(model, float_artifact: Path, calibration: np.ndarray, exclude
                                  activation_num_bits=16, weight_num_bits=8)
     q = quantizer.Quantizer(str(float_artifact))
     q.load_quantization_recipe(recipe.get_quantization_recipe())
-    samples = [{input_name: np.ascontiguousarray(calibration[i : i + 1].transpose(0, 2, 3, 1))} for i in range(len(calibration))]
+    samples = litert_samples(calibration, input_name)
     # Quantizer.calibrate keeps a moving average of per-image min/max, which clips what a few images
     # reach; the calibrator itself takes the true min/max over the whole set (what ONNX Runtime's MinMax does).
     calib = calibrator.Calibrator(str(float_artifact), num_threads=2, qsv_update_func=qsv_utils.min_max_update)

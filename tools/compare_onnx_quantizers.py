@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline import calibration
+import calibration
 from edge.isa import detect
 from edge.latency import measure
 from pipeline.family import get_spec

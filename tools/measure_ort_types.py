@@ -57,7 +57,7 @@ from pipeline.config import make_config  # noqa: E402
 from pipeline.family import get_spec  # noqa: E402
 from pipeline.models import fix_same_padding, load  # noqa: E402
 from targets.nncf_common import bias_corrected, calibration_example, nncf_quantize  # noqa: E402
-from targets.onnx import CalibrationReader  # noqa: E402
+from calibration.adapters import OnnxRuntimeReader as CalibrationReader  # noqa: E402
 
 
 def corrected_float(model, calib, tmp: Path, quant=None) -> Path:

@@ -1,4 +1,5 @@
-"""Choosing the calibration set and handing it to each quantizer.
+"""Choosing the calibration set: stratified from a labelled folder, from an unlabelled folder, from frames captured on
+the board with their held-out split, or random data only by name.
 
 Images are picked stratified by class folder (round robin over shuffled folders), so a
 300-image set from a 10-class folder holds 30 of each. Random data is used only when the
@@ -15,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.capture import MANIFEST as CAPTURE_MANIFEST
+from edge.dataset import check_folder, list_images
+from edge.errors import UserError
 from edge.preprocess import Preprocess, read_images
-from pipeline import PipelineError
-from pipeline.data import check_folder, list_images
 
 RANDOM = "random"
 HELD_OUT_EVERY = 4  # a capture folder keeps 1 frame in 4 out of calibration, to validate int8 on without labels
@@ -83,5 +84,5 @@ def build(source: str | Path, n: int, preprocess: Preprocess, seed: int = 0, pro
         if len(arrays) == n:
             break
     if not arrays:
-        raise PipelineError(f"no readable images in calibration folder {folder}; all {len(skipped)} were corrupt")
+        raise UserError(f"no readable images in calibration folder {folder}; all {len(skipped)} were corrupt")
     return CalibrationSet(np.stack(arrays), str(folder), skipped=skipped, files=files)
