@@ -5,8 +5,8 @@
 - `cache`: the set on disk in its stage's folder;
 - `adapters`: one per consumer (NNCF's Dataset, ONNX Runtime's reader, LiteRT's samples).
 
-It reads images through edge/ and imports nothing from pipeline/ or targets/ (tests/test_architecture.py).
+It reads images through edge/ and imports nothing from pipeline/ or targets/ (tests/test_architecture.py). This file
+imports nothing: a module that needs only the name below does not take the choosing code into its stage's source.
 """
-from __future__ import annotations
 
-from calibration.sets import HELD_OUT_EVERY, RANDOM, CalibrationSet, build, captured_split, choose  # noqa: F401
+RANDOM = "random"  # CALIB=random: random data, only when asked for by name, and flagged in the report

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.sets import CalibrationSet
 
 BATCH = "calibration.npy"
 FILES = "files.json"
 
 
-def save(calib: CalibrationSet, folder: Path) -> dict:
-    """Write `calib` into `folder`; its summary for the stage's record."""
+def save(calib, folder: Path) -> dict:
+    """Write `calib` (a calibration.sets.CalibrationSet) into `folder`; its summary for the stage's record."""
     np.save(folder / BATCH, calib.batch)
     (folder / FILES).write_text(json.dumps(calib.files))
     return {**calib.summary(), "skipped_files": calib.skipped}

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration import RANDOM
 from edge.capture import MANIFEST as CAPTURE_MANIFEST
 from edge.dataset import check_folder, list_images
 from edge.errors import UserError
 from edge.preprocess import Preprocess, read_images
 
-RANDOM = "random"
 HELD_OUT_EVERY = 4  # a capture folder keeps 1 frame in 4 out of calibration, to validate int8 on without labels
 
 

@@ -205,14 +205,12 @@ def check_can_prepare() -> None:
     _root("judging int8 on an emulated Arm board")
 
 
-def emulated_runner(cpu: str, runtime: str, artifact: Path, threads: int, precision: str, requirements: list[str]):
-    """An EmulatedRunner of `artifact` in `runtime` inside the arm64 board as `cpu` (set up on first use: minutes),
-    running this project's own edge/ code on the board's Python."""
-    from edge.runners.emulated import EmulatedRunner
-
+def launcher(cpu: str, artifact: Path, requirements: list[str]) -> tuple[list[str], dict, str]:
+    """How to start the board's Python inside the arm64 board as `cpu` (set up on first use: minutes), with this
+    project's own edge/ code and `artifact` in view: (command, environment, the artifact's path there)."""
     root, python = prepare([r for r in (line.split("#")[0].strip() for line in requirements) if r])  # as requirements.txt
     code = Path(__file__).resolve().parent.parent  # holds edge/
     artifact = Path(artifact).resolve()
     board = Board(root, cpu, {code: "/effnet/code", artifact.parent: "/effnet/artifact"})
     argv, env = board.command([python], env={"PYTHONPATH": "/effnet/code"})
-    return EmulatedRunner(argv, cpu, runtime, f"/effnet/artifact/{artifact.name}", threads, precision, env=env)
+    return argv, env, f"/effnet/artifact/{artifact.name}"

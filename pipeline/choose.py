@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from pipeline import PipelineError, push
 from pipeline.config import at_least, make_config
 from pipeline.costs import cost
 from pipeline.data import check_folder, labelled_samples
-from pipeline.deploy import Deploy, code_digest
+from pipeline.chain import Chain, code_digest
+from pipeline.stages import judge
 from pipeline.family import FAMILY, ModelSpec, get_spec
 from pipeline.labels import imagenet_names
 from pipeline.models import load
@@ -137,14 +137,14 @@ def measure_candidate(cfg: ChooseConfig, spec: ModelSpec, log=print) -> dict:
     values = {**cfg.deploy_settings(), "model": spec.name, "data": cfg.data, "weights": weights, "image_size": cfg.image_size,
               "calib_size": cfg.calib_size, "warmup": cfg.warmup, "runs": cfg.runs,
               "out": str(cfg.folder / "candidates" / spec.name)}
-    deploy = Deploy(make_config(cfg.target, values), log=lambda line: log(f"{spec.name:6} {line}"))
-    deploy.check_inputs("int8")
-    int8 = deploy.int8_artifact()
+    deploy = Chain(make_config(cfg.target, values), log=lambda line: log(f"{spec.name:6} {line}"))
+    deploy.ctx.check_inputs("int8")
+    int8 = deploy.stage("int8")
     timing = time_on_board(cfg, deploy, int8, log) if cfg.device else time_here(deploy, int8)
     accuracy, source = claimed_accuracy(cfg, spec, deploy, weights)
-    row = {"model": spec.name, "gmacs": _gmacs(cfg, spec), "image_size": deploy.preprocess.image_size,
+    row = {"model": spec.name, "gmacs": _gmacs(cfg, spec), "image_size": deploy.ctx.preprocess.image_size,
            "weights": weights_source if weights is None else f"random (no offline weights: {weights_source})",
-           "accuracy": accuracy, "accuracy_source": source, "run_folder": str(deploy.cfg.run_dir)}
+           "accuracy": accuracy, "accuracy_source": source, "run_folder": str(deploy.ctx.cfg.run_dir)}
     if timing is None:
         return {**row, "status": "not measured: its int8 failed the gate, so there is no bundle to time on the board",
                 "latency_ms": None}
@@ -153,33 +153,33 @@ def measure_candidate(cfg: ChooseConfig, spec: ModelSpec, log=print) -> dict:
             "measured_at": timing.result["measured_at"], "cached": timing.skipped}
 
 
-def time_here(deploy: Deploy, int8):
+def time_here(deploy: Chain, int8):
     """Batch-1 latency of the int8 artifact in the target's runtime on this host, as validation times it."""
-    cfg = deploy.cfg
-    key = {"int8": int8.digest, "code": code_digest("validate", deploy.target), "where": "host", "threads": deploy.host_threads,
+    ctx = deploy.ctx
+    cfg = ctx.cfg
+    key = {"int8": int8.digest, "code": code_digest("validate", ctx.target), "where": "host", "threads": ctx.host_threads,
            "precision": cfg.precision, "warmup": cfg.warmup, "runs": cfg.runs}
 
     def work(tmp: Path) -> dict:
-        runner = deploy.target.runner(int8.artifact, deploy.host_threads, cfg.precision)
-        size = deploy.preprocess.image_size
-        latency = val.latency(runner, np.zeros((1, 3, size, size), np.float32), cfg.warmup, cfg.runs)
+        runner = judge.runner(ctx, int8.artifact)
+        latency = val.latency(runner, ctx.preprocess.blank(), cfg.warmup, cfg.runs)
         return {"latency_ms": latency, "runtime": runner.runtime, "threads": runner.threads,
                 "where": f"this host ({platform.node()})", "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
-    return deploy.run.stage("latency", key, work)
+    return ctx.run.stage("latency", key, work)
 
 
 BOARD_LATENCY = 'cd "$1" && shift && exec ./run.sh latency "$@"'
 
 
-def time_on_board(cfg: ChooseConfig, deploy: Deploy, int8, log=print):
+def time_on_board(cfg: ChooseConfig, deploy: Chain, int8, log=print):
     """The bundle (deploy's own, gate included) pushed to the board and timed there by its `./run.sh latency`;
     None when the gate kept the bundle back."""
-    report = deploy.report()
+    report = deploy.stage("report")
     if not report["ships"]:
         return None
-    device, dcfg = cfg.device, deploy.cfg
-    key = {"int8": int8.digest, "code": code_digest("validate", deploy.target), "where": [device.address, device.port, device.dest],
+    device, dcfg = cfg.device, deploy.ctx.cfg
+    key = {"int8": int8.digest, "code": code_digest("validate", deploy.ctx.target), "where": [device.address, device.port, device.dest],
            "warmup": dcfg.warmup, "runs": dcfg.runs}
 
     def work(tmp: Path) -> dict:
@@ -193,14 +193,14 @@ def time_on_board(cfg: ChooseConfig, deploy: Deploy, int8, log=print):
         return {"latency_ms": latency, "runtime": measured["runtime"], "threads": measured["threads"],
                 "where": f"board {device.address} ({measured['machine']})", "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
-    return deploy.run.stage("latency-board", key, work)
+    return deploy.ctx.run.stage("latency-board", key, work)
 
 
-def claimed_accuracy(cfg: ChooseConfig, spec: ModelSpec, deploy: Deploy, weights: str | None) -> tuple[float | None, str]:
+def claimed_accuracy(cfg: ChooseConfig, spec: ModelSpec, deploy: Chain, weights: str | None) -> tuple[float | None, str]:
     if weights == "random":
         return None, NEEDS_TRAINING
     if cfg.data:  # deploy's own validation stage, cached like the others
-        return deploy.validation().result["accuracy"]["int8"]["top1"], "measured int8 top-1 on DATA"
+        return deploy.stage("validate").result["accuracy"]["int8"]["top1"], "measured int8 top-1 on DATA"
     if spec.weights.top1 is None:
         return None, "unknown: no published top-1; pass DATA to measure it"
     return spec.weights.top1, "published ImageNet top-1"

@@ -195,7 +195,7 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description="EfficientNet -> int8 edge deployment")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("deploy", help="all stages: model, calibration, float, int8, validate, report, bundle")
+    d = sub.add_parser("deploy", help=f"all stages: {', '.join(STAGES)} (and the bundle)")
     _deploy_options(d)
     _device_options(d)
     p = sub.add_parser("push", help="copy a deployed bundle to a board over ssh (and install/start it)")
@@ -204,8 +204,8 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a deployed bundle's camera program here (options after -- go to ./run.sh)")
     _deploy_options(r)
     r.add_argument("--source", help="camera index, /dev/videoN, GStreamer pipeline, URL, video file or image folder")
-    for stage, (text, _) in STAGES.items():
-        _deploy_options(sub.add_parser(stage, help=f"run up to this stage: {text}"))
+    for stage, entry in STAGES.items():
+        _deploy_options(sub.add_parser(stage, help=f"run up to this stage: {entry.help}"))
     b = sub.add_parser("bench", help="benchmark every installed runtime side by side (bench/README.md)")
     b.add_argument("--models", default="lite0,b0,b1", help="comma-separated (default lite0,b0,b1)")
     b.add_argument("--data", help="labelled folder for the accuracy table (default: the embedded sample)")
@@ -304,7 +304,7 @@ def _train(args) -> int:
 def _stages(args, extra: list[str]) -> int:
     """deploy, push, run and the single stages: the commands that read a deploy config."""
     from pipeline import PipelineError
-    from pipeline.deploy import run_until
+    from pipeline.chain import run_until
 
     cfg = _config(args)
     if args.command == "push":

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 
 from edge import isa as int8_isa
-from pipeline import PipelineError
+from pipeline import PipelineError, arm64
 
 # QEMU's CPU models whose int8 instructions are a board ISA's (edge.isa.ISAS).
 X86_CPU_MODELS = {"avx2": "Haswell", "sse4.2": "Nehalem"}
@@ -52,15 +52,12 @@ class Arithmetic:
                     f"as the board's 32-bit accumulators make them, to within one rounding)")
         return f"this host's own int8 kernels ({self.host_isa})"
 
-    def runner(self, runtime: str, artifact, threads: int, precision: str, requirements: list[str]):
-        """An EmulatedRunner of `artifact` in `runtime` on the board's emulated CPU (kind emulated)."""
-        from edge.runners.emulated import EmulatedRunner
-
+    def launch(self, artifact, requirements: list[str]) -> tuple[list[str], dict | None, str]:
+        """How to start a Python on the board's emulated CPU (kind emulated) that sees `artifact`: (command, its
+        environment or None for this one, the artifact's path there); edge.runners.emulated runs a runner in it."""
         if self.board_isa in X86_CPU_MODELS:
-            return EmulatedRunner(x86_python(self.cpu), self.cpu, runtime, artifact, threads, precision)
-        from pipeline import arm64
-
-        return arm64.emulated_runner(self.cpu, runtime, artifact, threads, precision, requirements)
+            return x86_python(self.cpu), None, str(artifact)
+        return arm64.launcher(self.cpu, artifact, requirements)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "board_isa": self.board_isa, "host_isa": self.host_isa, "cpu": self.cpu,
@@ -97,8 +94,6 @@ def choose(board_isa: str, emulate: str = "auto", host_isa: str | None = None) -
         return _not_emulated(board_isa, host_isa, f"not emulated: qemu-x86_64 is not installed ({QEMU_X86_FIX})")
     if board_isa in ARM_CPU_MODELS:
         if emulate == "on":
-            from pipeline import arm64
-
             arm64.check_can_prepare()  # one line naming the fix, before any model work
             return Arithmetic("emulated", board_isa, host_isa, ARM_CPU_MODELS[board_isa])
         return _not_emulated(board_isa, host_isa, "not emulated: SET=board.emulate=on judges it on emulated "

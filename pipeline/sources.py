@@ -1,9 +1,8 @@
 """The source a stage runs, for its cache key: a stage is redone when its own code changes, not when any file does.
 
-A stage names the modules it starts from; every module of this project they import, at the top or inside a function,
-is read from the source (ast) and followed. `pipeline/deploy.py`, where the stages are written today, is hashed as a
-file but not followed: following it would bring in every stage (and the report). So rewording the report redoes the
-report and the bundle (whose README carries its words), nothing before them.
+A stage starts from its own module (pipeline/stages/, see pipeline.chain.code_digest); every module of this project
+it imports, at the top or inside a function, is read from the source (ast) and followed, with the packages that hold
+them. So rewording the report redoes the report and the bundle (whose README carries its words), nothing before them.
 """
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("pipeline", "targets", "edge", "calibration")
-STAGES_FILE = "pipeline.deploy"  # hashed, not followed
 
 
 def _file(name: str, root: Path) -> Path | None:
@@ -51,14 +49,13 @@ def modules(entries: tuple[str, ...], root: Path = ROOT) -> list[str]:
         seen.add(name)
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]
-        if name != STAGES_FILE:
-            todo += sorted(_imports(name, root))
+        todo += sorted(_imports(name, root))
     return sorted(seen)
 
 
 def digest(*entries: str, root: Path = ROOT) -> str:
-    """A hash of the source of `entries`, what they import, and the stage definitions."""
+    """A hash of the source of `entries` and what they import."""
     h = hashlib.sha256()
-    for name in modules((*entries, STAGES_FILE), root):
+    for name in modules(entries, root):
         h.update(name.encode() + b"\0" + _file(name, root).read_bytes())
     return h.hexdigest()[:16]

@@ -1,14 +1,14 @@
 """Deployment targets: one module each, named in one table.
 
 Adding a target = one module defining a `targets.base.Target` subclass and its instance `TARGET`,
-and one line here; the contract test (tests/test_target_contract.py) then covers it.
+and one line here; the contract test (tests/test_target_contract.py) then covers it. This file imports no target and
+no runner: a stage that only names the target does not take the runtimes' code into its source (pipeline.sources).
 """
 from __future__ import annotations
 
 import importlib
 
 from edge.errors import UserError
-from targets.base import MissingRuntime, Target  # noqa: F401  (re-exported)
 
 TARGETS: dict[str, str] = {
     "openvino": "targets.openvino",
@@ -24,7 +24,7 @@ class UnknownTarget(UserError):
     pass
 
 
-def get_target(name: str) -> Target:
+def get_target(name: str) -> "targets.base.Target":
     """The target named `name`; one-line error listing the valid names."""
     if name not in TARGETS:
         raise UnknownTarget(f"unknown target {name!r}; valid targets: {', '.join(sorted(TARGETS))}")

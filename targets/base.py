@@ -7,9 +7,8 @@ never needs a runtime installed. Each target module defines one subclass and `TA
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import numpy as np
 from edge.errors import UserError
 from edge.isa import saturates
 from edge.runners import MissingRuntime, Runner, load_runner, require  # noqa: F401  (one definition, shared with the board)
+from edge.runners.emulated import EmulatedRunner
 
 # pip provides OpenCV on every board but a Jetson, whose JetPack has it (with GStreamer).
 OPENCV = "opencv-python-headless>=4.8  # on a board with a desktop, opencv-python gives the overlay window"
@@ -100,7 +100,8 @@ class Target:
         if purpose not in ("time", "judge"):
             raise ValueError(f"purpose={purpose!r}: use 'time' or 'judge'")
         if purpose == "judge" and arithmetic is not None and arithmetic.emulated:
-            return arithmetic.runner(self.device_runtime, artifact, threads, precision, self.board_requirements())
+            argv, env, seen_as = arithmetic.launch(artifact, self.board_requirements())
+            return EmulatedRunner(argv, arithmetic.cpu, self.device_runtime, seen_as, threads, precision, env=env)
         unsaturated = purpose == "judge" and arithmetic is not None and arithmetic.kind == "unsaturated"
         return load_runner(self.host_runtime, artifact, threads, precision, unsaturated_int8=unsaturated)
 

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-import calibration
+from calibration import sets as calibration
 from conftest import write_folder
 from edge.preprocess import Preprocess
 from pipeline import PipelineError

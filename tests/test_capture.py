@@ -19,7 +19,7 @@ from board import MjpegServer, board_venv, write_video
 from conftest import CLASSES, deploy_args, make_image
 from edge.capture import CaptureOptions
 from pipeline import PipelineError
-from calibration import HELD_OUT_EVERY, captured_split
+from calibration.sets import HELD_OUT_EVERY, captured_split
 from pipeline.capture import CaptureConfig, capture
 from test_bundle_camera import one_line, run_board
 from test_mqtt_push import sshd  # noqa: F401  (fixture)

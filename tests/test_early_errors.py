@@ -118,10 +118,10 @@ def test_a_model_with_its_own_classes_needs_data(run_folder, tmp_path, monkeypat
 def test_the_embedded_sample_still_passes_the_checks(tmp_path, monkeypatch):
     """DATA unset: the sample's WordNet-id folders are ImageNet classes, so an ImageNet model goes through."""
     from pipeline.config import make_config
-    from pipeline.deploy import Deploy
+    from pipeline.stages.context import Context
 
     monkeypatch.chdir(tmp_path)  # the sample is laid out under ./runs/_sample_data
-    deploy = Deploy(make_config("openvino", {"model": "lite0", "out": str(tmp_path / "run")}), log=lambda *_: None)
+    deploy = Context(make_config("openvino", {"model": "lite0", "out": str(tmp_path / "run")}), log=lambda *_: None)
     for stage in ("model", "validate", "report"):
         deploy.check_inputs(stage)
     assert deploy.data_is_sample and not (tmp_path / "run").exists()  # checking made no run folder

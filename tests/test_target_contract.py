@@ -11,6 +11,7 @@ import importlib
 import pytest
 
 import targets
+from targets.base import Target
 from edge.runners import RUNTIMES
 from pipeline.report import PARITY_RTOL
 from pipeline.validate import agreement, parity
@@ -20,7 +21,7 @@ from conftest import int8_isa, target_int8_runner
 @pytest.mark.parametrize("name", sorted(targets.TARGETS))
 def test_target_declares_the_interface(name):
     target = targets.get_target(name)
-    assert isinstance(target, targets.Target) and target.name == name
+    assert isinstance(target, Target) and target.name == name
     assert importlib.import_module(targets.TARGETS[name]).TARGET is target
     assert target.device_runtime in RUNTIMES  # the board loads it through the one runner registry
     assert target.artifact_suffix.startswith(".") and target.device_install and target.higher_precision

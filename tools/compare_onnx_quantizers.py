@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-import calibration
+from calibration import sets as calibration
 from edge.isa import detect
 from edge.latency import measure
 from pipeline.family import get_spec

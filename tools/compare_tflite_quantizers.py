@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from compare_onnx_quantizers import crops  # noqa: E402
 
-import calibration  # noqa: E402
+from calibration import sets as calibration  # noqa: E402
 from pipeline.family import get_spec  # noqa: E402
 from pipeline.models import load  # noqa: E402
 from pipeline.sample_data import calibration_folder  # noqa: E402

@@ -48,7 +48,7 @@ def machine_info(threads: int) -> dict:
 def engines_for(model: str, deployed: dict, threads: int) -> dict:
     """name -> (runtime label, infer function): PyTorch and each deployed target's float and int8, as the target runs them."""
     d = deployed["openvino"]["deploy"]
-    torch_model = d._torch_model(d.model())
+    torch_model = d.torch_model(deployed["openvino"]["model"])
     torch.set_num_threads(threads or os.cpu_count())
 
     def torch_infer(x):

@@ -14,7 +14,7 @@ from pipeline.bench.camera import camera_loop_rate
 from pipeline.bench.engines import engines_for, interleaved_latency, machine_info, paired_speedup, vendor_crosscheck
 from pipeline.config import make_config
 from pipeline.costs import cost
-from pipeline.deploy import Deploy
+from pipeline.chain import Chain
 from pipeline.family import FAMILY, get_spec
 from pipeline.models import load
 from edge.files import write_atomic
@@ -58,12 +58,11 @@ def _weights_for(model: str, log) -> tuple[str | None, bool]:
 def deploy_model(model: str, target: str, bc: BenchConfig, weights: str | None, real: bool, log) -> dict:
     cfg = make_config(target, {"model": model, "data": bc.data, "weights": weights, "out": str(Path(bc.out) / "runs" / f"{model}-{target}"),
                                "calib_size": "32" if bc.quick else "300", "runs": "20", "warmup": "5"})
-    d = Deploy(cfg, log)
-    stages = {"model": d.model(), "calibration": d.calibration(), "float": d.float_artifact(), "int8": d.int8_artifact()}
-    if real:
-        stages["validate"] = d.validation()
+    d = Chain(cfg, log)
+    stages = {name: d.stage(name) for name in ("model", "calibration", "float", "int8", *(("validate",) if real else ()))}
     return {
-        "deploy": d,
+        "deploy": d.ctx,
+        "model": stages["model"],
         "float": stages["float"].artifact,
         "int8": stages["int8"].artifact,
         "stage_seconds": {k: s.seconds for k, s in stages.items()},
@@ -82,9 +81,10 @@ def scaling(bc: BenchConfig, log) -> list[dict]:
     for model in SCALING:
         t0 = time.monotonic()
         cfg = make_config("openvino", {"model": model, "weights": "random", "calib_size": "8", "out": str(Path(bc.out) / "runs" / f"{model}-scaling")})
-        d = Deploy(cfg, log)
-        fp32 = d.float_artifact()
-        int8 = d.int8_artifact()
+        chain = Chain(cfg, log)
+        d = chain.ctx
+        fp32 = chain.stage("float")
+        int8 = chain.stage("int8")
         size = d.preprocess.image_size
         sample = np.zeros((1, 3, size, size), np.float32)
         runs = max(10, min(bc.runs, int(2000 / (1 + size / 100))))
