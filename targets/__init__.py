@@ -7,8 +7,12 @@ no runner: a stage that only names the target does not take the runtimes' code i
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from edge.errors import UserError
+
+if TYPE_CHECKING:  # a name for the annotation only: importing the interface would bring in the runners
+    from targets.base import Target
 
 TARGETS: dict[str, str] = {
     "openvino": "targets.openvino",
@@ -24,7 +28,7 @@ class UnknownTarget(UserError):
     pass
 
 
-def get_target(name: str) -> "targets.base.Target":
+def get_target(name: str) -> Target:
     """The target named `name`; one-line error listing the valid names."""
     if name not in TARGETS:
         raise UnknownTarget(f"unknown target {name!r}; valid targets: {', '.join(sorted(TARGETS))}")
