@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import UserError
-from targets import onnx as onnx_target
 from edge.runners import tensorrt as trt_runtime
 from targets.base import Target, require
 from targets.nncf_common import export_qdq, nncf_quantize
+from targets.onnx_graph import export_folded, int8_census, with_pixel_input
 
 
 def signed_int8(model) -> int:
@@ -100,12 +100,13 @@ def qdq_placement(artifact: Path) -> dict:
     }
 
 
-class JetsonTarget(onnx_target.OnnxRuntimeTarget):
+class JetsonTarget(Target):
     """ONNX's float export; NNCF's symmetric int8 Q/DQ for TensorRT; the engine built on the board."""
 
     name = "jetson"
     requires = {"nncf": "nncf", "onnx": "onnx", "onnxruntime": "onnxruntime"}
     device_runtime = "tensorrt"
+    artifact_suffix = ".onnx"
     device_requires = ("# OpenCV (with GStreamer) and TensorRT come with JetPack: do not pip-install them on a Jetson.",
                        "cuda-python")
     device_install = ("JetPack already has TensorRT and OpenCV: `pip install cuda-python numpy`. The first start builds "
@@ -117,6 +118,12 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
     # what may read them; a float input builds on every JetPack's TensorRT. The runner casts the camera's bytes
     # (224x224x3, ~0.1 ms); the reordering and normalisation still run on the GPU.
     pixel_type = "float32"
+
+    def convert_float(self, model, example, out: Path) -> Path:
+        return export_folded(model, example, out)
+
+    def with_pixel_input(self, artifact: Path, preprocess, out: Path) -> Path:
+        return with_pixel_input(artifact, preprocess, out, self.pixel_type)
 
     def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
                  isa: str, settings=None) -> Path:
@@ -158,7 +165,7 @@ class JetsonTarget(onnx_target.OnnxRuntimeTarget):
 
     def describe(self, artifact: Path) -> dict:
         """The ONNX op census plus the Q/DQ placement checks TensorRT cares about."""
-        info = super().describe(artifact)
+        info = int8_census(artifact)
         info.update(qdq_placement(artifact))
         if info["quantize_ops"]:
             info["notes"] = [

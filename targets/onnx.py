@@ -20,7 +20,6 @@ ONNX Runtime's own quantizer with reduce_range (the same 7-bit weights), at 8.2 
 from __future__ import annotations
 
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +30,8 @@ from edge.errors import UserError
 from edge.isa import saturates
 from targets.base import OPENCV, Target, bias_recipe, require, requantize
 from targets.nncf_common import bias_corrected, calibration_example, nncf_quantize
-from targets.onnx_graph import (COMPUTE_OPS, activations_fold_into_grids, depthwise_weights, export_onnx, float_inputs,
-                                fused_for_onnx_runtime, node_macs, nodes_for, prepend_preprocessing)
+from targets.onnx_graph import (activations_fold_into_grids, depthwise_weights, export_folded, float_inputs,
+                                fused_for_onnx_runtime, int8_census, nodes_for, with_pixel_input)
 
 
 def full_range_depthwise(prepared: Path, reduce_range: bool) -> dict:
@@ -78,10 +77,7 @@ class OnnxRuntimeTarget(Target):
         return {"quantizer": "ONNX Runtime's quantize_static", **bias_recipe(quant)}
 
     def convert_float(self, model, example, out: Path) -> Path:
-        """Float ONNX with BatchNorm folded into the convolutions."""
-        from targets.fold import fold_batchnorm
-
-        return export_onnx(fold_batchnorm(model, example), example, out)
+        return export_folded(model, example, out)
 
     def quantize(self, model, float_artifact: Path, calibration: np.ndarray, quant, out: Path, exclude: tuple[str, ...] = (), *,
                  isa: str, settings=None) -> Path:
@@ -131,61 +127,11 @@ class OnnxRuntimeTarget(Target):
         return requantize(self, qat_model, float_model, example, calibration, quant, out, isa, settings)
 
     def with_pixel_input(self, artifact: Path, preprocess, out: Path) -> Path:
-        """The preprocessing as the graph's first nodes (prepend_preprocessing); the rest of the file unchanged."""
-        onnx = require("onnx", "onnx", f"the {self.name} target")
-        model = onnx.load(str(artifact))
-        prepend_preprocessing(model, preprocess, self.pixel_type)
-        onnx.checker.check_model(model)
-        path = Path(out).with_suffix(".onnx")
-        onnx.save(model, str(path))
-        return path
+        """The preprocessing as the graph's first nodes (onnx_graph.prepend_preprocessing); the rest unchanged."""
+        return with_pixel_input(artifact, preprocess, out, self.pixel_type)
 
     def describe(self, artifact: Path) -> dict:
-        """Which compute ops run on int8 weights and int8 activations (Q/DQ inputs), by count and MACs."""
-        onnx = require("onnx", "onnx", "the onnx target")
-        from onnx import numpy_helper, shape_inference
-
-        model = shape_inference.infer_shapes(onnx.load(str(artifact)))
-        g = model.graph
-        producer = {o: n for n in g.node for o in n.output}
-        inits = {i.name: i for i in g.initializer}
-        shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in list(g.value_info) + list(g.output)}
-
-        def dq_of_int8(tensor: str) -> bool:
-            node = producer.get(tensor)
-            if node is None or node.op_type != "DequantizeLinear":
-                return False
-            src = node.input[0]
-            if src in inits:
-                return numpy_helper.to_array(inits[src]).dtype in (np.int8, np.uint8)
-            q = producer.get(src)
-            return q is not None and q.op_type == "QuantizeLinear"
-
-        compute = quantized = 0
-        macs_total = macs_int8 = 0
-        float_ops = []
-        for n in g.node:
-            if n.op_type not in COMPUTE_OPS:
-                continue
-            compute += 1
-            macs = node_macs(n, producer, inits, shapes)
-            macs_total += macs
-            if dq_of_int8(n.input[0]) and dq_of_int8(n.input[1]):
-                quantized += 1
-                macs_int8 += macs
-            else:
-                float_ops.append(n.name)
-        ops = Counter(n.op_type for n in g.node)
-        return {
-            "compute_ops": compute,
-            "compute_ops_int8_input": quantized,
-            "quantize_ops": ops.get("QuantizeLinear", 0),
-            "dequantize_ops": ops.get("DequantizeLinear", 0),
-            "batchnorm_ops": ops.get("BatchNormalization", 0),
-            "custom_domain_ops": sorted({f"{n.domain}::{n.op_type}" for n in g.node if n.domain not in ("", "ai.onnx")}),
-            "int8_macs_share": macs_int8 / macs_total if macs_total else 0.0,
-            "float_compute_ops": float_ops[:20],
-        }
+        return int8_census(artifact)
 
 
 TARGET = OnnxRuntimeTarget()

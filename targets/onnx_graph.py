@@ -6,6 +6,7 @@ and tools; the underscored ones are this module's own.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -376,3 +377,70 @@ def node_macs(node, producer: dict, inits: dict, shapes: dict) -> int:
         return int(np.prod(weight)) * spatial
     return int(np.prod(weight))
 
+
+
+def export_folded(model, example, out: Path) -> Path:
+    """Float ONNX with BatchNorm folded into the convolutions: the ONNX targets' float artifact."""
+    from targets.fold import fold_batchnorm
+
+    return export_onnx(fold_batchnorm(model, example), example, out)
+
+
+def with_pixel_input(artifact: Path, preprocess, out: Path, pixel_type: str) -> Path:
+    """A copy of `artifact` taking the camera's pixels (`pixel_type`: uint8, or float32 for TensorRT), the
+    preprocessing as the graph's first nodes (prepend_preprocessing); the rest of the file unchanged."""
+    onnx = require("onnx", "onnx", "the ONNX targets")
+    model = onnx.load(str(artifact))
+    prepend_preprocessing(model, preprocess, pixel_type)
+    onnx.checker.check_model(model)
+    path = Path(out).with_suffix(".onnx")
+    onnx.save(model, str(path))
+    return path
+
+
+def int8_census(artifact: Path) -> dict:
+    """Which compute ops run on int8 weights and int8 activations (Q/DQ inputs), by count and MACs."""
+    onnx = require("onnx", "onnx", "the ONNX targets")
+    from onnx import numpy_helper, shape_inference
+
+    model = shape_inference.infer_shapes(onnx.load(str(artifact)))
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {i.name: i for i in g.initializer}
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in list(g.value_info) + list(g.output)}
+
+    def dq_of_int8(tensor: str) -> bool:
+        node = producer.get(tensor)
+        if node is None or node.op_type != "DequantizeLinear":
+            return False
+        src = node.input[0]
+        if src in inits:
+            return numpy_helper.to_array(inits[src]).dtype in (np.int8, np.uint8)
+        q = producer.get(src)
+        return q is not None and q.op_type == "QuantizeLinear"
+
+    compute = quantized = 0
+    macs_total = macs_int8 = 0
+    float_ops = []
+    for n in g.node:
+        if n.op_type not in COMPUTE_OPS:
+            continue
+        compute += 1
+        macs = node_macs(n, producer, inits, shapes)
+        macs_total += macs
+        if dq_of_int8(n.input[0]) and dq_of_int8(n.input[1]):
+            quantized += 1
+            macs_int8 += macs
+        else:
+            float_ops.append(n.name)
+    ops = Counter(n.op_type for n in g.node)
+    return {
+        "compute_ops": compute,
+        "compute_ops_int8_input": quantized,
+        "quantize_ops": ops.get("QuantizeLinear", 0),
+        "dequantize_ops": ops.get("DequantizeLinear", 0),
+        "batchnorm_ops": ops.get("BatchNormalization", 0),
+        "custom_domain_ops": sorted({f"{n.domain}::{n.op_type}" for n in g.node if n.domain not in ("", "ai.onnx")}),
+        "int8_macs_share": macs_int8 / macs_total if macs_total else 0.0,
+        "float_compute_ops": float_ops[:20],
+    }

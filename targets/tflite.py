@@ -25,9 +25,9 @@ import numpy as np
 
 from calibration.adapters import litert_samples
 from edge.errors import UserError
-from targets import onnx as onnx_target
 from targets.base import OPENCV, BOARD_VENV, Target, bias_recipe, require, requantize
 from targets.nncf_common import bias_corrected, calibration_example
+from targets.onnx_graph import export_folded
 
 
 _COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"}
@@ -68,7 +68,7 @@ def _bias_corrected(model, calibration: np.ndarray, quant, exclude: tuple[str, .
     if quant.bias_correction == "off":
         return None
     example = calibration_example(calibration)
-    float_onnx = onnx_target.TARGET.convert_float(model, example, tmp / "float")
+    float_onnx = export_folded(model, example, tmp / "float")
     return bias_corrected(model, float_onnx, calibration, quant, exclude)
 
 

@@ -1,0 +1,1 @@
+"""`python -m pipeline choose`: the largest model that meets a latency budget on the board."""

@@ -1,0 +1,1 @@
+"""`python -m pipeline train` (command) and the training loop it and QAT share (loop)."""
