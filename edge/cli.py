@@ -18,7 +18,7 @@ from edge.install import missing_package
 
 BUNDLE_ROOT = Path(__file__).resolve().parent.parent
 
-# Every command with its one line: `./run.sh --help` lists them and the bundle's README (pipeline/bundle.py) too.
+# Every command with its one line: `./run.sh --help` lists them and the bundle's README (pipeline/ship/bundle.py) too.
 COMMANDS = {
     "run": "classify a camera, stream, video file or image folder, one JSON line per frame (the default command)",
     "validate": "accuracy and latency of this bundle's model on a labelled folder, in this board's runtime",

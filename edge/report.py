@@ -1,6 +1,6 @@
 """The validation report both sides write: report.json's shared keys and report.md's shared parts.
 
-The host (pipeline/report.py) validates before it ships and the board (`./run.sh validate`) after; the two
+The host (pipeline/ship/report.py) validates before it ships and the board (`./run.sh validate`) after; the two
 reports are read side by side, so the verdict, its reasons, the ISA check and the accuracy/latency rows
 are built here once. Each side adds its own keys and sections. Board side: it imports only edge.
 """

@@ -19,7 +19,7 @@ from pipeline.stages.context import Context
 
 EDGE = Path(__file__).resolve().parent.parent / "edge"
 # the bundle carries all of edge/: its key follows every module there, and the report and bundle writers
-BUNDLE_SOURCES = ("pipeline.stages.report", "pipeline.bundle", "pipeline.report",
+BUNDLE_SOURCES = ("pipeline.stages.report", "pipeline.ship.bundle", "pipeline.ship.report",
                   *sorted(".".join(p.relative_to(EDGE.parent).with_suffix("").parts) for p in EDGE.rglob("*.py")))
 
 

@@ -59,7 +59,7 @@ def _ssh_options(p: argparse.ArgumentParser, purpose: str, device_help: str, fol
 
 
 def _device(args):
-    from pipeline import push
+    from pipeline.ship import push
 
     return push.Device(args.device, args.ssh_port, args.ssh_key, args.device_dir, args.ssh_known_hosts) if args.device else None
 
@@ -71,7 +71,7 @@ def _device_options(p: argparse.ArgumentParser) -> None:
 
 
 def _push(args, cfg) -> int:
-    from pipeline import push
+    from pipeline.ship import push
 
     bundle = cfg.run_dir / "bundle"
     device = _device(args)
@@ -126,8 +126,8 @@ def _config(args):
 def _print_models() -> int:
     """The table, with parameters and MACs counted from each model at its input size (FlopCounterMode, FLOPs / 2)
     beside the paper's FLOPs at the paper's resolution; then a few compound-scaled phi<φ> rows."""
-    from pipeline.costs import cost
-    from pipeline.family import FAMILY, PHI_EXAMPLES, phi_spec
+    from pipeline.model.costs import cost
+    from pipeline.model.family import FAMILY, PHI_EXAMPLES, phi_spec
 
     print(f"{'name':7} {'input':>5} {'resize':>6} {'params M':>8} {'MACs G':>7} {'paper GFLOPs':>13} {'top-1':>5} "
           f"{'padding':9} weights")
@@ -247,7 +247,7 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
 
 
 def _toolchain(args) -> int:
-    from pipeline.qat import check_toolchain
+    from pipeline.quant.qat import check_toolchain
 
     check_toolchain()
     print("NNCF's C++ extension is built and loads")
@@ -263,7 +263,7 @@ def _bench(args) -> int:
 
 
 def _choose(args) -> int:
-    from pipeline.choose import ChooseConfig, choose, parse_budget, parse_models
+    from pipeline.choose.run import ChooseConfig, choose, parse_budget, parse_models
 
     choose(ChooseConfig(target=args.target, budget_ms=parse_budget(args.budget_ms), models=parse_models(args.models),
                         data=args.data, image_size=args.image_size, calib_size=args.calib_size, warmup=args.warmup,
@@ -273,11 +273,11 @@ def _choose(args) -> int:
 
 def _capture(args) -> int:
     from edge.capture import CaptureOptions
-    from pipeline.capture import CaptureConfig, capture
+    from pipeline.ship.capture import CaptureConfig, capture
 
     options, device = CaptureOptions(args.count, args.every, args.stride, args.min_change), _device(args)
     if device and args.device_install:
-        from pipeline import push
+        from pipeline.ship import push
 
         push.install(device)
     capture(CaptureConfig(options, args.source, args.out, device))
@@ -285,7 +285,7 @@ def _capture(args) -> int:
 
 
 def _fashion_mnist(args) -> int:
-    from pipeline.fashion_mnist import export_folders
+    from pipeline.data.fashion_mnist import export_folders
 
     info = export_folders(args.out, args.train_per_class, args.val_per_class)
     print(f"{info['train_images']} images in {info['train']}, {info['val_images']} in {info['val']}")
@@ -293,7 +293,7 @@ def _fashion_mnist(args) -> int:
 
 
 def _train(args) -> int:
-    from pipeline.train import train
+    from pipeline.train.command import train
 
     train(TrainConfig(model=args.model, data=args.data, val=args.val, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, optimizer=args.optimizer, freeze_backbone=args.freeze_backbone, weights=args.weights,
@@ -325,8 +325,8 @@ def _stages(args, extra: list[str]) -> int:
 
 
 def _weights(args) -> int:
-    from pipeline import weights
-    from pipeline.family import get_spec
+    from pipeline.model import weights
+    from pipeline.model.family import get_spec
 
     spec = get_spec(args.model)
     if weights.hub_file(spec) is None:

@@ -10,7 +10,7 @@ import yaml
 
 from edge import isa as int8_isa
 from pipeline import PipelineError
-from pipeline.family import get_spec
+from pipeline.model.family import get_spec
 from targets import DEFAULT_TARGET, TARGETS, get_target
 
 PROFILES = Path(__file__).resolve().parent / "profiles"

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.family import get_spec
-from pipeline.models import build, reestimate_batchnorm, save_checkpoint
+from pipeline.model.family import get_spec
+from pipeline.model.load import build, reestimate_batchnorm, save_checkpoint
 
 # make test-isa: the int8 tests (marked int8) run their int8 models on this QEMU CPU model (Haswell: AVX2, no VNNI;
 # Nehalem: SSE4.2) while the rest of the test (PyTorch, NNCF, the quantizers) runs natively at full speed.
@@ -129,7 +129,7 @@ def deployed_tiny(tiny_checkpoint, colour_data, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_arrays(tiny_checkpoint) -> dict:
     """The tiny b0, a 16-image calibration batch, 48 labelled test images and the model's own logits on them."""
-    from pipeline.models import load
+    from pipeline.model.load import load
 
     spec = get_spec("b0")
     pre = spec.preprocess.at_size(TINY_SIZE)
@@ -182,7 +182,7 @@ def outlier_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
     other channel of that tensor to nothing. A real failure mode (outlier channels) with a known
     culprit: features.8.0.
     """
-    from pipeline.models import load
+    from pipeline.model.load import load
 
     spec = get_spec("b0")
     loaded = load(spec, str(tiny_checkpoint))
@@ -207,7 +207,7 @@ def gain_outlier_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
     conv_head's input (~2000x the other channels' range / 255) rounds every informative channel to
     zero whatever the CPU's int8 arithmetic: PTQ fails by a wide margin, while 16x8 keeps ~30 levels
     for them and recovers. Float loses one of 320 channels and stays accurate."""
-    from pipeline.models import load
+    from pipeline.model.load import load
 
     spec = get_spec("b0")
     loaded = load(spec, str(tiny_checkpoint))

@@ -10,9 +10,9 @@ import torch
 from conftest import ships
 from pipeline.cli import main
 from targets.fold import fold_batchnorm
-from pipeline.models import load
-from pipeline.family import get_spec
-from pipeline.sensitivity import layer_sensitivity
+from pipeline.model.load import load
+from pipeline.model.family import get_spec
+from pipeline.quant.sensitivity import layer_sensitivity
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_auto_reports_failure_honestly_when_budget_is_too_small(auto_args, tmp_p
 
 def test_onnx_names_map_back_to_pytorch_modules(tmp_path):
     """Layer exclusion hinges on naming: every exported Conv/Gemm maps to its module, torchvision and timm alike."""
-    from pipeline.models import build, fix_same_padding
+    from pipeline.model.load import build, fix_same_padding
     from targets import onnx as onnx_target
     from targets import onnx_graph
 
@@ -147,7 +147,7 @@ def test_tflite_auto_keeps_the_culprit_in_int16_and_stays_full_integer(gain_outl
 def test_tflite_names_map_back_to_pytorch_modules(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from pipeline.models import build, fix_same_padding
+    from pipeline.model.load import build, fix_same_padding
     from targets import tflite
 
     model = fix_same_padding(build(get_spec("lite0"), 4).eval(), 32)  # as deploy hands it over
@@ -171,8 +171,8 @@ def test_an_onnx_layer_kept_in_float_keeps_the_activation_it_reads(tmp_path):
 
     from edge.runners import OnnxRuntimeRunner
     from pipeline.config import QuantConfig
-    from pipeline.models import fix_same_padding
-    from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
+    from pipeline.model.load import fix_same_padding
+    from pipeline.data.sample import CALIBRATION_PHOTOS, _skimage_photo
     from targets import onnx as onnx_target
     from targets import onnx_graph
 

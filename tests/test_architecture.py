@@ -111,3 +111,13 @@ def test_no_caller_branches_on_a_runtime_name(tmp_path):
     with pytest.raises(UserError, match="tensorrt runs one frame at a time"):
         open_in_flight("tensorrt", tmp_path / "model.onnx")  # refused before anything is loaded
     assert RUNTIMES["openvino"].own_queue is not None and RUNTIMES["onnxruntime"].lanes
+
+
+def test_no_class_is_a_whole_recipe():
+    """No class over 150 lines in the project's code: the deploy recipe is stages in modules (pipeline/stages/), not
+    one class of memoized methods (the Deploy class was 455)."""
+    long = [f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for package in ("pipeline", "targets", "calibration", "edge") for p in sorted((ROOT / package).rglob("*.py"))
+            for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.ClassDef)
+            and node.end_lineno - node.lineno + 1 > 150]
+    assert not long, long

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import arm64
+from pipeline.emulation import arm64
 from board import write_video
 from edge.bundle import Bundle
 from edge.metrics import wilson
@@ -53,7 +53,7 @@ RESULTS: dict = {}  # what each test measured, written to ARM_REPORT at the end
 
 def _photo_paths() -> list[Path]:
     """scikit-image's photos, then Debian's wallpapers where installed; one file per distinct picture."""
-    from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
+    from pipeline.data.sample import CALIBRATION_PHOTOS, _skimage_photo
 
     found = [_skimage_photo(p) for p in CALIBRATION_PHOTOS]
     for d in PHOTO_DIRS:
@@ -87,7 +87,7 @@ def _write_photos(dest: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     """The folder the board sees as /work: photos, a labelled set, a video, then the bundles and the host's tensors."""
-    from pipeline.sample_data import sample_folder
+    from pipeline.data.sample import sample_folder
 
     work = tmp_path_factory.mktemp("arm-work")
     _write_photos(work / "photos")

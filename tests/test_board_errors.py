@@ -10,7 +10,7 @@ import pytest
 
 import targets
 from board import board_venv
-from pipeline.bundle import _requirements
+from pipeline.ship.bundle import _requirements
 from test_bundle_camera import python_with_only
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -305,9 +305,9 @@ def test_a_jetson_bundle_without_tensorrt_is_one_line(deployed, board_python, vi
     """The Jetson bundle as the host writes it (the ONNX deploy's files, the jetson target's requirements and runtime),
     run by a Python without TensorRT: JetPack's package and pip's, not a traceback."""
     import targets
-    from pipeline.bundle import write_bundle
+    from pipeline.ship.bundle import write_bundle
     from pipeline.config import DeployConfig
-    from pipeline.family import get_spec
+    from pipeline.model.family import get_spec
 
     if subprocess.run([str(board_python), "-c", "import tensorrt"], capture_output=True).returncode == 0:
         pytest.skip("TensorRT is installed in the board venv")

@@ -13,9 +13,9 @@ from edge.bundle import Bundle
 from edge.metrics import parity
 from edge.preprocess import read_image
 from edge.runners import as_input
-from pipeline.family import get_spec
-from pipeline.report import PARITY_RTOL, _camera_input_checks
-from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
+from pipeline.model.family import get_spec
+from pipeline.ship.report import PARITY_RTOL, _camera_input_checks
+from pipeline.data.sample import CALIBRATION_PHOTOS, _skimage_photo
 
 PRE = get_spec("b0").preprocess.at_size(TINY_SIZE)  # ImageNet's per-channel mean and std: the colour order matters
 

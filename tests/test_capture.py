@@ -20,7 +20,7 @@ from conftest import CLASSES, deploy_args, make_image
 from edge.capture import CaptureOptions
 from pipeline import PipelineError
 from calibration.sets import HELD_OUT_EVERY, captured_split
-from pipeline.capture import CaptureConfig, capture
+from pipeline.ship.capture import CaptureConfig, capture
 from test_bundle_camera import one_line, run_board
 from test_mqtt_push import sshd  # noqa: F401  (fixture)
 
@@ -104,7 +104,7 @@ def test_a_full_disk_is_one_line(bundle, video, tmp_path):
 @pytest.fixture
 def board(bundle, sshd):  # noqa: F811
     """The bundle pushed to the loopback "board", its .venv the board venv (no torch)."""
-    from pipeline import push
+    from pipeline.ship import push
 
     push.copy(bundle, sshd, log=lambda *_: None)
     (Path(sshd.dest) / ".venv").symlink_to(board_venv().parent.parent)

@@ -10,9 +10,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.cli import main
-from pipeline.costs import cost
-from pipeline.family import FAMILY, PHI_EXAMPLES, get_spec, phi_spec
-from pipeline.models import build
+from pipeline.model.costs import cost
+from pipeline.model.family import FAMILY, PHI_EXAMPLES, get_spec, phi_spec
+from pipeline.model.load import build
 
 PHI = [phi_spec(p).name for p in PHI_EXAMPLES]
 # Parameters (millions) as the papers give them: EfficientNet (Tan & Le 2019) table 2, TF's EfficientNet-Lite README.
@@ -51,7 +51,7 @@ def test_printed_costs_are_the_counted_ones(name, printed):
 
 @pytest.mark.parametrize("name", [n if n in RECOUNTED else pytest.param(n, marks=pytest.mark.e2e) for n in [*FAMILY, *PHI]])
 def test_printed_macs_are_flop_counter_modes_at_the_input_size(name, printed):
-    """`make models` against a count made here, independently of pipeline/costs.py."""
+    """`make models` against a count made here, independently of pipeline/model/costs.py."""
     spec = get_spec(name)
     size = spec.preprocess.image_size
     with torch.device("meta"):

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import write_folder
 from pipeline import PipelineError
-from pipeline.data import labelled_samples
-from pipeline.labels import imagenet_names
+from pipeline.data.folders import labelled_samples
+from pipeline.model.labels import imagenet_names
 
 
 def _labels_by_folder(samples):

@@ -128,7 +128,7 @@ def test_validation_counts_corrupt_images_and_classifies_the_rest(colour_data, t
 
     from edge.dataset import ClassTable, labelled_samples
     from edge.evaluate import classify
-    from pipeline.family import get_spec
+    from pipeline.model.family import get_spec
 
     data = tmp_path / "data"
     shutil.copytree(colour_data, data)

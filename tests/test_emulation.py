@@ -9,7 +9,8 @@ import pytest
 
 from conftest import TINY_SIZE
 from edge import isa
-from pipeline import PipelineError, emulation
+from pipeline import PipelineError
+from pipeline import emulation
 from pipeline.config import make_config
 
 needs_qemu = pytest.mark.skipif(emulation.qemu_x86() is None, reason=f"no qemu-x86_64: {emulation.QEMU_X86_FIX}")

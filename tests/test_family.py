@@ -7,8 +7,8 @@ import torch
 
 from pipeline import PipelineError
 from pipeline.config import DeployConfig, TrainConfig
-from pipeline.family import FAMILY, get_spec
-from pipeline.models import _meta_shapes, build, labels_for, load
+from pipeline.model.family import FAMILY, get_spec
+from pipeline.model.load import _meta_shapes, build, labels_for, load
 
 
 @pytest.mark.parametrize("name", [f"b{i}" for i in range(8)])

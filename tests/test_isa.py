@@ -13,7 +13,7 @@ from pipeline.config import QuantConfig, make_config
 from targets import get_target
 from targets.onnx import SATURATING_QUANTIZER as ONNX_SATURATING_QUANTIZER
 from pipeline import emulation
-from pipeline.report import arithmetic_line
+from pipeline.ship.report import arithmetic_line
 
 ZEN3 = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma bmi2\n"
 ZEN4 = ZEN3.replace("bmi2", "bmi2 avx512f avx512bw avx512_vnni avx512_bf16")

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.family import get_spec
-from pipeline.models import load
-from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
+from pipeline.model.family import get_spec
+from pipeline.model.load import load
+from pipeline.data.sample import CALIBRATION_PHOTOS, _skimage_photo
 
 
 @pytest.mark.parametrize("name", ["lite0", "lite1", "lite2"])
@@ -41,7 +41,7 @@ def test_static_same_padding_is_exact_and_exports_no_pad(tmp_path):
     import onnx
     import timm
 
-    from pipeline.models import fix_same_padding
+    from pipeline.model.load import fix_same_padding
     from targets import onnx as onnx_target
 
     for size in (64, 65):  # even sizes pad (0, 1), odd ones (1, 1)
@@ -71,7 +71,7 @@ def test_lite_int8_runs_as_one_int8_chain_in_onnxruntime(isa, tmp_path):
     import timm
 
     from pipeline.config import QuantConfig
-    from pipeline.models import fix_same_padding
+    from pipeline.model.load import fix_same_padding
     from targets import onnx as onnx_target
 
     model = fix_same_padding(timm.create_model("tf_efficientnet_lite0", num_classes=4).eval(), 64)

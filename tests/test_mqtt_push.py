@@ -15,7 +15,7 @@ import pytest
 from board import board_venv, free_port, wait_port, write_video
 from conftest import CLASSES, deploy_args, make_image, write_folder
 from pipeline import PipelineError
-from pipeline import push
+from pipeline.ship import push
 from pipeline.cli import main
 
 

@@ -13,7 +13,7 @@ from edge import metrics
 from edge.report import CALIBRATION_SET, agreement_phrase, pct
 from pipeline.cli import main
 from pipeline.config import make_config
-from pipeline.report import gate
+from pipeline.ship.report import gate
 
 
 def test_each_agreement_figure_is_the_same_in_every_place(tiny_checkpoint, colour_data, deployed_tiny, tmp_path, capsys):
@@ -84,7 +84,7 @@ def test_random_weights_fail_the_gate_in_one_line(tmp_path, capsys):
 
 
 def test_report_lines_read_as_words_not_python():
-    from pipeline.report import _precisions
+    from pipeline.ship.report import _precisions
     from targets.tflite import torch_path
 
     assert _precisions({"u8": 49, "f32": 1}) == "50 compute layers: 49 in u8, 1 in f32"
@@ -97,8 +97,8 @@ def test_report_lines_read_as_words_not_python():
 def test_an_unreachable_hub_is_one_line_before_the_run_folder(tmp_path, monkeypatch, capsys):
     """B1's weights come from the PyTorch hub, which this machine cannot reach: one line naming make weights, and
     no run folder (the download is tried while inputs are checked)."""
-    from pipeline import weights
-    from pipeline.family import get_spec
+    from pipeline.model import weights
+    from pipeline.model.family import get_spec
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache
     hub = weights.hub_file(get_spec("b1"))
@@ -112,8 +112,8 @@ def test_an_unreachable_hub_is_one_line_before_the_run_folder(tmp_path, monkeypa
 
 
 def test_make_weights_checks_the_published_hash(tmp_path, monkeypatch, capsys):
-    from pipeline import weights
-    from pipeline.family import get_spec
+    from pipeline.model import weights
+    from pipeline.model.family import get_spec
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     hub = weights.hub_file(get_spec("b0"))

@@ -13,7 +13,7 @@ from conftest import on_test_cpu
 from edge.runners import tensorrt as tensorrt_engine
 from pipeline.config import QuantConfig
 from targets.fold import count_batchnorm, fold_batchnorm
-from pipeline.validate import agreement, parity
+from pipeline.scores import agreement, parity
 
 onnx_target = targets.get_target("onnx")
 from targets import nncf_common, onnx_graph  # the ONNX targets' shared graph and NNCF work
@@ -202,9 +202,9 @@ def real_lite0(tmp_path_factory):
     """Real Lite0 at 128 px, its float ONNX and 16 real photos: ReLU6 throughout, as the fused NNCF recipe needs."""
     import cv2
 
-    from pipeline.family import get_spec
-    from pipeline.models import fix_same_padding, load
-    from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
+    from pipeline.model.family import get_spec
+    from pipeline.model.load import fix_same_padding, load
+    from pipeline.data.sample import CALIBRATION_PHOTOS, _skimage_photo
 
     spec, size = get_spec("lite0"), 128
     model = fix_same_padding(load(spec).model.eval(), size)

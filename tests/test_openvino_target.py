@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import targets
-from pipeline.validate import agreement, parity
+from pipeline.scores import agreement, parity
 
 ov_target = targets.get_target("openvino")
 

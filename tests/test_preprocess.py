@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from edge.preprocess import Preprocess, read_image
-from pipeline.family import get_spec
+from pipeline.model.family import get_spec
 
 
 def test_constant_image_normalises_exactly():
@@ -72,7 +72,7 @@ def test_corrupt_and_empty_files_read_as_none(tmp_path):
 def test_cropping_before_resizing_keeps_the_recipe_on_real_photos():
     """Only the kept square is resized (7.5 -> ~1.5 ms a 640x480 frame); on real photos the tensor stays the one
     resizing the whole image and then cropping gives, to a sub-pixel shift of the crop."""
-    from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
+    from pipeline.data.sample import CALIBRATION_PHOTOS, _skimage_photo
 
     pre = get_spec("b0").preprocess
     for name in CALIBRATION_PHOTOS:

@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from conftest import TINY_SIZE, int8_isa, ships
-from pipeline import PipelineError, qat
+from pipeline import PipelineError
+from pipeline.quant import qat
 from pipeline.cli import main
 from pipeline.config import QuantConfig
 from targets.base import trained_float_model
-from pipeline.data import labelled_samples
-from pipeline.family import get_spec
-from pipeline.models import load
-from pipeline.train import FolderDataset
+from pipeline.data.folders import labelled_samples
+from pipeline.model.family import get_spec
+from pipeline.model.load import load
+from pipeline.train.command import FolderDataset
 
 QUICK = QuantConfig(qat_epochs=1, qat_batch_size=8)
 

@@ -11,7 +11,7 @@ import pytest
 
 from edge.report import CALIBRATION_SET, agreement_phrase, pct
 from pipeline.cli import main
-from pipeline.sample_data import SAMPLE_PHOTOS
+from pipeline.data.sample import SAMPLE_PHOTOS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pipeline.config import DeployConfig
-from pipeline.report import gate
+from pipeline.ship.report import gate
 
 
 def _validation(both_right=900, float_only=5, int8_only=5, both_wrong=90, rel=1e-6):
@@ -53,7 +53,7 @@ def _rendered(target: str, runtime: dict, made_for: str, host_isa: str = "avx2",
     from edge.metrics import fidelity
     from edge.report import accuracy_block, core, judge
     from pipeline.emulation import choose
-    from pipeline.report import latency_measured, markdown
+    from pipeline.ship.report import latency_measured, markdown
     from targets import get_target
 
     top = {"top1": 0.8, "top5": 0.95}
@@ -96,7 +96,7 @@ def test_threads_beyond_the_hosts_cores_are_not_claimed():
 
 def test_latency_on_the_board_itself_carries_no_warning(tmp_path):
     """OpenVINO made for this host's own ISA and run in OpenVINO: the host is the board; the plot says whose latency."""
-    from pipeline.report import _plot, _plot_latency_words
+    from pipeline.ship.report import _plot, _plot_latency_words
 
     r, md = _rendered("openvino", {"int8": "openvino 2026.4.1 (CPU, f32)", "float": "openvino 2026.4.1 (CPU, f32)", "threads": 2},
                       "avx2")

@@ -76,7 +76,9 @@ def test_stage_folders_reports_and_the_tarball_get_normal_permissions(tmp_path, 
     """Not tempfile's private 0700/0600: a board user other than the deployer reads the results (umask 022)."""
     import tarfile
 
-    from pipeline import report, bundle
+    from pipeline.ship import report
+
+    from pipeline.ship import bundle
     from edge.files import write_atomic
 
     def work(tmp):

@@ -28,7 +28,7 @@ def _changed(tmp_path: Path, edited: str, target_module: str = "targets.openvino
 
 
 def test_a_reworded_report_redoes_only_the_bundle(tmp_path):
-    assert _changed(tmp_path, "pipeline/report.py") == {"bundle"}
+    assert _changed(tmp_path, "pipeline/ship/report.py") == {"bundle"}
     assert _changed(tmp_path / "edge-report", "edge/report.py") == {"bundle"}
 
 

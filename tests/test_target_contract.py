@@ -13,8 +13,8 @@ import pytest
 import targets
 from targets.base import Target
 from edge.runners import RUNTIMES
-from pipeline.report import PARITY_RTOL
-from pipeline.validate import agreement, parity
+from pipeline.ship.report import PARITY_RTOL
+from pipeline.scores import agreement, parity
 from conftest import int8_isa, target_int8_runner
 
 

@@ -8,7 +8,7 @@ pytest.importorskip("litert_torch", reason="TARGET=tflite needs pip install -e .
 pytest.importorskip("ai_edge_quantizer", reason="TARGET=tflite needs pip install -e .[tflite]")
 
 import targets  # noqa: E402
-from pipeline.validate import agreement, parity  # noqa: E402
+from pipeline.scores import agreement, parity  # noqa: E402
 
 tflite = targets.get_target("tflite")
 

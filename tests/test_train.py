@@ -8,8 +8,8 @@ import torch
 
 from conftest import write_folder
 from pipeline.cli import main
-from pipeline.family import get_spec
-from pipeline.models import build, load, save_checkpoint
+from pipeline.model.family import get_spec
+from pipeline.model.load import build, load, save_checkpoint
 
 
 def test_finetune_resume_and_deploy(tmp_path, colour_data):
@@ -46,8 +46,8 @@ def test_finetune_resume_and_deploy(tmp_path, colour_data):
 
 
 def test_the_loop_follows_a_cosine_to_zero_and_resumes_on_it():
-    """pipeline.training.fit with the schedule train uses: linear warm-up, cosine to zero over all updates."""
-    from pipeline.training import Dist, cosine, fit
+    """pipeline.train.loop.fit with the schedule train uses: linear warm-up, cosine to zero over all updates."""
+    from pipeline.train.loop import Dist, cosine, fit
 
     torch.manual_seed(0)
     x = torch.randn(40, 3)

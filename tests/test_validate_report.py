@@ -13,7 +13,7 @@ from edge.isa import detect
 from edge.preprocess import Preprocess
 from edge.report import MISMATCH, NO_FLOAT, TABLE, isa_mismatch
 from edge.validate import validate_bundle
-from pipeline.report import _verdict_lines
+from pipeline.ship.report import _verdict_lines
 
 PRE = Preprocess(32, 32)
 

@@ -12,10 +12,10 @@ import torch
 
 from edge.preprocess import read_image
 from pipeline import PipelineError
-from pipeline.family import get_spec
-from pipeline.models import _meta_shapes, build, labels_for, load, save_checkpoint
-from pipeline.sample_data import SAMPLE_PHOTOS, sample_folder
-from pipeline.labels import imagenet_names, imagenet_wnids
+from pipeline.model.family import get_spec
+from pipeline.model.load import _meta_shapes, build, labels_for, load, save_checkpoint
+from pipeline.data.sample import SAMPLE_PHOTOS, sample_folder
+from pipeline.model.labels import imagenet_names, imagenet_wnids
 
 
 def state_of(model: str, num_classes: int = 1000) -> dict:
@@ -75,7 +75,7 @@ def test_weights_errors_are_one_line(tmp_path):
 def test_unreachable_torchvision_weights_say_how_to_provide_the_file(tmp_path):
     # A closed local port as proxy makes the download fail the way it does offline.
     env = {**os.environ, "TORCH_HOME": str(tmp_path), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
-    code = "from pipeline.family import get_spec; from pipeline.models import load; load(get_spec('b0'))"
+    code = "from pipeline.model.family import get_spec; from pipeline.model.load import load; load(get_spec('b0'))"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert r.returncode != 0
     assert "could not download b0 ImageNet weights" in r.stderr and "WEIGHTS=" in r.stderr

@@ -19,9 +19,9 @@ import torch
 from calibration import sets as calibration
 from edge.isa import detect
 from edge.latency import measure
-from pipeline.family import get_spec
-from pipeline.models import load
-from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo, calibration_folder
+from pipeline.model.family import get_spec
+from pipeline.model.load import load
+from pipeline.data.sample import CALIBRATION_PHOTOS, _skimage_photo, calibration_folder
 from targets import onnx as onnx_target
 from pipeline.config import QuantConfig
 

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from compare_onnx_quantizers import crops  # noqa: E402
 
 from calibration import sets as calibration  # noqa: E402
-from pipeline.family import get_spec  # noqa: E402
-from pipeline.models import load  # noqa: E402
-from pipeline.sample_data import calibration_folder  # noqa: E402
+from pipeline.model.family import get_spec  # noqa: E402
+from pipeline.model.load import load  # noqa: E402
+from pipeline.data.sample import calibration_folder  # noqa: E402
 
 
 class NHWC(torch.nn.Module):

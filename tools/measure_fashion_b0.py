@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge.isa import detect  # noqa: E402
 from pipeline.cli import main as cli  # noqa: E402
-from pipeline.fashion_mnist import export_folders  # noqa: E402
+from pipeline.data.fashion_mnist import export_folders  # noqa: E402
 
 TARGETS = ("openvino", "onnx", "jetson", "tflite")
 

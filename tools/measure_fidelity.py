@@ -37,7 +37,7 @@ headroom on any ISA). A true Zen 3 measurement of ONNX Runtime's AVX2 kernels is
 These crops are much harder than labelled photos of objects: the confident ones agree fully, and
 the 0.97 target is not met on the near-ties that dominate this set.
 
-Keeping the layers pipeline/sensitivity.py ranks most sensitive out of int8 (--keep-float; ranked
+Keeping the layers pipeline/quant/sensitivity.py ranks most sensitive out of int8 (--keep-float; ranked
 label-free on 32 calibration crops; QUANT=auto's lever), OpenVINO, avx512-vnni, 2026-12-01:
     layers kept in float     0       2       5       10      20
     agreement                0.875   0.931   0.913   0.941   0.965 (0.937-0.981)
@@ -87,9 +87,9 @@ import targets  # noqa: E402
 from edge.isa import detect  # noqa: E402
 from edge.metrics import wilson  # noqa: E402
 from pipeline.config import make_config  # noqa: E402
-from pipeline.family import get_spec  # noqa: E402
-from pipeline.models import fix_same_padding, load  # noqa: E402
-from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo  # noqa: E402
+from pipeline.model.family import get_spec  # noqa: E402
+from pipeline.model.load import fix_same_padding, load  # noqa: E402
+from pipeline.data.sample import CALIBRATION_PHOTOS, _skimage_photo  # noqa: E402
 
 PHOTO_DIRS = ("/usr/share/backgrounds", "/usr/share/wallpapers")
 
@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=300)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a deploy setting, e.g. quant.preset=performance")
     ap.add_argument("--keep-float", default="0", metavar="N[,N...]",
-                    help="keep the N layers pipeline/sensitivity.py ranks most sensitive out of int8 (QUANT=auto's lever)")
+                    help="keep the N layers pipeline/quant/sensitivity.py ranks most sensitive out of int8 (QUANT=auto's lever)")
     ap.add_argument("--qat-epochs", type=int, default=0,
                     help="also measure label-free QAT: this many epochs of distillation from float on the calibration crops")
     ap.add_argument("--swap", action="store_true", help="calibrate on the other half of the photos and measure on the first")
@@ -168,7 +168,7 @@ def main() -> None:
     example = torch.zeros(1, 3, pre.image_size, pre.image_size)
     ranked = []
     if args.keep_float != "0":
-        from pipeline.sensitivity import layer_sensitivity
+        from pipeline.quant.sensitivity import layer_sensitivity
         from targets.fold import fold_batchnorm
 
         folded = fold_batchnorm(model, example)
@@ -193,7 +193,7 @@ def main() -> None:
 
 def measure_distilled(target, model, example, calib, quant, isa, epochs, path, x, reference, confident) -> None:
     """QUANT=qat without labels: PTQ's initialisation, then distillation from float on the calibration crops alone."""
-    from pipeline import qat
+    from pipeline.quant import qat
 
     t0 = time.perf_counter()
     quant = dataclasses.replace(quant, qat_epochs=epochs)

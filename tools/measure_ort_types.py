@@ -54,8 +54,8 @@ import targets  # noqa: E402
 from edge.runners import OnnxRuntimeRunner, load_runner  # noqa: E402
 from measure_fidelity import agreement, arrays, photos  # noqa: E402
 from pipeline.config import make_config  # noqa: E402
-from pipeline.family import get_spec  # noqa: E402
-from pipeline.models import fix_same_padding, load  # noqa: E402
+from pipeline.model.family import get_spec  # noqa: E402
+from pipeline.model.load import fix_same_padding, load  # noqa: E402
 from targets.nncf_common import bias_corrected, calibration_example, nncf_quantize  # noqa: E402
 from calibration.adapters import OnnxRuntimeReader as CalibrationReader  # noqa: E402
 

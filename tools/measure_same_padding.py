@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import targets  # noqa: E402
 from targets.fold import fold_batchnorm  # noqa: E402
-from pipeline.models import fix_same_padding  # noqa: E402
+from pipeline.model.load import fix_same_padding  # noqa: E402
 
 
 def graph_ops(target: str, path: Path) -> Counter:

@@ -128,7 +128,7 @@ def _write_video(path: Path, fourcc: str | None, frames: int) -> Path:
     """`frames` 640x480 frames of the calibration photos, ten of each in turn; fourcc None: raw BGR."""
     import cv2
 
-    from pipeline.sample_data import CALIBRATION_PHOTOS, _skimage_photo
+    from pipeline.data.sample import CALIBRATION_PHOTOS, _skimage_photo
 
     photos = [cv2.resize(cv2.imread(str(_skimage_photo(p))), (640, 480)) for p in CALIBRATION_PHOTOS]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc) if fourcc else 0, 30, (640, 480))

@@ -13,10 +13,10 @@ from pipeline import PipelineError
 from pipeline.bench.camera import camera_loop_rate
 from pipeline.bench.engines import engines_for, interleaved_latency, machine_info, paired_speedup, vendor_crosscheck
 from pipeline.config import make_config
-from pipeline.costs import cost
+from pipeline.model.costs import cost
 from pipeline.chain import Chain
-from pipeline.family import FAMILY, get_spec
-from pipeline.models import load
+from pipeline.model.family import FAMILY, get_spec
+from pipeline.model.load import load
 from edge.files import write_atomic
 from targets import get_target
 
@@ -147,7 +147,7 @@ def run_bench(bc: BenchConfig, log=print) -> dict:
             deployed["openvino"], deployed["openvino"]["deploy"].preprocess, bc.threads, bc.camera_frames)
     results["scaling"] = scaling(bc, log)
     write_atomic(out / "results.json", json.dumps(results, indent=2, default=float))
-    from pipeline.bench_report import write_bench_report
+    from pipeline.bench.report import write_bench_report
 
     write_bench_report(results, out)
     log(f"[bench] {out / 'README.md'}")

@@ -1,4 +1,4 @@
-"""choose.json, choose.md and choose.png from `make choose`'s result (pipeline/choose.py)."""
+"""choose.json, choose.md and choose.png from `make choose`'s result (pipeline/choose/run.py)."""
 from __future__ import annotations
 
 import json

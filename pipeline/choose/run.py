@@ -1,11 +1,11 @@
 """`make choose TARGET=... BUDGET_MS=...`: the most accurate EfficientNet whose int8 p99 latency fits a budget.
 
 The recipe, top to bottom:
-1. the candidates in order of cost (MACs counted at the resolution each runs at, pipeline/costs.py),
+1. the candidates in order of cost (MACs counted at the resolution each runs at, pipeline/model/costs.py),
    each with the accuracy it can claim: the published top-1 for pretrained weights, the measured int8
    top-1 with DATA, none ("needs training") for a model with no offline weights, whose latency is
    still measured, on random ones;
-2. each deployed up to its int8 artifact by Deploy's own cached stages (one run folder per candidate
+2. each deployed up to its int8 artifact by the deploy chain's own cached stages (pipeline.chain) (one run folder per candidate
    under the choose folder, calibrated on real photos: the bundled sample or DATA), then timed at
    batch 1 in the target's runtime: here (edge.latency, deploy's thread handling), or on the board
    over ssh by the bundle's own `./run.sh latency`. The timing is one more cached stage, keyed by the
@@ -25,16 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from pipeline import PipelineError, push
+from pipeline import PipelineError
+
+
+from pipeline.ship import push
 from pipeline.config import at_least, make_config
-from pipeline.costs import cost
-from pipeline.data import check_folder, labelled_samples
+from pipeline.model.costs import cost
+from pipeline.data.folders import check_folder, labelled_samples
 from pipeline.chain import Chain, code_digest
 from pipeline.stages import judge
-from pipeline.family import FAMILY, ModelSpec, get_spec
-from pipeline.labels import imagenet_names
-from pipeline.models import load
-from pipeline import validate as val
+from pipeline.model.family import FAMILY, ModelSpec, get_spec
+from pipeline.model.labels import imagenet_names
+from pipeline.model.load import load
+from pipeline import scores as val
 from targets import TARGETS
 
 # A candidate whose p50 is this many times the budget cannot fit on a quieter run; larger ones are skipped.
@@ -277,7 +280,7 @@ def nothing_fits(cfg: ChooseConfig, rows: list[dict]) -> str:
 # -- 4. the whole recipe ------------------------------------------------------------------------
 def choose(cfg: ChooseConfig, log=print) -> dict:
     """Measure, pick and write choose.json/.md/.png; a PipelineError (one line) when nothing fits."""
-    from pipeline.choose_report import table, write_reports
+    from pipeline.choose.report import table, write_reports
 
     check_inputs(cfg)
     specs = candidates(cfg)

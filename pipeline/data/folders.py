@@ -7,7 +7,7 @@ from pathlib import Path
 from edge.dataset import IMAGE_EXTENSIONS, ClassTable, Sample, check_folder, list_images  # noqa: F401
 from edge.dataset import labelled_samples as _labelled_samples
 from pipeline import PipelineError
-from pipeline.labels import imagenet_aliases, imagenet_wnids, is_imagenet
+from pipeline.model.labels import imagenet_aliases, imagenet_wnids, is_imagenet
 
 # Sub-folders that make a folder a dataset root rather than a labelled folder; DATA validates on a held-out one.
 SPLITS = ("train", "training", "val", "valid", "validation", "test")

@@ -5,7 +5,7 @@ board whose CPU is not this host's, the gate should judge the board's answers:
 - an x86 board QEMU can model (`board.isa=avx2`: Haswell, whose u8×s8 pair sums saturate in 16 bits): the same venv's
   Python under `qemu-x86_64 -cpu Haswell`, the runtimes' real AVX2 kernels, about 100x slower;
 - an Arm board (Raspberry Pi 4 / 5: cortex-a72 / cortex-a76): the bundle's runtime from aarch64 wheels in a Debian
-  arm64 root under qemu-aarch64 (pipeline.arm64; root, a one-off set-up of minutes);
+  arm64 root under qemu-aarch64 (pipeline.emulation.arm64; root, a one-off set-up of minutes);
 - otherwise (VNNI from a host without it: QEMU cannot model AVX-512; TensorRT), this host, with int8 sums that never
   saturate where its own fused kernels would (edge.isa.must_not_saturate).
 
@@ -20,7 +20,8 @@ import sys
 from dataclasses import dataclass
 
 from edge import isa as int8_isa
-from pipeline import PipelineError, arm64
+from pipeline import PipelineError
+from pipeline.emulation import arm64
 
 # QEMU's CPU models whose int8 instructions are a board ISA's (edge.isa.ISAS).
 X86_CPU_MODELS = {"avx2": "Haswell", "sse4.2": "Nehalem"}

@@ -209,7 +209,7 @@ def launcher(cpu: str, artifact: Path, requirements: list[str]) -> tuple[list[st
     """How to start the board's Python inside the arm64 board as `cpu` (set up on first use: minutes), with this
     project's own edge/ code and `artifact` in view: (command, environment, the artifact's path there)."""
     root, python = prepare([r for r in (line.split("#")[0].strip() for line in requirements) if r])  # as requirements.txt
-    code = Path(__file__).resolve().parent.parent  # holds edge/
+    code = Path(__file__).resolve().parents[2]  # holds edge/
     artifact = Path(artifact).resolve()
     board = Board(root, cpu, {code: "/effnet/code", artifact.parent: "/effnet/artifact"})
     argv, env = board.command([python], env={"PYTHONPATH": "/effnet/code"})

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.family import ModelSpec
-from pipeline.models import build
+from pipeline.model.family import ModelSpec
+from pipeline.model.load import build
 
 
 @dataclass(frozen=True)

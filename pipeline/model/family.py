@@ -14,7 +14,7 @@ with timm's crop ratios.
 weights enums for B0-B7; TensorFlow's EfficientNet-Lite README (tensorflow/tpu,
 models/official/efficientnet/lite) for Lite0-Lite4, measured there on the TF originals.
 Published FLOPs are the papers' figures at the papers' resolution (`published_size`); what a model costs
-at the resolution this project runs it is measured from the model (pipeline/costs.py).
+at the resolution this project runs it is measured from the model (pipeline/model/costs.py).
 
 `phi<φ>` names (phi-1, phi0.5, ...) are B0 scaled by the paper's compound rule (phi_spec): rows made on
 demand, no pretrained weights. The named B1-B7 are not on that rule: they use Google's published

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from pipeline import PipelineError
-from pipeline.family import FAMILY, ModelSpec
-from pipeline.labels import imagenet_names
+from pipeline.model.family import FAMILY, ModelSpec
+from pipeline.model.labels import imagenet_names
 
 CHECKPOINT_FORMAT = "effnet-edge/1"
 

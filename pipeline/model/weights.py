@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import PipelineError
-from pipeline.family import ModelSpec
+from pipeline.model.family import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ the most accuracy in float until the int8 model is within MAX_DROP of float top-
 quant.min_agreement set, until int8 agrees with float on that share of the images (no labels needed).
 
 OpenVINO: `nncf.quantize_with_accuracy_control`, which ranks and reverts layers itself.
-Other targets: the layers ranked by sensitivity (pipeline/sensitivity.py) go to higher precision
+Other targets: the layers ranked by sensitivity (pipeline/quant/sensitivity.py) go to higher precision
 one at a time (float; int16 activations on full-integer TFLite), each step re-quantized by the
 target's own quantizer and validated in its own runtime, so every layer's accuracy gain and
 latency cost is measured, not estimated.
@@ -18,7 +18,7 @@ import numpy as np
 from edge.files import copy_artifact
 from edge.latency import measure
 from pipeline import emulation
-from pipeline.sensitivity import layer_sensitivity
+from pipeline.quant.sensitivity import layer_sensitivity
 
 
 def _predictions(runner, x: np.ndarray) -> np.ndarray:

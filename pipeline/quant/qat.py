@@ -8,7 +8,7 @@ The loss is cross-entropy on the labels plus distillation from the float model (
 which keeps the int8 model close to the float one when the folder is small.
 
 `torchrun --nproc_per_node=N -m pipeline deploy --set quant.mode=qat ...` fine-tunes as N ranks
-of DistributedDataParallel (pipeline/training.py's loop and Dist); rank 0 alone writes.
+of DistributedDataParallel (pipeline/train/loop.py's loop and Dist); rank 0 alone writes.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from torch import nn
 
 from edge.isa import saturates
 from pipeline import PipelineError
-from pipeline.training import Dist, cosine, fit
+from pipeline.train.loop import Dist, cosine, fit
 from calibration.adapters import nncf_dataset
 from targets.fold import fold_batchnorm
 

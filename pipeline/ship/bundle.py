@@ -16,9 +16,9 @@ from edge.bundle import BUNDLE_FORMAT
 from edge.cli import COMMANDS
 from edge.files import copy_artifact
 from edge.report import agreement_phrase
-from pipeline.data import class_table
+from pipeline.data.folders import class_table
 
-EDGE_DIR = Path(__file__).resolve().parent.parent / "edge"
+EDGE_DIR = Path(__file__).resolve().parents[2] / "edge"
 SERVICE = "effnet-edge.service"
 
 RUN_SH = """#!/bin/sh

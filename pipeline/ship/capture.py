@@ -19,7 +19,7 @@ from pathlib import Path
 from edge.capture import MANIFEST, CaptureOptions
 from edge.errors import UserError
 from pipeline import PipelineError
-from pipeline import push
+from pipeline.ship import push
 
 SSH_FAILED = 255  # ssh's own exit status: the connection, not the remote command
 REMOTE_SH = ('cd "$1" 2>/dev/null && [ -x run.sh ] || { echo "error: no bundle in $1" >&2; exit 127; }\n'

@@ -1,5 +1,5 @@
 """Stage `auto` (QUANT=auto): PTQ, then the most sensitive layers back to float until MAX_DROP holds
-(pipeline.accuracy_aware)."""
+(pipeline.quant.accuracy_aware)."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from calibration import cache
-from pipeline.accuracy_aware import Recovery
-from pipeline.data import fingerprint, list_images
-from pipeline.validate import accuracy, torch_infer
+from pipeline.quant.accuracy_aware import Recovery
+from pipeline.data.folders import fingerprint, list_images
+from pipeline.scores import accuracy, torch_infer
 from targets.fold import fold_batchnorm
 
 NEEDS = ("model", "float", "int8", "calibration")

@@ -7,8 +7,8 @@ from pathlib import Path
 import calibration
 from calibration import sets
 from calibration import cache
-from pipeline.data import check_folder, fingerprint, list_images
-from pipeline.sample_data import calibration_folder
+from pipeline.data.folders import check_folder, fingerprint, list_images
+from pipeline.data.sample import calibration_folder
 from pipeline.stages.context import progress
 
 NEEDS = ()

@@ -13,15 +13,15 @@ import calibration
 import targets
 from edge.preprocess import Preprocess, read_images
 from pipeline import PipelineError
-from pipeline import weights as hub_weights
+from pipeline.model import weights as hub_weights
 from pipeline.config import DeployConfig
-from pipeline.data import check_folder, holdout_split, labelled_samples
-from pipeline.family import get_spec
-from pipeline.labels import is_imagenet
-from pipeline.models import fix_same_padding, labels_for, load
+from pipeline.data.folders import check_folder, holdout_split, labelled_samples
+from pipeline.model.family import get_spec
+from pipeline.model.labels import is_imagenet
+from pipeline.model.load import fix_same_padding, labels_for, load
 from pipeline.runfolder import RunFolder
-from pipeline.sample_data import sample_folder
-from pipeline.validate import rows_not_among
+from pipeline.data.sample import sample_folder
+from pipeline.scores import rows_not_among
 
 
 def progress(iterable, **kw):
@@ -32,7 +32,7 @@ class Context:
     """One deploy run's settings and surroundings. The stages' work lives in their modules (pipeline/stages/)."""
 
     def __init__(self, cfg: DeployConfig, log=print):
-        from pipeline.training import Dist
+        from pipeline.train.loop import Dist
 
         self.cfg = cfg
         self.world = Dist()

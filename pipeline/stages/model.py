@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.models import load, save_checkpoint
+from pipeline.model.load import load, save_checkpoint
 from pipeline.runfolder import sha256
 
 NEEDS = ()

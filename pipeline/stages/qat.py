@@ -13,8 +13,8 @@ import torch
 
 from calibration import cache
 from pipeline import PipelineError
-from pipeline.data import fingerprint, list_images
-from pipeline.validate import rows_not_among
+from pipeline.data.folders import fingerprint, list_images
+from pipeline.scores import rows_not_among
 
 NEEDS = ("model", "calibration")
 
@@ -54,7 +54,7 @@ def run(ctx, inputs, out: Path) -> dict:
 
 
 def train(ctx, inputs):
-    from pipeline import qat
+    from pipeline.quant import qat
 
     qat.check_toolchain(ctx.log)
     model, labels = ctx.torch_model(inputs["model"], with_labels=True)
@@ -71,8 +71,8 @@ def train(ctx, inputs):
 
 
 def training_set(ctx, labels: list[str], calib_stage) -> TrainingSet:
-    from pipeline import qat
-    from pipeline.train import FolderDataset
+    from pipeline.quant import qat
+    from pipeline.train.command import FolderDataset
 
     calib_files = cache.files(calib_stage.folder)
     if ctx.cfg.quant.qat_data == "calibration":  # never random: DeployConfig refuses that

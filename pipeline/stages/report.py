@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.bundle import write_bundle, write_tarball
+from pipeline.ship.bundle import write_bundle, write_tarball
 from pipeline.chain import code_digest
-from pipeline.report import write_report
-from pipeline.sample_data import SAMPLE_PHOTOS
+from pipeline.ship.report import write_report
+from pipeline.data.sample import SAMPLE_PHOTOS
 
 NEEDS = ("model", "calibration", "float", "int8", "shipped", "validate")
 

@@ -15,8 +15,8 @@ from calibration import cache
 from edge import metrics
 from edge.preprocess import read_images
 from pipeline import PipelineError
-from pipeline import validate as val
-from pipeline.data import fingerprint, list_images
+from pipeline import scores as val
+from pipeline.data.folders import fingerprint, list_images
 from pipeline.stages import judge
 from pipeline.stages.context import progress
 

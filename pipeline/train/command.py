@@ -26,11 +26,11 @@ from torch import nn
 from edge.dataset import ClassTable, Sample, labelled_samples
 from edge.preprocess import INTERPOLATIONS, Preprocess, read_image
 from pipeline import PipelineError
-from pipeline.family import get_spec
-from pipeline.models import classifier, load, save_checkpoint
+from pipeline.model.family import get_spec
+from pipeline.model.load import classifier, load, save_checkpoint
 from edge.files import write_atomic
 from pipeline.config import TrainConfig  # noqa: F401  (the config of `train`, beside deploy's)
-from pipeline.training import Dist, cosine, fit
+from pipeline.train.loop import Dist, cosine, fit
 
 
 def _folder_classes(folder: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The one training loop (float fine-tuning in pipeline/train.py, QAT in pipeline/qat.py), its
+"""The one training loop (float fine-tuning in pipeline/train/command.py, QAT in pipeline/quant/qat.py), its
 cosine learning-rate schedule, and torchrun's world both run in.
 
 Under `torchrun --nproc_per_node=N` every rank runs the same loop as one process of
