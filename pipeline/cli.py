@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import multiprocessing
 import os
 import re
-import multiprocessing
 import sys
 import traceback
+import typing
 from pathlib import Path
 
 from pipeline.config import MODES, OPTIMIZERS, TrainConfig
@@ -23,6 +25,34 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+# --help text for TrainConfig's fields; the options themselves (names, types, defaults) come from the dataclass.
+TRAIN_HELP = {
+    "data": "labelled folder, one subfolder per class",
+    "val": "validation folder (default: hold out val_split of DATA, stratified)",
+    "optimizer": f"one of {', '.join(OPTIMIZERS)}",
+    "freeze_backbone": "train only the new head",
+    "weights": "start from this file; 'random' trains from scratch (default: pretrained)",
+    "out": "run folder (default runs/<model>-train)",
+    "resume": "continue from the run folder's last.pt",
+}
+
+
+def _config_options(parser, config_class, helps: dict, required: tuple[str, ...] = ()) -> None:
+    """One --option per field of a frozen config dataclass, its type and default read from the dataclass, so the CLI
+    never retypes the config (a bool field is a flag; an optional one takes its type or nothing)."""
+    defaults, hints = config_class(**{name: "x" for name in required}), typing.get_type_hints(config_class)
+    for f in dataclasses.fields(config_class):
+        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        if base is bool:
+            parser.add_argument(flag, action="store_true", help=helps.get(f.name))
+        elif f.name in required:
+            parser.add_argument(flag, type=base, required=True, help=helps.get(f.name))
+        else:
+            text = " ".join(filter(None, [helps.get(f.name), "(default: %(default)s)"]))
+            parser.add_argument(flag, type=base, default=getattr(defaults, f.name), help=text)
 
 
 def _deploy_options(p: argparse.ArgumentParser) -> None:
@@ -221,19 +251,7 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     _choose_options(sub.add_parser("choose", help="the most accurate EfficientNet whose int8 p99 latency fits a budget on the target"))
     _capture_options(sub.add_parser("capture", help="frames from the board's camera (DEVICE) or a source here, for deploy --calib"))
     t = sub.add_parser("train", help="fine-tune on a labelled folder (new head); best.pt feeds make deploy WEIGHTS=")
-    d = TrainConfig()  # the defaults live in the config, not here
-    t.add_argument("--model", default=d.model)
-    t.add_argument("--data", required=True, help="labelled folder, one subfolder per class")
-    t.add_argument("--val", help="validation folder (default: hold out 20 %% of DATA, stratified)")
-    t.add_argument("--epochs", type=int, default=d.epochs)
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--lr", type=float, default=d.lr)
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    t.add_argument("--freeze-backbone", action="store_true", help="train only the new head")
-    t.add_argument("--weights", help="start from this file; 'random' trains from scratch (default: pretrained)")
-    t.add_argument("--image-size", type=int)
-    t.add_argument("--out", help="run folder (default runs/<model>-train)")
-    t.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    _config_options(t, TrainConfig, TRAIN_HELP, required=("data",))
     t.add_argument("--debug", action="store_true")
     f = sub.add_parser("fashion-mnist", help="write a Fashion-MNIST subset (Debian's dataset-fashion-mnist) as train/ and val/ folders")
     f.add_argument("--out", default="data/fashion-mnist")
@@ -295,9 +313,7 @@ def _fashion_mnist(args) -> int:
 def _train(args) -> int:
     from pipeline.train.command import train
 
-    train(TrainConfig(model=args.model, data=args.data, val=args.val, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr, optimizer=args.optimizer, freeze_backbone=args.freeze_backbone, weights=args.weights,
-                      image_size=args.image_size, out=args.out, resume=args.resume))
+    train(TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}))
     return 0
 
 

@@ -73,7 +73,8 @@ def test_board_venv_has_no_torch(board_python):
 def test_bundle_layout(deployed):
     bundle = deployed / "bundle"
     for name in ("config.json", "labels.json", "labels.txt", "run.sh", "README.md", "requirements.txt",
-                 "effnet-edge.service", "install-service.sh", "edge/__main__.py", "edge/loop.py", "edge/runners.py"):
+                 "effnet-edge.service", "install-service.sh", "edge/__main__.py", "edge/loop.py", "edge/runners/__init__.py",
+                 "edge/runners/openvino.py", "edge/runners/onnxruntime.py", "edge/runners/tensorrt.py"):
         assert (bundle / name).is_file(), name
     config = json.loads((bundle / "config.json").read_text())
     assert (bundle / config["artifact"]).is_file() and (bundle / config["float_artifact"]).is_file()

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.data.folders import fashion_mnist
+from pipeline.data import fashion_mnist
 from conftest import ships
 from pipeline.cli import main
 

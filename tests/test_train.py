@@ -150,3 +150,18 @@ def test_deploying_an_untrained_phi_model_says_train_it_first(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "train it first, make train MODEL=phi0.5 WEIGHTS=random" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_train_command_takes_its_options_from_the_config(capsys):
+    """Every TrainConfig field is a `train` option with the config's own default: the CLI never retypes the config."""
+    import dataclasses
+
+    from pipeline.cli import main
+    from pipeline.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in out, f.name
+    assert "--epochs EPOCHS (default: 10)" in out and "--weight-decay WEIGHT_DECAY (default: 0.05)" in out

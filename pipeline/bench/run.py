@@ -15,6 +15,7 @@ from pipeline.bench.engines import engines_for, interleaved_latency, machine_inf
 from pipeline.config import make_config
 from pipeline.model.costs import cost
 from pipeline.chain import Chain
+from pipeline.stages import STAGES
 from pipeline.model.family import FAMILY, get_spec
 from pipeline.model.load import load
 from edge.files import write_atomic
@@ -59,7 +60,7 @@ def deploy_model(model: str, target: str, bc: BenchConfig, weights: str | None, 
     cfg = make_config(target, {"model": model, "data": bc.data, "weights": weights, "out": str(Path(bc.out) / "runs" / f"{model}-{target}"),
                                "calib_size": "32" if bc.quick else "300", "runs": "20", "warmup": "5"})
     d = Chain(cfg, log)
-    stages = {name: d.stage(name) for name in ("model", "calibration", "float", "int8", *(("validate",) if real else ()))}
+    stages = {name: d.stage(name) for name in STAGES if name in ("model", "calibration", "float", "int8") or (real and name == "validate")}
     return {
         "deploy": d.ctx,
         "model": stages["model"],
