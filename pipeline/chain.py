@@ -10,29 +10,11 @@ Under torchrun (WORLD_SIZE > 1) rank 0 runs the chain and the other ranks join Q
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from pipeline import sources, stages
+from pipeline import stages
 from pipeline.config import DeployConfig
 from pipeline.runfolder import Stage
 from pipeline.stages.context import Context
-
-EDGE = Path(__file__).resolve().parent.parent / "edge"
-# the bundle carries all of edge/: its key follows every module there, and the report and bundle writers
-BUNDLE_SOURCES = ("pipeline.stages.report", "pipeline.ship.bundle", "pipeline.ship.report",
-                  *sorted(".".join(p.relative_to(EDGE.parent).with_suffix("").parts) for p in EDGE.rglob("*.py")))
-
-
-def stage_sources(stage: str, target_module: str | None = None) -> tuple[str, ...]:
-    """The modules stage `stage` starts from ("bundle": the bundle's), with the target's module where it calls it."""
-    modules = BUNDLE_SOURCES if stage == "bundle" else (stages.STAGES[stage].module, "pipeline.stages.context")
-    targeted = stage == "bundle" or stages.STAGES[stage].targeted
-    return (*modules, *((target_module,) if targeted and target_module else ()))
-
-
-def code_digest(stage: str, target=None) -> str:
-    """The digest of the source stage `stage` runs (pipeline.sources), for its cache key."""
-    return sources.digest(*stage_sources(stage, type(target).__module__ if target is not None else None))
+from pipeline.stages.keys import code_digest
 
 
 class Chain:

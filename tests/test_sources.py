@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import sources, stages
-from pipeline.chain import stage_sources
+from pipeline.stages.keys import stage_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHED = [name for name, entry in stages.STAGES.items() if entry.cached] + ["bundle"]

@@ -32,7 +32,8 @@ from pipeline.ship import push
 from pipeline.config import at_least, make_config
 from pipeline.model.costs import cost
 from pipeline.data.folders import check_folder, labelled_samples
-from pipeline.chain import Chain, code_digest
+from pipeline.chain import Chain
+from pipeline.stages.keys import code_digest
 from pipeline.stages import judge
 from pipeline.model.family import FAMILY, ModelSpec, get_spec
 from pipeline.model.labels import imagenet_names

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.ship.bundle import write_bundle, write_tarball
-from pipeline.chain import code_digest
+from pipeline.stages.keys import code_digest
 from pipeline.ship.report import write_report
 from pipeline.data.sample import SAMPLE_PHOTOS
 
