@@ -114,8 +114,9 @@ train: setup  ## make train MODEL=b0 DATA=dir [VAL=dir] EPOCHS=10 [RESUME=1] [FR
 		$(if $(IMAGE_SIZE),--image-size $(call q,$(IMAGE_SIZE))) $(if $(OUT),--out $(call q,$(OUT))) $(if $(RESUME),--resume) \
 		$(if $(FREEZE),--freeze-backbone)
 
-bench: setup  ## MODELS=lite0,b0,b1 QUICK=1 DATA=folder
-	$(PYTHON) -m pipeline bench $(if $(MODELS),--models $(call q,$(MODELS))) $(if $(QUICK),--quick) $(if $(DATA),--data $(call q,$(DATA)))
+bench: setup  ## MODELS=lite0,b0,b1 QUICK=1 DATA=folder; SUSTAINED=10 [WINDOW=60]: the first model back to back for 10 min
+	$(PYTHON) -m pipeline bench $(if $(MODELS),--models $(call q,$(MODELS))) $(if $(QUICK),--quick) $(if $(DATA),--data $(call q,$(DATA))) \
+		$(if $(SUSTAINED),--sustained $(call q,$(SUSTAINED))) $(if $(WINDOW),--window $(call q,$(WINDOW)))
 
 # The most accurate model whose int8 p99 fits BUDGET_MS, timed in TARGET's runtime here or on DEVICE (its bundle's own code).
 choose: setup  ## make choose TARGET=openvino BUDGET_MS=20 [MODELS=lite0,b0] [DATA=dir] [DEVICE=user@host] [IMAGE_SIZE=] [OUT=]

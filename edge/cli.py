@@ -24,6 +24,7 @@ COMMANDS = {
     "validate": "accuracy and latency of this bundle's model on a labelled folder, in this board's runtime",
     "latency": "batch-1 latency of this bundle's int8 model in this board's runtime, as one JSON line (no images needed)",
     "capture": "frames from this board's camera (or a stream, video file or image folder) into a folder, for make deploy CALIB=",
+    "bench": "a sustained run: the int8 model back to back for N minutes, latency per minute beside temperature, clock and throttling",
 }
 EPILOG = ("With no command, ./run.sh runs `run`: ./run.sh --source 0 is ./run.sh run --source 0.\n"
           "Each command's options: ./run.sh run --help, ./run.sh validate --help.")
@@ -96,6 +97,13 @@ def _latency_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="runtime threads (default: the bundle's)")
 
 
+def _bench_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--minutes", type=float, required=True, help="how long to run (e.g. 10)")
+    p.add_argument("--window", type=float, default=60.0, help="seconds per row: p50, p99, images/s, sensors (default 60)")
+    p.add_argument("--threads", type=int, help="runtime threads (default: the bundle's)")
+    p.add_argument("--out", default="sustained", help="writes OUT.json and, with matplotlib, OUT.png (default ./sustained)")
+
+
 def _capture_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the folder to make (it must not exist; made whole or not at all)")
     p.add_argument("--count", type=int, required=True, help="frames to keep")
@@ -119,7 +127,8 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", prog="./run.sh", help=argparse.SUPPRESS)  # listed one line each in the description
     for name, line in COMMANDS.items():
         p = sub.add_parser(name, parents=[_common()], help=line, description=line[0].upper() + line[1:] + ".")
-        {"run": _run_options, "validate": _validate_options, "latency": _latency_options, "capture": _capture_options}[name](p)
+        {"run": _run_options, "validate": _validate_options, "latency": _latency_options, "capture": _capture_options,
+         "bench": _bench_options}[name](p)
     return top
 
 
@@ -225,6 +234,30 @@ def latency(args) -> int:
     return 0
 
 
+def bench(args) -> int:
+    """The sustained run on this board (edge.sustained): a line per window, then the verdict line."""
+    import platform
+
+    from edge import sustained
+    from edge.bundle import Bundle
+
+    if not args.minutes > 0 or not args.window > 0:
+        raise UserError(f"--minutes {args.minutes} --window {args.window}: both must be positive (e.g. --minutes 10)")
+    bundle = Bundle.load(args.bundle)
+    runner = bundle.runner("int8", args.threads)
+    for line in sustained.absent(sustained.Sensors()):
+        print(f"[sustained] {line}", file=sys.stderr)
+    print(f"[sustained] {runner.runtime}, {runner.threads} thread(s): {args.minutes:g} min in windows of {args.window:g} s",
+          file=sys.stderr)
+    result = sustained.run(runner.infer, bundle.blank(), args.minutes, args.window,
+                           on_window=lambda row: print(sustained.window_line(row), file=sys.stderr, flush=True))
+    result.update(runtime=runner.runtime, threads=runner.threads, machine=f"{platform.node()} ({platform.machine()})")
+    written = sustained.write(result, Path(args.out), f"{runner.runtime} on {platform.node()}")
+    print(f"[sustained] {result['verdict']}", file=sys.stderr)
+    print(json.dumps({"verdict": result["verdict"], **written}))
+    return 0
+
+
 def capture(args) -> int:
     """Frames for calibration; the bundle gives the default camera (`./run.sh capture` works without a model too)."""
     from edge.capture import main as capture_main
@@ -251,7 +284,7 @@ def main(argv=None) -> int:
         argv.insert(0, "run")
     args = top.parse_args(argv)
     try:
-        return {"run": run, "validate": validate, "latency": latency, "capture": capture}[args.command](args)
+        return {"run": run, "validate": validate, "latency": latency, "capture": capture, "bench": bench}[args.command](args)
     except Exception as e:
         line = one_line(e, Path(args.bundle))
         if line is None or args.debug:

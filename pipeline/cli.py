@@ -242,6 +242,9 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     b.add_argument("--out", default="bench")
     b.add_argument("--quick", action="store_true", help="a few-minute run: fewer runs, smaller scaling budget")
     b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--sustained", type=float, metavar="MINUTES",
+                   help="instead: the first model's int8 back to back for MINUTES, latency per minute beside temperature and clock")
+    b.add_argument("--window", type=float, default=60.0, help="--sustained: seconds per row (default 60)")
     b.add_argument("--debug", action="store_true")
     w = sub.add_parser("weights", help="a B model's ImageNet weights from the hub, or FROM a file downloaded elsewhere, "
                                         "checked against the published hash and put where the loader looks")
@@ -276,7 +279,16 @@ def _bench(args) -> int:
     from pipeline.bench import BenchConfig, run_bench, valid_models
 
     models = valid_models([m for m in args.models.split(",") if m])
-    run_bench(BenchConfig(models=models, data=args.data, out=args.out, quick=args.quick, threads=args.threads))
+    bc = BenchConfig(models=models, data=args.data, out=args.out, quick=args.quick, threads=args.threads)
+    if args.sustained is not None:
+        from pipeline import PipelineError
+        from pipeline.bench.sustained import run_sustained
+
+        if not args.sustained > 0 or not args.window > 0:
+            raise PipelineError(f"SUSTAINED={args.sustained:g} minutes, window {args.window:g} s: both must be positive, e.g. SUSTAINED=10")
+        run_sustained(bc, args.sustained, args.window)
+        return 0
+    run_bench(bc)
     return 0
 
 

@@ -78,3 +78,16 @@ def test_bench_writes_tables_and_plots(tmp_path):
     for png in ("latency.png", "accuracy.png", "scaling.png"):
         assert (out / png).stat().st_size > 1000
     assert results["models"]["lite0"]["weights"] == "pretrained"
+
+
+@pytest.mark.e2e  # ~40 s: a Lite0 deploy, then 3 windows
+def test_sustained_bench_writes_its_report_and_plot(tmp_path):
+    """make bench SUSTAINED=N: the first model's int8 back to back, a row per window, the verdict, JSON, Markdown, plot."""
+    from pipeline.cli import main
+
+    assert main(["bench", "--models", "lite0", "--sustained", str(3 / 60), "--window", "1", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "sustained.json").read_text())
+    assert len(result["windows"]) == 3 and result["model"] == "lite0"
+    md = (tmp_path / "sustained.md").read_text()
+    assert result["verdict"] in md and "| window | to s | p50 ms | p99 ms |" in md and "sustained.png" in md
+    assert (tmp_path / "sustained.png").stat().st_size > 5000

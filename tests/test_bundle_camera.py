@@ -387,3 +387,22 @@ def test_throughput_mode_keeps_frame_order_and_answers(deployed, board_python, v
     assert [rec["index"] for rec in records] == one_at_a_time
     r = run_board(board_python, bundle, "--source", str(path), "--headless", "--in-flight", "2")
     assert r.returncode == 1 and "with --mode throughput" in one_line(r)
+
+
+@ONE_RUNTIME
+def test_board_sustained_run(deployed, board_python, tmp_path):
+    """./run.sh bench --minutes: a line per window, the verdict, and the JSON, on the board's own Python (no matplotlib
+    there: the plot is left out, the figures are all in the JSON); absent sensors are said and the run carries on."""
+    r = run_board(board_python, deployed / "bundle", "bench", "--minutes", str(3 / 60), "--window", "1",
+                  "--out", str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    windows = [line for line in r.stderr.splitlines() if line.startswith("[sustained] window ")]
+    assert len(windows) == 3 and "p99" in windows[0] and "images/s" in windows[0]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert out["verdict"] == result["verdict"] and result["verdict"].split(":")[0] in ("steady", "SLOWER")
+    assert len(result["windows"]) == 3 and result["runtime"].startswith("openvino")
+    assert all(w["images"] > 0 for w in result["windows"])
+    assert (out["plot"] is None) == (not (tmp_path / "s.png").exists())
+    r = run_board(board_python, deployed / "bundle", "bench", "--minutes", "0")
+    assert r.returncode == 1 and "must be positive" in one_line(r)
