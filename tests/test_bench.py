@@ -54,6 +54,14 @@ def test_bench_writes_tables_and_plots(tmp_path):
     assert tools["onnxruntime int8"]["tool"] is None and "onnxruntime_perf_test" in tools["onnxruntime int8"]["why"]
     if "tflite" in bench_targets():
         assert tools["litert int8"]["tool"] == "litert-benchmark" and tools["litert int8"]["theirs_median_ms"] > 0
+        assert tools["litert int8"]["input"] == "pixels" and tools["openvino int8"]["input"] == "pixels"  # as the camera feeds them
+    for runtime in ("onnxruntime", "openvino"):  # op kinds from the runtimes' own counters, adding up to the run
+        prof = lite["op_profile"][runtime]
+        assert prof["int8_over_fp32"] > 0 and prof["convolution_ms"]["int8"] > 0
+        assert sum(prof["ops_ms"]["int8"].values()) == pytest.approx(prof["total_ms"]["int8"])
+        assert prof["bound_if_int8_rest_were_free"] >= prof["bound_if_int8_rest_cost_fp32s"]
+    assert any(op.startswith("QLinearConv") or op.startswith("NhwcQLinearConv") for op in lite["op_profile"]["onnxruntime"]["ops_ms"]["int8"])
+    assert any(op.endswith(" I8") or op.endswith(" i8") for op in lite["op_profile"]["openvino"]["ops_ms"]["int8"])
     # Three photos cannot pin int8 down on every CPU (a near-tie flips with the int8 arithmetic): the
     # table holds a measured fraction, and float, which is the same everywhere, gets every photo right.
     assert lite["accuracy"]["openvino"]["images"] == 3 and 0 <= lite["accuracy"]["onnx"]["int8_top1"] <= 1
@@ -73,7 +81,7 @@ def test_bench_writes_tables_and_plots(tmp_path):
     assert cam["every frame"]["classified"] == 40 and cam["bare_inference_fps"] > 0 and cam["live at 30 fps"]["classified"] > 0
     assert [s["model"] for s in saved["scaling"]] == ["b0"]
     md = (out / "README.md").read_text()
-    for heading in ("## Latency", "paired rounds", "benchmark_app", "litert-benchmark", "No tool for onnxruntime", "raw (CSI camera), throughput", "## Accuracy", "## Camera loop", "## Pipeline cost", "## Scaling"):
+    for heading in ("## Latency", "paired rounds", "benchmark_app", "litert-benchmark", "No tool for onnxruntime", "## Where the time goes", "raw (CSI camera), throughput", "## Accuracy", "## Camera loop", "## Pipeline cost", "## Scaling"):
         assert heading in md
     for png in ("latency.png", "accuracy.png", "scaling.png"):
         assert (out / png).stat().st_size > 1000

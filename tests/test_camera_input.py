@@ -111,7 +111,25 @@ def test_a_litert_bundle_maps_pixels_by_table_bit_for_bit(target_artifacts, phot
     board, host = bundle.runner("int8"), targets.get_target("tflite").runner(made, 2)
     assert board.takes_pixels and "table" in board.pixels_by
     for img in photos:
-        np.testing.assert_array_equal(board._input(bundle.model_input(img)[None]), host._input(PRE(img)[None]))
+        np.testing.assert_array_equal(board.model_input(bundle.model_input(img)[None]), host.model_input(PRE(img)[None]))
         np.testing.assert_array_equal(board.infer(bundle.model_input(img)[None]), host.infer(PRE(img)[None]))
     with pytest.raises(ValueError, match="Preprocess.pixels"):
         board.infer(PRE(photos[0])[None])
+
+
+@pytest.mark.parametrize("name", ["tflite", "openvino"])
+def test_the_bench_times_each_tool_comparison_on_what_the_camera_program_feeds(name, target_artifacts, photos, tmp_path):
+    """make bench's ours-against-the-tool row runs the bundle's call on the bundle's artifact: the camera's pixels
+    (LiteRT: through its table, no float tensor to quantize; OpenVINO: into the IR that holds the preprocessing)."""
+    from pipeline.bench.run import as_the_camera_runs
+
+    target = targets.get_target(name)
+    artifact = target_artifacts(name)["int8"]
+    used, runner, sample = as_the_camera_runs(target, artifact, PRE, 1, tmp_path / "camera-input")
+    assert runner.takes_pixels and used.suffix == artifact.suffix
+    assert sample.shape == (1, TINY_SIZE, TINY_SIZE, 3) and sample.dtype == np.uint8
+    assert runner.infer(sample).shape == (1, 4)
+    if name == "tflite":  # the table gives the model the host path's very input: the same answer to the bit
+        host = target.runner(artifact, 1)
+        for img in photos:
+            np.testing.assert_array_equal(runner.infer(PRE.pixels(img)[None]), host.infer(PRE(img)[None]))

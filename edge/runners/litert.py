@@ -84,7 +84,8 @@ class LiteRTRunner(Runner):
         self.takes_pixels, self.input_dtype = True, np.uint8
         self.pixels_by = "a 256-entry table per channel in the runner, to the model's own input quantization"
 
-    def _input(self, batch: np.ndarray) -> np.ndarray:
+    def model_input(self, batch: np.ndarray) -> np.ndarray:
+        """What the interpreter is handed for `batch`: the model's NHWC input in its own dtype."""
         if not self.takes_pixels:
             return quantize_input(batch.transpose(0, 2, 3, 1), self.input)
         import cv2
@@ -95,7 +96,7 @@ class LiteRTRunner(Runner):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         outs = []
         for i in range(batch.shape[0]):
-            self.interpreter.set_tensor(self.input["index"], self._input(batch[i : i + 1]))
+            self.interpreter.set_tensor(self.input["index"], self.model_input(batch[i : i + 1]))
             self.interpreter.invoke()
             outs.append(dequantize(self.interpreter.get_tensor(self.output["index"]), self.output))
         return np.concatenate(outs, axis=0)

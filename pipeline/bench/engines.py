@@ -136,16 +136,16 @@ NO_TOOL = {
 def bare_call(runner, sample: np.ndarray):
     """The runtime's own inference call alone, without our runner's conversions and output copy
     (to tell our wrapper's share of a gap from the measurement's)."""
-    from edge.runners import LiteRTRunner, OpenVINORunner, quantize_input
+    from edge.runners import LiteRTRunner, OpenVINORunner
 
     if isinstance(runner, OpenVINORunner):
         import openvino
 
         request = runner.compiled.create_infer_request()
-        request.set_tensor(runner.compiled.input(0), openvino.Tensor(np.ascontiguousarray(sample, dtype=np.float32)))
+        request.set_tensor(runner.compiled.input(0), openvino.Tensor(np.ascontiguousarray(sample)))  # pixels or a tensor, as fed
         return lambda _x: request.infer(share_outputs=True)
     if isinstance(runner, LiteRTRunner):
-        runner.interpreter.set_tensor(runner.input["index"], quantize_input(sample.transpose(0, 2, 3, 1), runner.input))
+        runner.interpreter.set_tensor(runner.input["index"], runner.model_input(sample))
         return lambda _x: runner.interpreter.invoke()
     return None
 

@@ -14,7 +14,7 @@ def _f(x, fmt="{:.2f}") -> str:
 
 def write_bench_report(r: dict, out: Path) -> None:
     """bench/README.md, one section per measurement, and its plots."""
-    sections = (_header, _latency, _vendor_tools, _accuracy, _camera_loop, _stage_cost, _scaling)
+    sections = (_header, _latency, _vendor_tools, _op_profile, _accuracy, _camera_loop, _stage_cost, _scaling)
     lines = [line for section in sections for line in section(r)]
     write_atomic(out / "README.md", "\n".join(lines) + "\n")
     _plots(r, out)
@@ -61,8 +61,8 @@ def _vendor_tools(r: dict) -> list[str]:
              f"Each of {c['vendor_rounds']} rounds runs the tool (about {c['vendor_seconds']:g} s) between two runs of ours "
              "(about half that each, averaged); the ratio is the median of the rounds' ratios, with their range. "
              "benchmark_app compiles the IR with our runner's own properties (-load_config).", "",
-             "| model | engine | tool | ours p50 ms | tool's median ms | ours / tool | rounds' range | our wrapper ms | ours interleaved p50 ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| model | engine | ours fed | tool | ours p50 ms | tool's median ms | ours / tool | rounds' range | our wrapper ms | ours interleaved p50 ms |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     missing = {}
     for model, mr in r["models"].items():
         for name, row in mr["vendor_tools"].items():
@@ -70,13 +70,33 @@ def _vendor_tools(r: dict) -> list[str]:
                 missing[name.rsplit(" ", 1)[0]] = row["why"]
                 continue
             low, high = row["ratio_range"]
-            lines.append(f"| {model} | {name} | {row['tool']} | {row['ours_p50_ms']:.2f} | {row['theirs_median_ms']:.2f} "
+            lines.append(f"| {model} | {name} | {row.get('input', 'tensor')} | {row['tool']} | {row['ours_p50_ms']:.2f} | {row['theirs_median_ms']:.2f} "
                          f"| {row['ratio']:.3f} | {low:.2f}-{high:.2f} | {_f(row['wrapper_ms'], '{:.3f}')} | {row['interleaved_p50_ms']:.2f} |")
-    lines += ["", "Ours includes the Python call, the input's conversion and the copy of the output (\"our wrapper\": "
-              "ours minus the runtime's bare inference call, the two interleaved in blocks); the tools time the bare call, "
-              "on an input set once. LiteRT's wrapper also quantizes the float tensor to the model's int8 input; on a shared "
-              "VM a difference of two p50s still moves from run to run."]
+    lines += ["", "Ours is the call the camera program makes, fed what the bundle is fed: pixels (the camera's uint8 BGR frame) where "
+              "the target's bundle takes them, else a normalised tensor. It includes the Python call, the input's conversion "
+              "and the copy of the output (\"our wrapper\": ours minus the runtime's bare inference call, the two interleaved "
+              "in blocks); the tools time the bare call, on an input set once. LiteRT's wrapper maps the pixels to the model's "
+              "int8 input by a 256-entry table per channel (a float tensor's quantization cost 0.3-0.5 ms more); on a shared "
+              "VM a difference of two p50s still moves from run to run. The other tables time the normalised-tensor artifacts."]
     lines += [f"No tool for {runtime}: {why}." for runtime, why in missing.items()]
+    return lines + [""]
+
+
+def _op_profile(r: dict) -> list[str]:
+    """Per model and runtime: fp32's and int8's time by op kind, and what it bounds int8's speed-up to."""
+    rows = [(model, runtime, p) for model, mr in r["models"].items() for runtime, p in (mr.get("op_profile") or {}).items() if p]
+    if not rows:
+        return []
+    lines = ["## Where the time goes (one thread, the runtime's own counters)", "",
+             "Each op kind's ms per inference, the runtime's fused op types as it runs them (OpenVINO's with the precision "
+             "it executed in), the top five per file. **Conv-bound** is fp32's whole run over int8's convolutions plus fp32's own "
+             "non-convolution time: the int8 speed-up if int8's other ops cost what fp32's do; **ceiling**, if they cost nothing.", "",
+             "| model | runtime | int8 ÷ fp32 | conv-bound | ceiling | fp32: top op kinds, ms | int8: top op kinds, ms |",
+             "|---|---|---|---|---|---|---|"]
+    for model, runtime, p in rows:
+        top = {k: ", ".join(f"{op} {ms:.2f}" for op, ms in list(v.items())[:5]) for k, v in p["ops_ms"].items()}
+        lines.append(f"| {model} | {runtime} | {p['int8_over_fp32']:.2f} | {_f(p['bound_if_int8_rest_cost_fp32s'])} "
+                     f"| {_f(p['bound_if_int8_rest_were_free'])} | {top['fp32']} | {top['int8']} |")
     return lines + [""]
 
 

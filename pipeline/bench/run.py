@@ -11,7 +11,9 @@ import numpy as np
 from edge.files import artifact_size_mb
 from pipeline import PipelineError
 from pipeline.bench.camera import camera_loop_rate
-from pipeline.bench.engines import engines_for, interleaved_latency, machine_info, paired_speedup, vendor_crosscheck
+from pipeline.bench.engines import (NO_TOOL, VENDOR_TOOLS, engines_for, interleaved_latency, machine_info, paired_speedup,
+                                    vendor_crosscheck)
+from pipeline.bench.profile import PROFILERS, op_profile
 from pipeline.config import make_config
 from pipeline.model.costs import cost
 from pipeline.chain import Chain
@@ -133,7 +135,8 @@ def run_bench(bc: BenchConfig, log=print) -> dict:
             latency[name]["speedup_vs_own_fp32_paired"] = paired_speedup(
                 engines[fp32][1], engines[name][1], sample, bc.vendor_rounds, bc.vendor_seconds)
             log(f"[bench] {name} / fp32, paired: {latency[name]['speedup_vs_own_fp32_paired']['ratio']:.2f}")
-        vendor = vendor_tools(deployed, bc, np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32), log)
+        vendor = vendor_tools(model, deployed, bc, log)
+        profiles = op_profiles(deployed, np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32), log)
         results["models"][model] = {
             "resolution": size,
             "weights": "pretrained" if real else "random (no offline weights): latency only",
@@ -142,6 +145,7 @@ def run_bench(bc: BenchConfig, log=print) -> dict:
             "accuracy": {t: _accuracy(d["validation"]) for t, d in deployed.items()} if real else None,
             "data": str(deployed["openvino"]["deploy"].data_dir) if real else None,
             "stage_seconds": {t: d["stage_seconds"] for t, d in deployed.items()},
+            "op_profile": profiles,
         }
         log(f"[bench] {model}: camera loop on a generated video (openvino int8)")
         results["models"][model]["camera_loop"] = camera_loop_rate(
@@ -155,19 +159,50 @@ def run_bench(bc: BenchConfig, log=print) -> dict:
     return results
 
 
-def vendor_tools(deployed: dict, bc: BenchConfig, sample: np.ndarray, log) -> dict:
-    """Each deployed artifact timed by us and by its runtime's own tool, taking turns (engines.vendor_crosscheck)."""
+def vendor_tools(model: str, deployed: dict, bc: BenchConfig, log) -> dict:
+    """Each deployed artifact as the camera program runs it, timed by us and by its runtime's own tool on the same
+    file, taking turns (engines.vendor_crosscheck)."""
     rows = {}
     for target_name, artifacts in deployed.items():
         target = get_target(target_name)
         for precision, key in (("fp32", "float"), ("int8", "int8")):
             name = f"{target.device_runtime} {precision}"
-            runner = target.runner(artifacts[key], bc.threads, "f32")
-            rows[name] = vendor_crosscheck(target.device_runtime, artifacts[key], runner, sample, bc.threads,
-                                           bc.vendor_rounds, bc.vendor_seconds)
+            if target.device_runtime not in VENDOR_TOOLS:
+                rows[name] = {"tool": None, "why": NO_TOOL.get(target.device_runtime, "no tool of its own known")}
+                continue
+            folder = Path(bc.out) / "camera-input" / f"{model}-{target_name}-{precision}"
+            artifact, runner, sample = as_the_camera_runs(target, artifacts[key], artifacts["deploy"].preprocess, bc.threads, folder)
+            rows[name] = vendor_crosscheck(target.device_runtime, artifact, runner, sample, bc.threads,
+                                           bc.vendor_rounds, bc.vendor_seconds) | {"input": "pixels" if runner.takes_pixels else "tensor"}
             if rows[name].get("ratio"):
                 log(f"[bench] {name}: ours / {rows[name]['tool']} = {rows[name]['ratio']:.3f}")
     return rows
+
+
+def op_profiles(deployed: dict, sample: np.ndarray, log) -> dict:
+    """fp32 and int8 time by op kind, for each deployed target whose runtime has counters (bench.profile)."""
+    profiles = {}
+    for target_name, artifacts in deployed.items():
+        runtime = get_target(target_name).device_runtime
+        if runtime in PROFILERS:
+            profiles[runtime] = op_profile(runtime, artifacts["float"], artifacts["int8"], sample)
+            log(f"[bench] {runtime} op profile: int8 {profiles[runtime]['int8_over_fp32']:.2f}x fp32 on one thread, "
+                f"{profiles[runtime]['bound_if_int8_rest_cost_fp32s']:.2f}x if its non-convolution ops cost fp32's")
+    return profiles
+
+
+def as_the_camera_runs(target, artifact: Path, preprocess, threads: int, folder: Path):
+    """(artifact, runner, sample) as the bundle's camera program has them: the target's pixel artifact fed the camera's
+    uint8 pixels where it makes one (LiteRT: the same file, its input quantized by a table in the runner), else
+    the artifact fed normalised tensors."""
+    size = preprocess.image_size
+    folder.mkdir(parents=True, exist_ok=True)
+    pixel_artifact = target.with_pixel_input(artifact, preprocess, folder / "model")
+    if pixel_artifact is None:
+        return artifact, target.runner(artifact, threads, "f32"), np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    runner = target.runner(pixel_artifact, threads, "f32")
+    runner.accept_pixels(preprocess)
+    return pixel_artifact, runner, np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
 
 
 def _accuracy(v: dict | None) -> dict | None:
