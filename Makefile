@@ -25,7 +25,7 @@ DEVICE_ARGS = $(if $(DEVICE),--device $(call q,$(DEVICE))) $(if $(DEVICE_DIR),--
 	$(if $(DEVICE_INSTALL),--device-install) $(if $(DEVICE_START),--device-start $(call q,$(DEVICE_START))) \
 	$(if $(SOURCE),--source $(call q,$(SOURCE)))
 
-.PHONY: setup deploy stage push run train bench choose capture test test-deps test-e2e test-arm test-isa isa-deps weights fashion-mnist models targets clean
+.PHONY: setup deploy stage push run train bench choose capture rollout rollback fleet-status test test-deps test-e2e test-arm test-isa isa-deps weights fashion-mnist models targets clean
 
 $(ENV_DIR)/bin/python:
 	@$(BOOTSTRAP_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
@@ -130,6 +130,21 @@ choose: setup  ## make choose TARGET=openvino BUDGET_MS=20 [MODELS=lite0,b0] [DA
 
 # The board's own frames for CALIB: ./run.sh capture on DEVICE (its bundle pushed there), brought back to OUT; no DEVICE: here.
 COUNT ?= 300
+# A fleet: an Ansible inventory of boards (README: "A fleet of boards").
+FLEET_ARGS = --fleet $(call q,$(FLEET)) $(if $(LIMIT),--limit $(call q,$(LIMIT))) $(if $(FLEET_STATE),--state $(call q,$(FLEET_STATE))) \
+	$(if $(BOARD_DIR),--board-dir $(call q,$(BOARD_DIR))) $(if $(HEALTH_S),--health-s $(call q,$(HEALTH_S)))
+
+rollout: setup  ## FLEET=inventory.ini [CANARY=1|10%] [BATCH=25%] [BUDGET_MS=] [DATA=|BOARD_DATA=] [STRICT=1] [KEEP=3]: the deployed bundle to every board, proven on each
+	$(PYTHON) -m pipeline rollout $(strip $(ARGS) $(FLEET_ARGS) $(if $(CANARY),--canary $(call q,$(CANARY))) \
+		$(if $(BATCH),--batch $(call q,$(BATCH))) $(if $(BUDGET_MS),--budget-ms $(call q,$(BUDGET_MS))) \
+		$(if $(BOARD_DATA),--board-data $(call q,$(BOARD_DATA))) $(if $(KEEP),--keep $(call q,$(KEEP))))
+
+rollback: setup  ## FLEET=inventory.ini: every board back to its previous release
+	$(PYTHON) -m pipeline rollback $(strip $(FLEET_ARGS))
+
+fleet-status: setup  ## FLEET=inventory.ini [MQTT=broker[:port]]: one table for the fleet (runs/fleet/<inventory>/fleet-status.md)
+	$(PYTHON) -m pipeline fleet-status $(strip $(FLEET_ARGS) $(if $(MQTT),--mqtt $(call q,$(MQTT))))
+
 capture: setup  ## make capture DEVICE=user@host [SOURCE=...] COUNT=300 [EVERY=1] [STRIDE=] [OUT=dir], then make deploy CALIB=dir
 	$(PYTHON) -m pipeline capture --count $(call q,$(COUNT)) $(if $(SOURCE),--source $(call q,$(SOURCE))) \
 		$(if $(OUT),--out $(call q,$(OUT))) $(if $(EVERY),--every $(call q,$(EVERY))) $(if $(STRIDE),--stride $(call q,$(STRIDE))) \

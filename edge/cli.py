@@ -64,6 +64,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats-every", type=float, default=5.0, help="seconds between live statistics on stderr (0 = off)")
     p.add_argument("--summary", metavar="PATH", help="also write the exit summary as JSON here")
     p.add_argument("--reconnect", type=int, default=10, help="reconnect attempts when a live source drops (default 10)")
+    status = p.add_argument_group("fleet status", "the board's status (release, model, fps, latency, shadow agreement, "
+                                  "alerts) every few seconds: to a file, and with --mqtt as a retained message per board")
+    status.add_argument("--status", metavar="PATH", help="write the status here (JSON, replaced whole each time)")
+    status.add_argument("--status-every", type=float, default=5.0, help="seconds between status updates (default 5)")
+    status.add_argument("--board", help="this board's name in the fleet (default: its host name)")
     shadow = p.add_argument_group("shadow check", "the bundle's float model beside int8 on sampled frames, off the critical "
                                   "path: a running agreement with its 95 % interval, and one alert when it falls clearly below deploy's")
     shadow.add_argument("--shadow", type=int, default=0, metavar="N", help="run the float model on one frame in N (default 0: off)")
@@ -75,6 +80,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     mqtt.add_argument("--mqtt", metavar="HOST[:PORT]", help="also publish each classification to this MQTT broker (port 1883, 8883 with TLS)")
     mqtt.add_argument("--mqtt-topic", default="effnet-edge/classification", help="MQTT topic")
     mqtt.add_argument("--mqtt-alert-topic", default="effnet-edge/alert", help="MQTT topic of the shadow check's alert")
+    mqtt.add_argument("--mqtt-status-topic", default="effnet-edge/status",
+                      help="the board's retained status goes to TOPIC/BOARD (default effnet-edge/status)")
     mqtt.add_argument("--mqtt-password-file", metavar="FILE", help="the MQTT password, the first line of FILE (user name: MQTT_USERNAME)")
     mqtt.add_argument("--mqtt-ca", metavar="FILE", help="TLS: the CA certificate (PEM) that signed the broker's certificate")
     mqtt.add_argument("--mqtt-cert", metavar="FILE", help="TLS: this client's certificate (PEM), for a broker that asks for one")
@@ -154,6 +161,8 @@ def run(args) -> int:
     out = open(args.json, "a") if args.json and args.json != "-" else None
     emitters = [json_emitter(out or sys.stdout)] if out or args.json == "-" or args.headless else []
     emitters += [mqtt.publish] if mqtt else []
+    status = _status(args, bundle, mqtt, shadow, (in_flight or runner).runtime)
+    emitters += [status] if status else []
     verified = "" if bundle.config.get("verified", True) else (
         " (unverified: the host's validation images were too few to resolve MAX_DROP; run ./run.sh validate --data DIR)")
     print(f"effnet-edge: {bundle.config['model']} {bundle.config['quant']}{verified} on {(in_flight or runner).runtime}, "
@@ -170,6 +179,8 @@ def run(args) -> int:
                            lambda r: [e(r) for e in emitters], stop, shadow=shadow, in_flight=in_flight)
     finally:
         source.release()
+        if status:
+            status.close()
         for opened in (out, mqtt):
             if opened:
                 opened.close()
@@ -200,6 +211,15 @@ def _shadow(args, bundle, mqtt):
             mqtt.alert(args.mqtt_alert_topic, {"alert": "int8_fidelity", "message": message, "shadow": state})
 
     return ShadowCheck(float_runner, opts, alert)
+
+
+def _status(args, bundle, mqtt, shadow, runtime: str):
+    """The board's status for a fleet (edge.status): with --status PATH, or with --mqtt (retained, per board)."""
+    if not (args.status or mqtt):
+        return None
+    from edge.status import StatusReporter
+
+    return StatusReporter(bundle, args.board, args.status, mqtt, args.mqtt_status_topic, args.status_every, shadow, runtime)
 
 
 def _publisher(args):

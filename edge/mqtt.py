@@ -115,6 +115,16 @@ class MqttPublisher:
         """An alert is rare and meant to be seen: QoS 1 (the broker acknowledges it), waited for briefly."""
         self.client.publish(topic, json.dumps(record), qos=1).wait_for_publish(5)
 
+    def retain(self, topic: str, record: dict) -> None:
+        """A retained message (the board's status): the broker keeps the last one per topic for later subscribers."""
+        self.last_retained = self.client.publish(topic, json.dumps(record), qos=1, retain=True)
+
     def close(self) -> None:
+        last = getattr(self, "last_retained", None)
+        if last is not None and not last.is_published():  # the board's last status ("stopped") must reach the broker
+            try:
+                last.wait_for_publish(5)
+            except (RuntimeError, ValueError):
+                pass
         self.client.loop_stop()
         self.client.disconnect()

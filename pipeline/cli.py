@@ -12,6 +12,7 @@ import typing
 from pathlib import Path
 
 from pipeline.config import MODES, OPTIMIZERS, TrainConfig
+from pipeline.fleet.config import FleetConfig, RolloutConfig
 from targets import TARGETS
 
 from pipeline.stages import STAGES
@@ -39,11 +40,13 @@ TRAIN_HELP = {
 }
 
 
-def _config_options(parser, config_class, helps: dict, required: tuple[str, ...] = ()) -> None:
+def _config_options(parser, config_class, helps: dict, required: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> None:
     """One --option per field of a frozen config dataclass, its type and default read from the dataclass, so the CLI
     never retypes the config (a bool field is a flag; an optional one takes its type or nothing)."""
     defaults, hints = config_class(**{name: "x" for name in required}), typing.get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
+        if f.name in skip:
+            continue
         flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
         base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
         if base is bool:
@@ -251,6 +254,20 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     w.add_argument("--model", required=True)
     w.add_argument("--from", dest="source", help="the downloaded .pth file (default: download it)")
     w.add_argument("--debug", action="store_true")
+    ro = sub.add_parser("rollout", help="the deployed bundle to every board of an Ansible inventory: canary first, "
+                        "proven on each board (gate, p99) before it switches, undone on failure")
+    _deploy_options(ro)
+    _fleet_options(ro)
+    _config_options(ro, RolloutConfig, ROLLOUT_HELP, skip=("data", "strict"))  # DATA and STRICT: the deploy's options
+    rb = sub.add_parser("rollback", help="every board of an inventory back to its previous release")
+    _fleet_options(rb)
+    rb.add_argument("--debug", action="store_true")
+    fs = sub.add_parser("fleet-status", help="one table for the fleet: release, proof, speed and field agreement per board")
+    _fleet_options(fs)
+    fs.add_argument("--debug", action="store_true")
+    fs.add_argument("--mqtt", metavar="HOST[:PORT]", help="the broker the boards publish their retained status to")
+    fs.add_argument("--mqtt-status-topic", default="effnet-edge/status", help="the boards' status topic prefix")
+    fs.add_argument("--wait", type=float, default=3.0, help="seconds to collect the retained status messages (default 3)")
     _choose_options(sub.add_parser("choose", help="the most accurate EfficientNet whose int8 p99 latency fits a budget on the target"))
     _capture_options(sub.add_parser("capture", help="frames from the board's camera (DEVICE) or a source here, for deploy --calib"))
     t = sub.add_parser("train", help="fine-tune on a labelled folder (new head); best.pt feeds make deploy WEIGHTS=")
@@ -265,6 +282,52 @@ def _parser(prog: str = "python -m pipeline") -> argparse.ArgumentParser:
     sub.add_parser("targets", help="list the deployment targets")
     sub.add_parser("toolchain", help="build NNCF's C++ extension now (make setup does), or say what is missing")
     return parser
+
+
+ROLLOUT_HELP = {
+    "canary": "boards (or a share: 10%%) that go first, alone",
+    "batch": "then the rest, this many (or this share) at a time",
+    "budget_ms": "p99 on each board must fit this many ms (0: not checked)",
+    "board_data": "a labelled folder already on every board, for the gate (instead of --data, copied there)",
+    "keep": "releases each board keeps",
+    "latency_runs": "timed runs of the latency check on each board",
+}
+
+
+def _fleet_options(p: argparse.ArgumentParser) -> None:
+    """The fleet (FleetConfig's fields): an Ansible inventory and how to go over it."""
+    _config_options(p, FleetConfig, {"fleet": "an Ansible inventory of the boards (README: 'A fleet of boards')",
+                                     "state": "where the records go (default runs/fleet/<inventory name>)",
+                                     "limit": "only these boards: an inventory group or pattern",
+                                     "forks": "boards worked on at once", "board_dir": "the boards' folder, from the login's home",
+                                     "health_s": "seconds the camera program has to come back classifying"}, required=("fleet",))
+
+
+def _fleet(args) -> FleetConfig:
+    return FleetConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FleetConfig)})
+
+
+def _rollout(args, cfg) -> int:
+    from pipeline.fleet.rollout import rollout
+
+    rc = RolloutConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RolloutConfig) if f.name not in ("data", "strict")},
+                       data=args.data or "", strict=bool(args.strict))
+    rollout(_fleet(args), rc, cfg.run_dir)
+    return 0
+
+
+def _rollback(args) -> int:
+    from pipeline.fleet.rollout import rollback
+
+    rollback(_fleet(args))
+    return 0
+
+
+def _fleet_status(args) -> int:
+    from pipeline.fleet.status import fleet_status
+
+    result = fleet_status(_fleet(args), args.mqtt, args.mqtt_status_topic, args.wait)
+    return 0 if not result["flagged"] else EXIT_GATE
 
 
 def _toolchain(args) -> int:
@@ -341,6 +404,8 @@ def _stages(args, extra: list[str]) -> int:
         return _push(args, cfg)
     if args.command == "run":
         return _run_camera(args, cfg, extra)
+    if args.command == "rollout":
+        return _rollout(args, cfg)
     stage = "report" if args.command == "deploy" else args.command
     result = run_until(cfg, stage)
     if result is None:  # a torchrun rank other than 0: it trained beside rank 0, which reports
@@ -367,7 +432,7 @@ def _weights(args) -> int:
 
 COMMANDS = {"models": lambda args: _print_models(), "targets": lambda args: _print_targets(), "toolchain": _toolchain,
             "bench": _bench, "choose": _choose, "capture": _capture, "fashion-mnist": _fashion_mnist, "train": _train,
-            "weights": _weights}
+            "weights": _weights, "rollback": _rollback, "fleet-status": _fleet_status}
 
 
 def script(argv=None) -> int:
