@@ -7,6 +7,7 @@ import getpass
 import json
 import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -90,6 +91,35 @@ def test_a_full_disk_is_one_line_before_anything_is_copied(tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("the board's disk is full:") and "free some space" in r.stderr
 
 
+def test_a_board_that_must_build_a_wheel_without_a_compiler_is_told_which_to_install(tmp_path):
+    """A requirement with no wheel for the board (here a local C extension) and a compiler that fails (CC=/bin/false,
+    as on a board without build-essential): the venv step is one line naming the packages that give one."""
+    import os
+
+    if not Path("/usr/bin/python3").exists() or subprocess.run(["/usr/bin/python3", "-c", "import setuptools"]).returncode:
+        pytest.skip("the system python3 has no setuptools to build with")
+    wheels = tmp_path / "wheels"  # the one other requirement of a fleet's venv, so pip needs no index
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels), "paho-mqtt==2.2.0"],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot fetch paho-mqtt's wheel: {r.stderr.strip()[-200:]}")
+    pkg = tmp_path / "cext"
+    pkg.mkdir()
+    (pkg / "cext.c").write_text("#include <Python.h>\nstatic struct PyModuleDef m = {PyModuleDef_HEAD_INIT, \"cext\"};\n"
+                                "PyMODINIT_FUNC PyInit_cext(void) { return PyModule_Create(&m); }\n")
+    (pkg / "setup.py").write_text("from setuptools import setup, Extension\n"
+                                  "setup(name='cext', version='1.0', ext_modules=[Extension('cext', ['cext.c'])])\n")
+    release = tmp_path / "effnet-fleet" / "releases" / "r1"
+    release.mkdir(parents=True)
+    (release / "requirements.txt").write_text(f"{pkg}\n")
+    env = {**os.environ, "CC": "/bin/false", "PATH": "/usr/bin:/bin"}
+    r = subprocess.run(["sh", str(BOARD_SH), "install", str(tmp_path / "effnet-fleet"), "r1", "--no-index", "--no-build-isolation",
+                        "--find-links", str(wheels)], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and r.stderr.startswith("pip needs a C compiler on the board to build a wheel"), r.stderr
+    assert r.stderr.strip().endswith("sudo apt install build-essential python3-dev") and len(r.stderr.strip().splitlines()) == 1
+    assert not list((tmp_path / "effnet-fleet" / "venvs").glob("*/bin"))  # no half-made venv left for the next try
+
+
 # --- the inventory -----------------------------------------------------------------------------------------------
 
 def test_a_missing_or_unparsable_inventory_is_one_line(good, tmp_path):
@@ -157,6 +187,20 @@ def test_a_full_board_disk_is_found_before_anything_is_copied(good, two_boards, 
         assert two_boards.current("board1") is None and two_boards.current("board2") is None
     finally:
         subprocess.run(["umount", str(small)])
+
+
+def test_fleet_status_says_which_boards_answer_and_which_need_a_look(two_boards, tmp_path):
+    from pipeline.fleet.status import fleet_status
+
+    ini = two_boards.inventory(tmp_path / "fleet.ini")
+    ini.write_text(ini.read_text().replace("[boards:vars]", f"ghost ansible_host=127.0.0.1 ansible_port={free_port()}\n\n[boards:vars]"))
+    result = fleet_status(fc(ini, tmp_path / "state"), None, log=lambda text: None)
+    rows = result["boards"]
+    assert rows["board1"]["reachable"] and rows["board1"]["flags"] == ["stale"]  # no camera program has reported yet
+    assert not rows["ghost"]["reachable"] and rows["ghost"]["flags"][0] == "unreachable"
+    assert result["line"].startswith("board1: stale; board2: stale; ghost: unreachable")
+    md = (tmp_path / "state" / "fleet-status.md").read_text()
+    assert "| ghost | no |" in md and json.loads((tmp_path / "state" / "fleet-status.json").read_text())["flagged"]
 
 
 # --- rollouts end to end ---------------------------------------------------------------------------------------------

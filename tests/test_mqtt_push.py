@@ -108,6 +108,27 @@ def test_mqtt_publishes_every_classification(deployed, video, mosquitto):
     assert {"index", "label", "score", "topk", "latency_ms", "age_ms"} <= set(received[0]) and "file" not in received[0]
 
 
+def test_the_board_status_is_a_file_and_a_retained_message_a_later_subscriber_still_gets(deployed, video, mosquitto, tmp_path):
+    """--status and --mqtt: the fleet's view of a board (make fleet-status). The status arrives after the camera
+    program has ended, because the broker retains each board's last one."""
+    status_file = tmp_path / "status.json"
+    r = camera(deployed, video, "--mqtt", f"127.0.0.1:{mosquitto}", "--status", str(status_file), "--board", "drone-7",
+               "--status-every", "0.2", "--shadow", "2")
+    assert r.returncode == 0, r.stderr
+    status = json.loads(status_file.read_text())
+    config = json.loads((deployed / "bundle" / "config.json").read_text())
+    assert status["board"] == "drone-7" and status["state"] == "stopped" and status["frames"] == 12
+    assert status["release"] == "unreleased" and status["model"] == config["model"] and status["isa"]
+    assert status["latency_ms"]["p99"] >= status["latency_ms"]["p50"] > 0 and status["shadow"]["frames"] >= 1
+    received = []
+    sub = subscribe(mosquitto, "effnet-edge/status/+", received)  # after the program ended
+    try:
+        wait_for(received, 1)
+    finally:
+        sub.loop_stop()
+    assert received == [status]
+
+
 def test_unreachable_broker_is_one_line(deployed, video):
     line = one_line(camera(deployed, video, "--mqtt", f"127.0.0.1:{free_port()}"))
     assert line.startswith("error: cannot reach the MQTT broker")

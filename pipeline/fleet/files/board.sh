@@ -42,11 +42,11 @@ install)  # RELEASE [PIP ARGS...]: the release's venv, shared by releases whose 
         python3 -m venv --system-site-packages "$venv" || fail "cannot make a virtual environment on the board: sudo apt install python3-venv"
         if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" -r "$rel/requirements.txt" "paho-mqtt>=2.0" > "$venv.log" 2>&1; then
             why=$(grep -E 'ERROR|error:' "$venv.log" | tail -n 1)
+            built=$(grep -E "command '[^']*' failed|gcc|cc1|Python\.h|compiler" "$venv.log" | tail -n 1)
             rm -rf "$venv"
-            case "$why" in
-            *gcc*|*compiler*|*"Python.h"*|*"Failed building wheel"*|*"Failed to build"*)
-                fail "pip needs a C compiler on the board to build a wheel ($why): sudo apt install build-essential python3-dev" ;;
-            esac
+            if [ -n "$built" ] || grep -qE 'Failed building wheel|Could not build wheels|legacy-install-failure|Failed to build' "$venv.log"; then
+                fail "pip needs a C compiler on the board to build a wheel (${built:-$why}): sudo apt install build-essential python3-dev"
+            fi
             fail "pip could not install the release's requirements on the board ($why); check the board's network or effnet_pip_args"
         fi
         touch "$venv/.complete"
