@@ -89,7 +89,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _validate_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="labelled folder, one subfolder per class")
+    p.add_argument("--data", required=True, help="labelled folder, one subfolder per class; or frames without labels "
+                   "(make capture's), judged against the bundle's float model and what deploy measured")
     p.add_argument("--out", help="where report.json/report.md go (default: BUNDLE/validation)")
     p.add_argument("--runs", type=int, default=100, help="timed runs for latency (default 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")

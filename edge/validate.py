@@ -6,7 +6,7 @@ import platform
 import sys
 from pathlib import Path
 
-from edge.dataset import labelled_samples
+from edge.dataset import check_folder, labelled_samples, list_images
 from edge.errors import UserError
 from edge.evaluate import classify
 from edge.files import artifact_size_mb, write_atomic
@@ -19,7 +19,12 @@ from edge.report import (TABLE, accuracy_block, core, fidelity_lines, headline, 
 
 
 def validate_bundle(bundle, args) -> dict:
-    """Classify DATA with the bundle's artifacts in this board's runtime, time them, and gate int8 as the host does."""
+    """Classify DATA with the bundle's artifacts in this board's runtime, time them, and gate int8 as the host does.
+    A folder of frames without class subfolders (make capture's) is judged without labels (validate_frames)."""
+    if unlabelled(args.data):
+        from edge.validate_frames import validate_frames
+
+        return validate_frames(bundle, args)
     cfg = bundle.config
     samples = labelled_samples(args.data, bundle.classes)
     if args.max_images:
@@ -42,6 +47,12 @@ def validate_bundle(bundle, args) -> dict:
     write_atomic(out_dir / "report.md", markdown(report))
     print(f"{headline(report)}; report in {out_dir}")
     return report
+
+
+def unlabelled(folder) -> bool:
+    """A folder of images with no class subfolder holding any: frames, as make capture writes them."""
+    folder = check_folder(folder)
+    return not any(d.is_dir() and list_images(d) for d in folder.iterdir())
 
 
 def board_report(bundle, out: dict, latency: dict, runners: dict, strict: bool) -> dict:

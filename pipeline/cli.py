@@ -288,7 +288,8 @@ ROLLOUT_HELP = {
     "canary": "boards (or a share: 10%%) that go first, alone",
     "batch": "then the rest, this many (or this share) at a time",
     "budget_ms": "p99 on each board must fit this many ms (0: not checked)",
-    "board_data": "a labelled folder already on every board, for the gate (instead of --data, copied there)",
+    "board_data": "a folder already on every board for its gate, instead of --data copied there: labelled, or the frames "
+                  "make capture took on it (judged against the bundle's float model)",
     "keep": "releases each board keeps",
     "latency_runs": "timed runs of the latency check on each board",
 }

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -322,7 +323,15 @@ def test_a_board_lost_mid_rollout_is_reported_and_left_on_its_release(good, came
     try:
         ini = fleet.inventory(tmp_path / "fleet.ini")
         conf = fc(ini, tmp_path / "state")
-        a = rollout(conf, RolloutConfig(batch="100%"), good)["release"]
+        frames = tmp_path / "frames"  # what ./run.sh capture leaves on a board: flat JPEGs, no labels
+        frames.mkdir()
+        rng = np.random.default_rng(9)
+        for i in range(12):
+            cv2.imwrite(str(frames / f"frame-{i:05d}.jpg"), make_image(CLASSES[i % 4], rng))
+        first = rollout(conf, RolloutConfig(batch="100%", board_data=str(frames), strict=True), good)
+        a = first["release"]
+        assert all(r["proof"]["gate"]["verdict"] == "passed" and r["proof"]["gate"]["frames"]["images"] == 12
+                   for r in first["boards"].values())
         b_run = variant(good, tmp_path / "b", lambda b: (b / "README.md").write_text("release B\n"))
         b = release_of(b_run)
         lost = threading.Event()

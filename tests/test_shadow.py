@@ -90,3 +90,39 @@ def test_a_broken_int8_model_raises_one_alert_on_stderr_and_mqtt(bundle, video, 
     assert len(alerts) == 1 and alerts[0]["alert"] == "int8_fidelity" and alerts[0]["message"] == s["alert"]
     assert warnings[0].endswith(s["alert"]) and alerts[0]["shadow"]["frames"] >= 10
     assert len(classified) == 60 and classified[-1]["shadow"] == records[-1]["shadow"]
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> Path:
+    """Frames as make capture leaves them on a board: one flat folder of JPEGs, no labels."""
+    folder = tmp_path_factory.mktemp("captured")
+    rng = np.random.default_rng(5)
+    for i in range(24):
+        cv2.imwrite(str(folder / f"frame-{i:05d}.jpg"), cv2.resize(make_image(CLASSES[i % 4], rng), (160, 120)))
+    (folder / "capture.json").write_text("{}")
+    return folder
+
+
+def test_validate_judges_frames_without_labels_against_deploys_agreement(bundle, frames, tmp_path):
+    """./run.sh validate on the board's own frames (what make rollout gates a board on with BOARD_DATA=): int8 against
+    the bundle's float model, passed when not clearly below what deploy measured, failed when clearly below."""
+    r = run_board(board_venv(), bundle, "validate", "--data", str(frames), "--out", str(tmp_path / "good"), "--runs", "5")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "good" / "report.json").read_text())
+    assert report["verdict"] == "passed" and report["frames"]["images"] == 24 and r.stdout.startswith("PASSED: int8 agrees")
+    lo, hi = report["frames"]["ci95"]
+    assert hi >= report["reference"]["ci95"][0] - report["margin"] and lo <= report["frames"]["agreement"] <= hi
+    broken = broken_copy(bundle, tmp_path / "broken")
+    r = run_board(board_venv(), broken, "validate", "--data", str(frames), "--out", str(tmp_path / "bad"), "--runs", "5")
+    assert r.returncode == 3 and r.stdout.startswith("FAILED: int8 agrees with float on")
+    assert "clearly below deploy's" in r.stdout and json.loads((tmp_path / "bad" / "report.json").read_text())["failures"]
+
+
+def test_few_frames_or_no_deploy_figure_leave_frames_inconclusive():
+    from edge.validate_frames import frames_report
+
+    ref = {"agreement": 0.98, "ci95": [0.9, 1.0], "images": 48, "on": "images at deploy"}
+    assert frames_report(0, 9, ref, strict=False)["verdict"] == "inconclusive"  # 9 frames: no verdict, however bad
+    assert frames_report(30, 30, None, strict=False)["verdict"] == "inconclusive"
+    assert not frames_report(30, 30, None, strict=True)["ships"]
+    assert frames_report(28, 30, ref, strict=True)["ships"] and frames_report(3, 30, ref, strict=False)["verdict"] == "failed"

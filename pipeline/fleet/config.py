@@ -26,8 +26,8 @@ class RolloutConfig:
     canary: str = "1"  # boards (or a share, "10%") that go first, alone
     batch: str = "25%"  # then the rest, this many at a time
     budget_ms: float = 0.0  # p99 on the board must fit (0: not checked)
-    data: str = ""  # a labelled folder here, copied to every board for the gate (default: the deploy's own)
-    board_data: str = ""  # or a labelled folder already on every board (frames captured there, sorted by class)
+    data: str = ""  # images here, copied to every board for the gate (default: the deploy's own labelled folder)
+    board_data: str = ""  # or a folder already on every board: labelled, or the frames make capture took there
     strict: bool = False  # an inconclusive gate on a board fails it
     keep: int = 3  # releases each board keeps
     latency_runs: int = 100

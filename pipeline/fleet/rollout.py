@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from edge.dataset import list_images
 from edge.files import write_atomic
 from pipeline import PipelineError
 from pipeline.fleet.ansible import inventory_hosts, reach_line, run_playbook
@@ -117,9 +118,9 @@ def _validation_images(rc: RolloutConfig, run_dir: Path, tmp: Path) -> tuple[str
     if rc.board_data:
         return "", "", rc.board_data
     folder = Path(rc.data) if rc.data else _deploy_data(run_dir)
-    if not folder.is_dir() or not any(d.is_dir() for d in folder.iterdir()):
-        raise PipelineError(f"DATA={folder}: no labelled folder (one subfolder per class) for the boards' gate; "
-                            "pass DATA=folder here or BOARD_DATA=folder on the boards")
+    if not folder.is_dir() or not list_images(folder):
+        raise PipelineError(f"DATA={folder}: no images for the boards' gate (a labelled folder, one subfolder per class, "
+                            "or frames from make capture); pass DATA=folder here or BOARD_DATA=folder on the boards")
     archive = tmp / "data.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for path in sorted(folder.rglob("*")):
