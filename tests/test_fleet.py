@@ -355,3 +355,13 @@ def test_a_board_lost_mid_rollout_is_reported_and_left_on_its_release(good, came
         assert fleet.current("board1") == b  # the canary had passed
     finally:
         fleet.close()
+
+
+def test_no_fleet_or_no_images_is_one_line_before_anything_is_written(good, tmp_path):
+    with pytest.raises(PipelineError, match="need FLEET=inventory.ini"):
+        rollout(fc("", tmp_path / "s"), RolloutConfig(), good)
+    ini = tmp_path / "fleet.ini"
+    ini.write_text("[boards]\nboard1 ansible_host=127.0.0.1\n")
+    with pytest.raises(PipelineError, match="DATA=.*nowhere: no images for the boards' gate"):
+        rollout(fc(ini, tmp_path / "s"), RolloutConfig(data=str(tmp_path / "nowhere")), good)
+    assert not (tmp_path / "s").exists()

@@ -41,6 +41,8 @@ def environment() -> dict:
 def inventory_hosts(fleet: str | Path, limit: str = "all") -> list[str]:
     """The boards of an inventory (after --limit), checked before anything runs: a missing file, one that does not
     parse and one without hosts are one line each."""
+    if not str(fleet):
+        raise PipelineError("the fleet commands need FLEET=inventory.ini, an Ansible inventory of the boards (README: 'A fleet of boards')")
     path = Path(fleet)
     if not path.exists():
         raise PipelineError(f"FLEET={fleet}: no such inventory; write one (README: 'A fleet of boards') and pass FLEET=path")

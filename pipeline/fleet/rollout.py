@@ -41,12 +41,13 @@ def rollout(fc: FleetConfig, rc: RolloutConfig, run_dir: Path, log=print) -> dic
         raise PipelineError(f"no bundle at {tarball}: run make deploy first (a model that fails its gate ships no bundle)")
     config = json.loads(_bundle_file(tarball, "bundle/config.json"))
     boards = inventory_hosts(fc.fleet, fc.limit)
+    images = None if rc.board_data else _images_here(rc, Path(run_dir))
     release = release_id(tarball)
     out = fc.state_dir / f"rollout-{time.strftime('%Y%m%d-%H%M%S')}-{release}"
     records = out / "boards"
     records.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
-        data_tar, data_id, board_data = _validation_images(rc, Path(run_dir), Path(tmp))
+        data_tar, data_id, board_data = _validation_images(rc, images, Path(tmp))
         extra = {**_common_vars(fc, records), "effnet_release": release, "effnet_bundle_tar": str(tarball.resolve()),
                  "effnet_serial": [rc.canary, rc.batch], "effnet_need_kb": _room_kb(tarball),
                  "effnet_budget_ms": rc.budget_ms, "effnet_strict": rc.strict, "effnet_keep": max(2, rc.keep),
@@ -113,14 +114,19 @@ def _room_kb(tarball: Path) -> int:
     return (tarball.stat().st_size + unpacked) // 1024 + VENV_ROOM_KB
 
 
-def _validation_images(rc: RolloutConfig, run_dir: Path, tmp: Path) -> tuple[str, str, str]:
-    """(archive to copy, its id, the folder on the board) of the images the boards' gate runs on."""
-    if rc.board_data:
-        return "", "", rc.board_data
+def _images_here(rc: RolloutConfig, run_dir: Path) -> Path:
+    """The folder here whose images every board's gate runs on: DATA, else the deploy's own."""
     folder = Path(rc.data) if rc.data else _deploy_data(run_dir)
     if not folder.is_dir() or not list_images(folder):
         raise PipelineError(f"DATA={folder}: no images for the boards' gate (a labelled folder, one subfolder per class, "
                             "or frames from make capture); pass DATA=folder here or BOARD_DATA=folder on the boards")
+    return folder
+
+
+def _validation_images(rc: RolloutConfig, folder: Path | None, tmp: Path) -> tuple[str, str, str]:
+    """(archive to copy, its id, the folder on the board) of the images the boards' gate runs on."""
+    if folder is None:
+        return "", "", rc.board_data
     archive = tmp / "data.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for path in sorted(folder.rglob("*")):
