@@ -365,3 +365,15 @@ def test_no_fleet_or_no_images_is_one_line_before_anything_is_written(good, tmp_
     with pytest.raises(PipelineError, match="DATA=.*nowhere: no images for the boards' gate"):
         rollout(fc(ini, tmp_path / "s"), RolloutConfig(data=str(tmp_path / "nowhere")), good)
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("verb", ["rollout", "rollback", "fleet-status"])
+def test_the_fleet_verbs_say_a_bad_inventory_in_one_line(verb, good, tmp_path, capsys):
+    from pipeline.cli import main
+
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[boards\n")
+    args = [verb, "--fleet", str(bad), "--state", str(tmp_path / "s")] + (["--out", str(good)] if verb == "rollout" else [])
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: FLEET=") and "does not parse as an Ansible inventory" in err[0]
