@@ -38,7 +38,8 @@ class StatusReporter:
         cfg = bundle.config
         self.fixed = {"board": self.board, "release": release_of(bundle.root), "model": cfg["model"], "quant": cfg["quant"],
                       "target": cfg["target"], "runtime": runtime, "isa": detect_isa(), "machine": platform.machine(),
-                      "verified": bool(cfg.get("verified", True)), "pid": os.getpid()}
+                      # deploy's own word (its gate resolved on the host's images), not make rollout's proof on this board
+                      "verified_at_deploy": bool(cfg.get("verified", True)), "pid": os.getpid()}
         self.frames, self.started = 0, time.time()
         self.recent: deque = deque(maxlen=300)  # (wall time, latency ms) of the last frames
         self.last_sent = 0.0
@@ -55,7 +56,9 @@ class StatusReporter:
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
         return {**self.fixed, "state": state, "t": round(time.time(), 3), "up_s": round(time.time() - self.started, 1),
                 "frames": self.frames, "fps": round(fps, 2) if fps else None,
-                "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 3), "p99": round(float(np.percentile(latency, 99)), 3)}
+                # a frame's work in the camera loop (preprocessing + inference + top-k), over the last frames
+                "frame_latency_ms": {"p50": round(float(np.percentile(latency, 50)), 3),
+                                     "p99": round(float(np.percentile(latency, 99)), 3), "frames": len(latency)}
                 if len(latency) else None,
                 "shadow": self.shadow.snapshot() if self.shadow else None,
                 "alerts": [self.shadow.alert] if self.shadow and self.shadow.alert else []}

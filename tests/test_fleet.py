@@ -257,7 +257,7 @@ def test_good_release_everywhere_bad_release_stopped_at_the_canary_and_rollback(
         for board in ("board1", "board2", "board3"):
             row = status["boards"][board]
             assert row["reachable"] and row["release"] == a and row["verified"] and row["via"] == "mqtt" and row["fps"] > 0
-            assert row["shadow"]["frames"] > 0 and row["latency_ms"]["p99"] > 0 and row["isa"]
+            assert row["shadow"]["frames"] > 0 and row["proof_latency_ms"]["p99"] > 0 and row["isa"]
         assert not status["flagged"] and (tmp_path / "state" / "fleet-status.png").stat().st_size > 5000
         assert "| board1 | yes |" in (tmp_path / "state" / "fleet-status.md").read_text()
 

@@ -119,7 +119,8 @@ def test_the_board_status_is_a_file_and_a_retained_message_a_later_subscriber_st
     config = json.loads((deployed / "bundle" / "config.json").read_text())
     assert status["board"] == "drone-7" and status["state"] == "stopped" and status["frames"] == 12
     assert status["release"] == "unreleased" and status["model"] == config["model"] and status["isa"]
-    assert status["latency_ms"]["p99"] >= status["latency_ms"]["p50"] > 0 and status["shadow"]["frames"] >= 1
+    assert status["frame_latency_ms"]["p99"] >= status["frame_latency_ms"]["p50"] > 0 and status["frame_latency_ms"]["frames"] == 12
+    assert status["shadow"]["frames"] >= 1 and status["verified_at_deploy"] == config.get("verified", True)
     received = []
     sub = subscribe(mosquitto, "effnet-edge/status/+", received)  # after the program ended
     try:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from edge.files import write_atomic
+from pipeline import PipelineError
 from pipeline.fleet.ansible import ad_hoc, inventory_hosts
 from pipeline.fleet.config import FleetConfig
 
@@ -20,23 +21,20 @@ STALE_S = 60.0  # a running camera program reports every few seconds: a minute w
 
 def retained_statuses(broker: str, topic: str, wait: float) -> dict[str, dict]:
     """Every board's last retained status on `topic/+`, collected for `wait` seconds."""
-    from edge.mqtt import MqttSettings
     from edge.runners import require
 
     mqtt = require("paho.mqtt.client", "paho-mqtt", "fleet-status --mqtt")
     host, _, port = broker.partition(":")
-    settings = MqttSettings(host or "localhost", int(port or 1883), topic)
+    host, port = host or "localhost", int(port or 1883)
     found: dict[str, dict] = {}
     connected = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
     client.on_connect = lambda c, u, flags, rc, props: (c.subscribe(f"{topic}/+", qos=1), connected.set())
     client.on_message = lambda c, u, msg: found.__setitem__(msg.topic.rsplit("/", 1)[-1], json.loads(msg.payload))
     try:
-        client.connect(settings.host, settings.port, keepalive=30)
+        client.connect(host, port, keepalive=30)
     except OSError as e:
-        from pipeline import PipelineError
-
-        raise PipelineError(f"cannot reach the MQTT broker at {settings.address} ({e}); is it running (mosquitto)?") from None
+        raise PipelineError(f"cannot reach the MQTT broker at {host}:{port} ({e}); is it running (mosquitto)?") from None
     client.loop_start()
     connected.wait(5)
     time.sleep(wait)
@@ -125,7 +123,8 @@ def _row(board: str, file: dict, retained: dict | None, proven: dict, fleet_rele
         flags.append(f"on release {release}, not the fleet's {fleet_release}")
     return {"reachable": bool(file.get("reachable")), "release": release, "model": status.get("model") if status else None,
             "verified": verified, "isa": status.get("isa") if status else None,
-            "gate": (proof.get("gate") or {}).get("verdict"), "latency_ms": proof.get("latency"),
+            # the rollout's proof of this release on this board: its gate and batch-1 inference latency (./run.sh latency)
+            "gate": (proof.get("gate") or {}).get("verdict"), "proof_latency_ms": proof.get("latency"),
             "fps": status.get("fps") if status else None,
             "shadow": status.get("shadow") if status else None, "last_seen_s": round(age, 1) if age is not None else None,
             "alerts": status.get("alerts", []) if status else [], "via": "mqtt" if retained is not None and status is retained else "file",
@@ -134,17 +133,21 @@ def _row(board: str, file: dict, retained: dict | None, proven: dict, fleet_rele
 
 def markdown(result: dict) -> str:
     lines = [f"# Fleet status ({result['date']})", "", result["line"], "",
-             "| board | reachable | release | model | verified | ISA | gate on board | p50 / p99 ms | camera fps "
+             "| board | reachable | release | model | verified | ISA | gate on board | int8 p50 / p99 ms on board | camera fps "
              "| field agreement (95 %) | last seen | alerts |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for board, r in result["boards"].items():
-        lat, shadow, seen = r["latency_ms"], r["shadow"], r["last_seen_s"]
+        lat, shadow, seen = r["proof_latency_ms"], r["shadow"], r["last_seen_s"]
         latency = f"{lat['p50']:.2f} / {lat['p99']:.2f}" if lat else ""
         agreement = f"{shadow['agreement']:.2f} ({shadow['ci95'][0]:.2f}-{shadow['ci95'][1]:.2f}, {shadow['frames']} frames)" if shadow else ""
         last_seen = "" if seen is None else f"{seen:.0f} s ago"
         lines.append(f"| {board} | {'yes' if r['reachable'] else 'no'} | {r['release'] or ''} | {r['model'] or ''} "
                      f"| {'yes' if r['verified'] else 'no'} | {r['isa'] or ''} | {r['gate'] or ''} | {latency} "
                      f"| {r['fps'] or ''} | {agreement} | {last_seen} | {'; '.join(r['alerts'])} |")
-    return "\n".join(lines + ["", "![fleet](fleet-status.png)", ""])
+    notes = ["", "Verified: this release passed make rollout's proof on this board; the gate and the p50 / p99 (int8, batch 1, "
+             "./run.sh latency) are that proof's. Camera fps, field agreement (int8 against float on the frames the shadow "
+             "check sampled, with its 95 % interval) and last seen come from the camera program's latest status.",
+             "", "![fleet](fleet-status.png)", ""]
+    return "\n".join(lines + notes)
 
 
 def _plot(result: dict, path: Path) -> None:
@@ -163,9 +166,9 @@ def _plot(result: dict, path: Path) -> None:
         if r["shadow"]:
             s = r["shadow"]
             left.errorbar(s["agreement"], i, xerr=[[s["agreement"] - s["ci95"][0]], [s["ci95"][1] - s["agreement"]]], fmt="o", color="C0")
-        if r["latency_ms"]:
-            right.barh(i, r["latency_ms"]["p99"], color="C1")
-    for ax, title in ((left, "field agreement int8 vs float (95 %)"), (right, "p99 ms on the board")):
+        if r["proof_latency_ms"]:
+            right.barh(i, r["proof_latency_ms"]["p99"], color="C1")
+    for ax, title in ((left, "field agreement int8 vs float (95 %)"), (right, "int8 batch-1 p99 ms on the board, at rollout")):
         ax.set_yticks(range(len(boards)), boards)
         ax.set_title(title)
     left.set_xlim(0, 1.02)
