@@ -8,7 +8,6 @@ precision it executed in). One thread, so the counters add up to the run (with s
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -85,5 +84,4 @@ def op_profile(runtime: str, fp32: Path, int8: Path, sample: np.ndarray, runs: i
     return {"threads": 1, "runs": runs, "ops_ms": ops, "total_ms": total, "convolution_ms": conv,
             "int8_over_fp32": total["fp32"] / total["int8"],
             "bound_if_int8_rest_were_free": total["fp32"] / conv["int8"] if conv["int8"] else None,
-            "bound_if_int8_rest_cost_fp32s": total["fp32"] / (conv["int8"] + total["fp32"] - conv["fp32"]) if conv["int8"] else None,
-            "cpus": os.cpu_count()}
+            "bound_if_int8_rest_cost_fp32s": total["fp32"] / (conv["int8"] + total["fp32"] - conv["fp32"]) if conv["int8"] else None}
