@@ -50,6 +50,17 @@ def reference_from(config: dict) -> dict | None:
     return None
 
 
+def alert_threshold(reference: dict | None, margin: float) -> float | None:
+    """The agreement an upper 95 % bound must fall under to be clearly below deploy's: deploy's lower bound less
+    `margin`; None without a deploy figure."""
+    return reference["ci95"][0] - margin if reference else None
+
+
+def clearly_below(agree: int, frames: int, threshold: float | None) -> bool:
+    """The field's rule (see the module's doc): on MIN_FRAMES or more, the whole 95 % interval under `threshold`."""
+    return threshold is not None and frames >= MIN_FRAMES and wilson(agree, frames)[1] < threshold
+
+
 class ShadowCheck(threading.Thread):
     """Runs the float model on sampled frames and keeps the running int8-vs-float agreement."""
 
@@ -61,8 +72,7 @@ class ShadowCheck(threading.Thread):
         self.closing = False
         self.offered = self.frames = self.agree = self.skipped_busy = 0
         self.alert: str | None = None
-        ref = opts.reference
-        self.threshold = ref["ci95"][0] - opts.margin if ref else None
+        self.threshold = alert_threshold(opts.reference, opts.margin)
         self.start()
 
     def describe(self) -> str:
@@ -104,11 +114,9 @@ class ShadowCheck(threading.Thread):
 
     def _check(self) -> str | None:
         """The one alert, when agreement is clearly below deploy's (see the module's doc); under the lock."""
-        if self.alert or self.threshold is None or self.frames < MIN_FRAMES:
+        if self.alert or not clearly_below(self.agree, self.frames, self.threshold):
             return None
         lo, hi = wilson(self.agree, self.frames)
-        if hi >= self.threshold:
-            return None
         ref = self.opts.reference
         self.alert = (f"int8 agrees with float on {self.agree / self.frames:.2f} (95 % {lo:.2f}-{hi:.2f}) of {self.frames} "
                       f"shadowed frames, clearly below the {ref['agreement']:.2f} (95 % {ref['ci95'][0]:.2f}-{ref['ci95'][1]:.2f}) "

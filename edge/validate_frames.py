@@ -19,7 +19,7 @@ from edge.isa import detect as detect_isa
 from edge.latency import measure
 from edge.metrics import ships, wilson
 from edge.report import pct
-from edge.shadow import DEFAULT_MARGIN, MIN_FRAMES, reference_from
+from edge.shadow import DEFAULT_MARGIN, MIN_FRAMES, alert_threshold, clearly_below, reference_from
 
 
 def validate_frames(bundle, args) -> dict:
@@ -52,10 +52,10 @@ def frames_report(agree: int, n: int, reference: dict | None, strict: bool) -> d
     """The verdict on `agree` of `n` frames against deploy's agreement (`reference`, edge.shadow.reference_from)."""
     lo, hi = wilson(agree, n)
     said = f"int8 agrees with float on {pct(agree / n)} of {n} frames (95 % interval {pct(lo)} to {pct(hi)})"
-    floor = reference["ci95"][0] - DEFAULT_MARGIN if reference else None
+    floor = alert_threshold(reference, DEFAULT_MARGIN)
     where = (f"deploy's {pct(reference['agreement'])} (95 % {pct(reference['ci95'][0])} to {pct(reference['ci95'][1])}) "
              f"on {reference['images']} {reference['on']}") if reference else ""
-    if floor is not None and n >= MIN_FRAMES and hi < floor:
+    if clearly_below(agree, n, floor):
         verdict, why = "failed", f"{said}, clearly below {where}: int8 does not do on these frames what it did at deploy"
     elif n < MIN_FRAMES:
         verdict, why = "inconclusive", f"{said}: too few frames to judge ({MIN_FRAMES} at least)"
