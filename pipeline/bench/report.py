@@ -76,7 +76,7 @@ def _vendor_tools(r: dict) -> list[str]:
               "the target's bundle takes them, else a normalised tensor. It includes the Python call, the input's conversion "
               "and the copy of the output (\"our wrapper\": ours minus the runtime's bare inference call, the two interleaved "
               "in blocks); the tools time the bare call, on an input set once. LiteRT's wrapper maps the pixels to the model's "
-              "int8 input by a 256-entry table per channel (a float tensor's quantization cost 0.3-0.5 ms more); on a shared "
+              "int8 input by a 256-entry table per channel (no float tensor to quantize); on a shared "
               "VM a difference of two p50s still moves from run to run. The other tables time the normalised-tensor artifacts."]
     lines += [f"No tool for {runtime}: {why}." for runtime, why in missing.items()]
     return lines + [""]
