@@ -207,7 +207,8 @@ def _shadow(args, bundle, mqtt):
     float_runner = bundle.runner("float", args.shadow_threads)
 
     def alert(message: str, state: dict) -> None:
-        print(f"warning: shadow check: {message}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"warning: shadow check: {message}\n")  # one write: the loop's stats lines come from another thread
+        sys.stderr.flush()
         if mqtt:
             mqtt.alert(args.mqtt_alert_topic, {"alert": "int8_fidelity", "message": message, "shadow": state})
 

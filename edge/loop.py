@@ -127,7 +127,7 @@ class Decisions:
 
 
 def run_loop(runner, preprocess, names: list[str], grabber, opts: LoopOptions, emit: Callable[[dict], None],
-             stop: threading.Event, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr), shadow=None,
+             stop: threading.Event, log: Callable[[str], None] = lambda m: sys.stderr.write(m + "\n"), shadow=None,
              in_flight=None) -> dict:
     """Classify frames until the source ends, `max_frames`, or `stop`; returns the summary.
 
