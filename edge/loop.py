@@ -174,7 +174,7 @@ def _latency_mode(runner, preprocess, grabber, decisions: Decisions, stop: threa
         t_pick = time.monotonic()
         x = _tensor(frame, preprocess)
         t_pre = time.monotonic()
-        logits = runner.infer(x)[0]
+        logits = (runner.run(frame.prepared) if frame.prepared is not None else runner.infer(x))[0]
         if not decisions.decide(frame, x, logits, (t_pick, t_pre, time.monotonic())):
             return
 

@@ -28,6 +28,7 @@ class Frame:
     image: np.ndarray
     t_capture: float  # time.monotonic() when it was read
     tensor: np.ndarray | None = None  # the model input, when the grabber prepared it
+    prepared: np.ndarray | None = None  # what the runner's run() takes for it (Runner.prepare), when the grabber made it
     prepare_ms: float = 0.0
     capture_ms: float = 0.0  # the source's read: decoding (MJPEG), copying the frame out; a live camera's wait for it too
     file: str | None = None  # the image file it came from (image sources only)
@@ -190,11 +191,13 @@ def open_source(spec: str, width: int = 0, height: int = 0, fps: float = 0):
 class Grabber(threading.Thread):
     """Reads frames on its own thread. `latest_only`: keep only the newest, dropping the rest."""
 
-    def __init__(self, source, latest_only: bool, pace_fps: float = 0, reconnect_tries: int = 10, log=None, prepare=None):
-        super().__init__(daemon=True)
+    def __init__(self, source, latest_only: bool, pace_fps: float = 0, reconnect_tries: int = 10, log=None, prepare=None,
+                 prepare_for_runner=None):
+        super().__init__(daemon=True, name="grabber")
         self.source, self.latest_only, self.pace_fps = source, latest_only, pace_fps
         # Preprocessing here overlaps with inference on the previous frame instead of adding to it.
         self.prepare = prepare
+        self.prepare_for_runner = prepare_for_runner  # Runner.prepare on the prepared input's batch of one
         self.reconnect_tries = reconnect_tries
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.cond = threading.Condition()
@@ -228,6 +231,8 @@ class Grabber(threading.Thread):
                 if self.prepare is not None:
                     t0 = time.monotonic()
                     frame.tensor = self.prepare(img)
+                    if self.prepare_for_runner is not None:
+                        frame.prepared = self.prepare_for_runner(frame.tensor[None])
                     frame.prepare_ms = (time.monotonic() - t0) * 1000
                 self._put(frame)
         finally:

@@ -95,26 +95,64 @@ def test_the_bundle_ships_and_reports_the_pixel_artifacts(name, deployed_tiny):
         assert runner.takes_pixels and runner.infer(bundle.blank()).shape == (1, 4)
 
 
-def test_a_litert_bundle_maps_pixels_by_table_bit_for_bit(target_artifacts, photos, tmp_path):
-    """LiteRT's int8 input cannot hold per-channel mean/std, so the bundle's runner maps pixels to it by table: the
-    model then sees exactly the input the host's tensor path gives it, and answers the same to the bit."""
+def _litert_pixel_bundle(target_artifacts, folder) -> Bundle:
+    """A LiteRT bundle of the tiny int8 model as make deploy lays out its pixel-taking ones."""
     from edge.bundle import BUNDLE_FORMAT
     from edge.dataset import ClassTable
 
-    (tmp_path / "model").mkdir()
-    made = targets.get_target("tflite").with_pixel_input(target_artifacts("tflite")["int8"], PRE, tmp_path / "model" / "int8")
-    config = {"format": BUNDLE_FORMAT, "runtime": "litert", "artifact": f"model/{made.name}", "threads": 2,
+    (folder / "model").mkdir(parents=True)
+    made = targets.get_target("tflite").with_pixel_input(target_artifacts("tflite")["int8"], PRE, folder / "model" / "int8")
+    config = {"format": BUNDLE_FORMAT, "model": "b0", "quant": "ptq", "runtime": "litert", "artifact": f"model/{made.name}", "threads": 2,
               "preprocess": PRE.to_dict(), "input": "pixels", "classes": "labels.json"}
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    (tmp_path / "labels.json").write_text(json.dumps(ClassTable.plain(["a", "b", "c", "d"]).to_dict()))
-    bundle = Bundle.load(tmp_path)
-    board, host = bundle.runner("int8"), targets.get_target("tflite").runner(made, 2)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "labels.json").write_text(json.dumps(ClassTable.plain(["a", "b", "c", "d"]).to_dict()))
+    return Bundle.load(folder)
+
+
+def test_a_litert_bundle_maps_pixels_by_table_bit_for_bit(target_artifacts, photos, tmp_path):
+    """LiteRT's int8 input cannot hold per-channel mean/std, so the bundle's runner maps pixels to it by table: the
+    model then sees exactly the input the host's tensor path gives it, and answers the same to the bit."""
+    bundle = _litert_pixel_bundle(target_artifacts, tmp_path)
+    board = bundle.runner("int8")
+    host = targets.get_target("tflite").runner(bundle.root / bundle.config["artifact"], 2)
     assert board.takes_pixels and "table" in board.pixels_by
     for img in photos:
-        np.testing.assert_array_equal(board.model_input(bundle.model_input(img)[None]), host.model_input(PRE(img)[None]))
+        np.testing.assert_array_equal(board.prepare(bundle.model_input(img)[None]), host.prepare(PRE(img)[None]))
         np.testing.assert_array_equal(board.infer(bundle.model_input(img)[None]), host.infer(PRE(img)[None]))
     with pytest.raises(ValueError, match="Preprocess.pixels"):
         board.infer(PRE(photos[0])[None])
+
+
+def test_the_camera_program_maps_litert_pixels_on_its_capture_thread(target_artifacts, photos, tmp_path, monkeypatch):
+    """The camera program's inference call is the interpreter's alone: the table runs on the capture thread, where it
+    overlaps the previous frame's inference, and each decision is still the whole frame's answer."""
+    import threading
+
+    import cv2
+
+    from edge.cli import main
+    from edge.runners.litert import LiteRTRunner
+
+    bundle = _litert_pixel_bundle(target_artifacts, tmp_path / "bundle")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, img in enumerate(photos):
+        cv2.imwrite(str(folder / f"{i}.png"), img)
+    mapped_on, real_prepare = [], LiteRTRunner.prepare
+
+    def prepare(self, batch):  # the real table, noting which thread runs it
+        mapped_on.append(threading.current_thread().name)
+        return real_prepare(self, batch)
+
+    monkeypatch.setattr(LiteRTRunner, "prepare", prepare)
+    out = tmp_path / "decisions.jsonl"
+    assert main(["run", "--bundle", str(tmp_path / "bundle"), "--source", str(folder), "--headless", "--json", str(out)]) == 0
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(decisions) == len(photos) and mapped_on and set(mapped_on) == {"grabber"}
+    whole = bundle.runner("int8")
+    for d in decisions:
+        expected = whole.infer(bundle.model_input(read_image(folder / d["file"]))[None])[0]
+        assert d["index"] == int(expected.argmax())
 
 
 @pytest.mark.parametrize("name", ["tflite", "openvino"])

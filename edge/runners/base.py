@@ -47,6 +47,16 @@ class Runner:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def prepare(self, batch: np.ndarray):
+        """What `run` takes for `batch`. A runner that turns the camera's pixels into its model's input itself
+        (LiteRT's table) does that here, so the camera program can do it on its capture thread, overlapping the
+        previous frame's inference; the others take `batch` as it is."""
+        return batch
+
+    def run(self, prepared) -> np.ndarray:
+        """Logits for `prepare(batch)`: the camera program's inference call. `infer(batch)` is `run(prepare(batch))`."""
+        return self.infer(prepared)
+
     def executed_precisions(self) -> dict[str, int]:
         """Compute layers per precision the runtime actually executes; {} where it does not say."""
         return {}

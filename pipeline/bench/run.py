@@ -141,7 +141,7 @@ def run_bench(bc: BenchConfig, log=print) -> dict:
             "resolution": size,
             "weights": "pretrained" if real else "random (no offline weights): latency only",
             "latency_ms": latency,
-            "vendor_tools": {name: row | {"interleaved_p50_ms": latency[name]["p50"]} for name, row in vendor.items()},
+            "vendor_tools": vendor,
             "accuracy": {t: _accuracy(d["validation"]) for t, d in deployed.items()} if real else None,
             "data": str(deployed["openvino"]["deploy"].data_dir) if real else None,
             "stage_seconds": {t: d["stage_seconds"] for t, d in deployed.items()},
