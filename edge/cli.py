@@ -155,10 +155,9 @@ def run(args) -> int:
                          args.height or camera.get("height", 0), args.fps or 0)
     latest_only = source.live or args.realtime
     pace = (args.fps or source.fps) if (args.realtime and not source.live) else 0
+    grabber = Grabber(source, latest_only=latest_only, pace_fps=pace, reconnect_tries=args.reconnect, prepare=bundle.model_input)
     in_flight = bundle.in_flight(args.threads, args.in_flight) if args.mode == "throughput" else None
     runner = bundle.runner("int8", args.threads) if in_flight is None else None
-    grabber = Grabber(source, latest_only=latest_only, pace_fps=pace, reconnect_tries=args.reconnect, prepare=bundle.model_input,
-                      prepare_for_runner=runner.prepare if runner is not None else None)
     shadow = _shadow(args, bundle, mqtt)
     out = open(args.json, "a") if args.json and args.json != "-" else None
     emitters = [json_emitter(out or sys.stdout)] if out or args.json == "-" or args.headless else []

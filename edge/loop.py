@@ -135,6 +135,8 @@ def run_loop(runner, preprocess, names: list[str], grabber, opts: LoopOptions, e
     frame order; `runner` is then unused. `shadow` (edge.shadow.ShadowCheck) is offered every frame's tensor
     and int8 top-1; its running agreement goes into each record, the live statistics and the summary."""
     decisions = Decisions(names, opts, emit, log, shadow)
+    if in_flight is None:  # the runner's own input mapping (LiteRT's table) on the capture thread too: run() alone here
+        grabber.prepare_for_runner = runner.prepare
     grabber.start()
     try:
         if in_flight is None:

@@ -191,13 +191,12 @@ def open_source(spec: str, width: int = 0, height: int = 0, fps: float = 0):
 class Grabber(threading.Thread):
     """Reads frames on its own thread. `latest_only`: keep only the newest, dropping the rest."""
 
-    def __init__(self, source, latest_only: bool, pace_fps: float = 0, reconnect_tries: int = 10, log=None, prepare=None,
-                 prepare_for_runner=None):
+    def __init__(self, source, latest_only: bool, pace_fps: float = 0, reconnect_tries: int = 10, log=None, prepare=None):
         super().__init__(daemon=True, name="grabber")
         self.source, self.latest_only, self.pace_fps = source, latest_only, pace_fps
         # Preprocessing here overlaps with inference on the previous frame instead of adding to it.
         self.prepare = prepare
-        self.prepare_for_runner = prepare_for_runner  # Runner.prepare on the prepared input's batch of one
+        self.prepare_for_runner = None  # Runner.prepare on the prepared input's batch of one (edge.loop's latency mode sets it)
         self.reconnect_tries = reconnect_tries
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.cond = threading.Condition()

@@ -86,7 +86,7 @@ class LiteRTRunner(Runner):
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
         """What the interpreter is handed for `batch`: the model's NHWC input in its own dtype (the camera program
-        maps each frame so on its capture thread)."""
+        makes it on its capture thread)."""
         if not self.takes_pixels:
             return quantize_input(batch.transpose(0, 2, 3, 1), self.input)
         import cv2

@@ -143,8 +143,7 @@ def _loop(video: Path, preprocess, names: list[str], latest: bool, pace: float, 
     from edge.loop import LoopOptions, run_loop
     from edge.sources import Grabber, open_source
 
-    grabber = Grabber(open_source(str(video)), latest_only=latest, pace_fps=pace, prepare=preprocess,
-                      prepare_for_runner=runner.prepare if runner is not None else None)  # as edge.cli's run builds it
+    grabber = Grabber(open_source(str(video)), latest_only=latest, pace_fps=pace, prepare=preprocess)
     summary = run_loop(runner, preprocess, names, grabber, LoopOptions(stats_every=0), lambda r: None, threading.Event(),
                        in_flight=in_flight)
     return {k: summary[k] for k in ("classified", "fps", "dropped_stale", "age_ms", "capture_ms", "preprocess_ms", "inference_ms",
@@ -179,7 +178,7 @@ def shadow_cost(runner, float_runner, preprocess, names: list[str], video: Path,
     rows = {}
     for every in SHADOW_EVERY:
         shadow = ShadowCheck(float_runner, ShadowOptions(every), lambda *_: None)
-        grabber = Grabber(open_source(str(video)), latest_only=False, prepare=preprocess, prepare_for_runner=runner.prepare)
+        grabber = Grabber(open_source(str(video)), latest_only=False, prepare=preprocess)
         summary = run_loop(runner, preprocess, names, grabber, LoopOptions(stats_every=0), lambda r: None,
                            threading.Event(), shadow=shadow)
         s = summary["shadow"]

@@ -133,8 +133,8 @@ NO_TOOL = {
 }
 
 
-def bare_call(runner, sample: np.ndarray):
-    """The runtime's own inference call alone, without our runner's conversions and output copy
+def bare_call(runner, prepared: np.ndarray):
+    """The runtime's own inference call alone on `runner.prepare`'s result, without our runner's copies in and out
     (to tell our wrapper's share of a gap from the measurement's)."""
     from edge.runners import LiteRTRunner, OpenVINORunner
 
@@ -142,10 +142,10 @@ def bare_call(runner, sample: np.ndarray):
         import openvino
 
         request = runner.compiled.create_infer_request()
-        request.set_tensor(runner.compiled.input(0), openvino.Tensor(np.ascontiguousarray(sample)))  # pixels or a tensor, as fed
+        request.set_tensor(runner.compiled.input(0), openvino.Tensor(np.ascontiguousarray(prepared)))  # pixels or a tensor, as fed
         return lambda _x: request.infer(share_outputs=True)
     if isinstance(runner, LiteRTRunner):
-        runner.interpreter.set_tensor(runner.input["index"], runner.prepare(sample))
+        runner.interpreter.set_tensor(runner.input["index"], prepared)
         return lambda _x: runner.interpreter.invoke()
     return None
 
@@ -161,8 +161,8 @@ def vendor_crosscheck(runtime: str, artifact: Path, runner, sample: np.ndarray, 
     if runtime not in VENDOR_TOOLS:
         return {"tool": None, "why": NO_TOOL.get(runtime, "no tool of its own known")}
     tool, call = VENDOR_TOOLS[runtime]
-    bare = bare_call(runner, sample)
     prepared = runner.prepare(sample)
+    bare = bare_call(runner, prepared)
     camera_call = lambda _x: runner.run(prepared)  # noqa: E731  the camera program's inference call (edge.loop)
     ours, theirs = [], []
     for _ in range(rounds):
