@@ -99,3 +99,52 @@ def test_sustained_bench_writes_its_report_and_plot(tmp_path):
     md = (tmp_path / "sustained.md").read_text()
     assert result["verdict"] in md and "| window | to s | p50 ms | p99 ms |" in md and "sustained.png" in md
     assert (tmp_path / "sustained.png").stat().st_size > 5000
+
+
+def test_the_cost_split_rebuilds_b0_without_swish_or_squeeze_excite_and_estimates_its_batchnorm_again():
+    import numpy as np
+    import torch
+    from torch import nn
+    from torchvision.ops.misc import SqueezeExcitation
+
+    from pipeline.bench.cost_split import VARIANTS, rebuilt
+    from pipeline.model.family import get_spec
+    from pipeline.model.load import build
+
+    b0 = build(get_spec("b0"), 10).eval()
+    images = np.random.default_rng(0).standard_normal((8, 3, 64, 64)).astype(np.float32)
+    for variant in VARIANTS:
+        model = rebuilt(b0, variant, images)
+        kinds = {type(m) for m in model.modules()}
+        assert (nn.SiLU in kinds) != variant.relu6_for_swish and (nn.ReLU6 in kinds) == variant.relu6_for_swish
+        assert (SqueezeExcitation in kinds) != variant.without_squeeze_excite
+        with torch.no_grad():  # statistics from the images: logits of a useful size (a random-init B0's are ~1e-13)
+            assert model(torch.from_numpy(images)).std() > 1e-3
+    assert nn.SiLU in {type(m) for m in b0.modules()} and not b0.training  # the bench's own B0 is left as it was
+
+
+def test_the_cost_split_table_reads_each_variant_against_lite0():
+    from pipeline.bench.report import _b0_cost_split
+
+    paired = {"ratio": 2.1, "range": [2.0, 2.2], "rounds": 3}
+    r = {"config": {"threads": 2, "vendor_rounds": 3, "vendor_seconds": 1.0},
+         "b0_cost_split": {"openvino": {"b0": {"int8_over_lite0_int8": paired, "int8_over_own_fp32": paired | {"ratio": 1.9}}}}}
+    md = "\n".join(_b0_cost_split(r))
+    assert "| openvino | b0 | 2.10 (2.00-2.20) | 1.90 (2.00-2.20) |" in md and "2 threads" in md
+    assert _b0_cost_split({"config": {}}) == []  # a bench without lite0 and b0 has no such section
+
+
+@pytest.mark.e2e  # ~50 s: lite0 and b0 deployed to OpenVINO, b0 rebuilt three ways and quantized
+def test_the_cost_split_times_every_variant_against_lite0s_int8(tmp_path):
+    from pipeline.bench.cost_split import VARIANTS, cost_split
+    from pipeline.bench.run import deploy_model
+
+    bc = BenchConfig(out=str(tmp_path / "bench"), quick=True).effective()
+    deployed = {m: {"openvino": deploy_model(m, "openvino", bc, "random", False, lambda *a: None)} for m in ("lite0", "b0")}
+    split = cost_split(deployed["b0"], deployed["lite0"], 0, 2, 0.2, tmp_path / "split", print, targets=("openvino",))
+    rows = split["openvino"]
+    assert list(rows) == [v.name for v in VARIANTS]
+    for row in rows.values():
+        for figure in row.values():
+            assert figure["rounds"] == 2 and 0 < figure["range"][0] <= figure["ratio"] <= figure["range"][1]
+    assert len(list((tmp_path / "split").glob("openvino-*/int8.xml"))) == len(VARIANTS)

@@ -14,7 +14,7 @@ def _f(x, fmt="{:.2f}") -> str:
 
 def write_bench_report(r: dict, out: Path) -> None:
     """bench/README.md, one section per measurement, and its plots."""
-    sections = (_header, _latency, _vendor_tools, _op_profile, _accuracy, _camera_loop, _stage_cost, _scaling)
+    sections = (_header, _latency, _vendor_tools, _op_profile, _b0_cost_split, _accuracy, _camera_loop, _stage_cost, _scaling)
     lines = [line for section in sections for line in section(r)]
     write_atomic(out / "README.md", "\n".join(lines) + "\n")
     _plots(r, out)
@@ -100,6 +100,27 @@ def _op_profile(r: dict) -> list[str]:
         lines.append(f"| {model} | {runtime} | {p['int8_over_fp32']:.2f} | {_f(p['bound_if_int8_rest_cost_fp32s'])} "
                      f"| {_f(p['bound_if_int8_rest_were_free'])} | {top['fp32']} | {top['int8']} |")
     return lines + [""]
+
+
+def _b0_cost_split(r: dict) -> list[str]:
+    """B0 rebuilt without its swish and squeeze-excite (bench.cost_split): what each costs, against Lite0's int8."""
+    split = r.get("b0_cost_split")
+    if not split:
+        return []
+    c = r["config"]
+    lines = ["## What B0's int8 time is made of (B0 rebuilt, against Lite0's int8)", "",
+             "B0 with ReLU6 for its swish, without its squeeze-excite blocks, and both (Lite0's ops, about its multiply-adds), "
+             "each quantized as the target quantizes B0 and timed in the runtime it deploys to, "
+             f"{c['threads'] or 'default'} threads, in paired rounds ({c['vendor_rounds']} turns of about {c['vendor_seconds']:g} s "
+             "each; median, with the range). Cost only: random weights.", "",
+             "| runtime | model | int8 time ÷ lite0 int8's | int8 × own fp32 |", "|---|---|---|---|"]
+    for runtime, rows in split.items():
+        for variant, row in rows.items():
+            lines.append(f"| {runtime} | {variant} | {_paired(row['int8_over_lite0_int8'])} | {_paired(row['int8_over_own_fp32'])} |")
+    return lines + ["", "Where the last row of a runtime reads about 1, its int8 kernels do B0's multiply-adds as fast as Lite0's: "
+                    "the rest of B0's time is what its swish (evaluated on every expanded activation) and its squeeze-excite (a "
+                    "pooling, two small convolutions and a per-channel multiply per block) cost in that runtime's int8 graph, "
+                    "the rows above it say how much each.", ""]
 
 
 def _accuracy(r: dict) -> list[str]:

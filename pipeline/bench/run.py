@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration import cache
 from edge.files import artifact_size_mb
 from pipeline import PipelineError
 from pipeline.bench.camera import camera_loop_rate
+from pipeline.bench.cost_split import cost_split
 from pipeline.bench.engines import (NO_TOOL, VENDOR_TOOLS, engines_for, interleaved_latency, machine_info, paired_speedup,
                                     vendor_crosscheck)
 from pipeline.bench.profile import PROFILERS, op_profile
@@ -68,6 +70,7 @@ def deploy_model(model: str, target: str, bc: BenchConfig, weights: str | None, 
         "model": stages["model"],
         "float": stages["float"].artifact,
         "int8": stages["int8"].artifact,
+        "calibration_batch": cache.batch(stages["calibration"].folder),
         "stage_seconds": {k: s.seconds for k, s in stages.items()},
         "validation": stages["validate"].result if real else None,
     }
@@ -116,10 +119,13 @@ def run_bench(bc: BenchConfig, log=print) -> dict:
     out = Path(bc.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"config": asdict(bc), "machine": machine_info(bc.threads), "models": {}}
+    kept = {}  # the deployments the B0 cost split builds on
     for model in bc.models:
         get_spec(model)
         weights, real = _weights_for(model, log)
         deployed = {t: deploy_model(model, t, bc, weights, real, log) for t in bench_targets()}
+        if model in ("lite0", "b0"):
+            kept[model] = deployed
         engines = engines_for(model, deployed, bc.threads)
         size = deployed["openvino"]["deploy"].preprocess.image_size
         log(f"[bench] {model}: interleaving {len(engines)} engines, {bc.runs} runs each")
@@ -150,6 +156,10 @@ def run_bench(bc: BenchConfig, log=print) -> dict:
         log(f"[bench] {model}: camera loop on a generated video (openvino int8)")
         results["models"][model]["camera_loop"] = camera_loop_rate(
             deployed["openvino"], deployed["openvino"]["deploy"].preprocess, bc.threads, bc.camera_frames)
+    if len(kept) == 2:
+        log("[bench] b0's cost split: b0 rebuilt with ReLU6 and without squeeze-excite, against lite0 int8")
+        results["b0_cost_split"] = cost_split(kept["b0"], kept["lite0"], bc.threads, bc.vendor_rounds, bc.vendor_seconds,
+                                              out / "cost-split", log)
     results["scaling"] = scaling(bc, log)
     write_atomic(out / "results.json", json.dumps(results, indent=2, default=float))
     from pipeline.bench.report import write_bench_report
