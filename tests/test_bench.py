@@ -78,10 +78,13 @@ def test_bench_writes_tables_and_plots(tmp_path):
         assert work["frames"] == 40 and work["capture_ms"] > 0 and work["preprocess_ms"] > 0 and row["capture_ms"]["p50"] > 0
         idle = name in spare or (name.endswith("latency") and cam["cpus"] > cam["threads"])
         assert row["expected_ratio"] == expected_ratio(row["bare_inference_fps"], work, int(idle))
+        rounds = row["rounds_camera_over_expected"]  # the median round of three, by camera ÷ expected
+        assert len(rounds) == 3 and row["camera_over_expected"] == sorted(rounds)[1]
+        assert row["camera_over_expected"] == row["camera_over_bare"] / row["expected_ratio"]
     assert cam["every frame"]["classified"] == 40 and cam["bare_inference_fps"] > 0 and cam["live at 30 fps"]["classified"] > 0
     assert [s["model"] for s in saved["scaling"]] == ["b0"]
     md = (out / "README.md").read_text()
-    for heading in ("## Latency", "paired rounds", "benchmark_app", "litert-benchmark", "No tool for onnxruntime", "## Where the time goes", "raw (CSI camera), throughput", "## Accuracy", "## Camera loop", "## Pipeline cost", "## Scaling"):
+    for heading in ("## Latency", "paired rounds", "benchmark_app", "litert-benchmark", "No tool for onnxruntime", "## Where the time goes", "raw (CSI camera), throughput", "Camera ÷ expected", "## Accuracy", "## Camera loop", "## Pipeline cost", "## Scaling"):
         assert heading in md
     for png in ("latency.png", "accuracy.png", "scaling.png"):
         assert (out / png).stat().st_size > 1000
@@ -99,6 +102,20 @@ def test_sustained_bench_writes_its_report_and_plot(tmp_path):
     md = (tmp_path / "sustained.md").read_text()
     assert result["verdict"] in md and "| window | to s | p50 ms | p99 ms |" in md and "sustained.png" in md
     assert (tmp_path / "sustained.png").stat().st_size > 5000
+
+
+def test_a_camera_row_is_its_median_round_and_the_report_names_the_rows_under_the_floor():
+    from pipeline.bench.camera import median_round
+    from pipeline.bench.report import _rows_under
+
+    work = {"capture_ms": 1.0, "preprocess_ms": 1.0}  # 2 ms against 8 ms inference (125/s): 0.8 expected on busy cores
+    runs = iter([{"bare_inference_fps": 125.0, "camera_over_bare": ratio, "fps": 125 * ratio} for ratio in (0.76, 0.6, 0.8)])
+    row = median_round(3, lambda: next(runs), work, idle_cores=0)
+    assert row["expected_ratio"] == pytest.approx(0.8) and row["camera_over_bare"] == 0.76
+    assert row["camera_over_expected"] == pytest.approx(0.95) and row["rounds_camera_over_expected"] == pytest.approx([0.95, 0.75, 1.0])
+    r = {"models": {"b0": {"camera_loop": {"modes": {"raw, latency": row, "raw, throughput": row | {"camera_over_expected": 0.75}}}}}}
+    assert _rows_under(r, 0.9) == "**Camera ÷ expected under 0.9 in 1 row:** b0 raw, throughput (0.75)."
+    assert _rows_under(r, 0.7).startswith("**Camera ÷ expected: at least 0.7 in every row")
 
 
 def test_the_cost_split_rebuilds_b0_without_swish_or_squeeze_excite_and_estimates_its_batchnorm_again():

@@ -17,15 +17,16 @@ from targets import get_target
 ENCODINGS = {"MJPEG (USB webcam)": "MJPG", "raw (CSI camera)": None}
 
 
-def camera_loop_rate(deployed_ov: dict, preprocess, threads: int, frames: int) -> dict:
+def camera_loop_rate(deployed_ov: dict, preprocess, threads: int, frames: int, rounds: int = 3) -> dict:
     """The camera program's frames/s on a generated video vs the bare inference rate of the same artifact,
-    in latency mode (one request) and throughput mode (OpenVINO's AsyncInferQueue), for both encodings.
+    in latency mode (one request) and throughput mode (OpenVINO's AsyncInferQueue), for both encodings, each row
+    `rounds` times (median_round).
     The artifacts are the bundle's: they take the camera's pixels (Target.with_pixel_input)."""
     with tempfile.TemporaryDirectory() as tmp:
         target = get_target("openvino")
         int8, float_ = (target.with_pixel_input(deployed_ov[k], preprocess, Path(tmp) / k) for k in ("int8", "float"))
         return _rates(_runner(int8, threads), _runner(float_, 1),  # --shadow-threads' default
-                      int8, preprocess, threads, frames, Path(tmp))
+                      int8, preprocess, threads, frames, rounds, Path(tmp))
 
 
 def _runner(artifact: Path, threads: int):
@@ -33,7 +34,7 @@ def _runner(artifact: Path, threads: int):
     return get_target("openvino").runner(artifact, threads, "f32")
 
 
-def _rates(runner, float_runner, int8: Path, preprocess, threads: int, frames: int, tmp: Path) -> dict:
+def _rates(runner, float_runner, int8: Path, preprocess, threads: int, frames: int, rounds: int, tmp: Path) -> dict:
     from edge.runners.openvino import OpenVINOQueue
     from edge.latency import measure
 
@@ -57,16 +58,30 @@ def _rates(runner, float_runner, int8: Path, preprocess, threads: int, frames: i
             rows.append((f"latency, {spare.threads} of {runner.threads} threads (a core left for capture)", spare,
                          {"runner": spare}, max(0, cpus - spare.threads)))
         for mode, timed, engine, idle_cores in rows:
-            row = _bracketed(lambda: _loop(video, pixels, names, latest=False, pace=0, **engine),
-                             lambda: _bare_rate(mode.split(",")[0], timed, in_flight, sample))
-            result["modes"][f"{encoding}, {mode}"] = row | {
-                "capture_work": work, "expected_ratio": expected_ratio(row["bare_inference_fps"], work, idle_cores)}
+            result["modes"][f"{encoding}, {mode}"] = median_round(
+                rounds, lambda: _bracketed(lambda: _loop(video, pixels, names, latest=False, pace=0, **engine),
+                                           lambda: _bare_rate(mode.split(",")[0], timed, in_flight, sample)),
+                work, idle_cores)
     mjpeg = videos["MJPEG (USB webcam)"]
     result["every frame"] = result["modes"]["MJPEG (USB webcam), latency"]
     result["live at 30 fps"] = _loop(mjpeg, pixels, names, latest=True, pace=30, runner=runner)
     result["loop_loss"] = 1 - result["every frame"]["camera_over_bare"]
     result["shadow"] = shadow_cost(runner, float_runner, pixels, names, mjpeg, result["every frame"]["fps"])
     return result
+
+
+def median_round(rounds: int, bracketed_run, work: dict, idle_cores: int) -> dict:
+    """A row run `rounds` times, each against its own bare rate and the ratio its capture work leads to expect: the
+    round whose camera ÷ expected is the median (upper median for an even count), with every round's figure. One run
+    alone can land on a stall of a shared VM (the same row read 0.82 in one run, over 0.9 in the next)."""
+    runs = []
+    for _ in range(rounds):
+        row = bracketed_run()
+        expected = expected_ratio(row["bare_inference_fps"], work, idle_cores)
+        runs.append(row | {"capture_work": work, "expected_ratio": expected,
+                           "camera_over_expected": row["camera_over_bare"] / expected})
+    ranked = sorted(runs, key=lambda r: r["camera_over_expected"])
+    return ranked[len(ranked) // 2] | {"rounds_camera_over_expected": [r["camera_over_expected"] for r in runs]}
 
 
 def _bracketed(loop, bare_rate) -> dict:
