@@ -72,8 +72,8 @@ def _rates(runner, float_runner, int8: Path, preprocess, threads: int, frames: i
 
 def median_round(rounds: int, bracketed_run, work: dict, idle_cores: int) -> dict:
     """A row run `rounds` times, each against its own bare rate and the ratio its capture work leads to expect: the
-    round whose camera ÷ expected is the median (upper median for an even count), with every round's figure. One run
-    alone can land on a stall of a shared VM (the same row read 0.82 in one run, over 0.9 in the next)."""
+    round whose camera ÷ expected is the median (upper median for an even count), with every round's figure: one run
+    alone can land on a stall of a shared VM."""
     runs = []
     for _ in range(rounds):
         row = bracketed_run()

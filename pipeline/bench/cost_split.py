@@ -1,11 +1,10 @@
-"""What B0's int8 time is made of: B0 rebuilt with ReLU6 for its swish and without its squeeze-excite blocks, each
-alone and both together, quantized and timed as the target makes and runs B0, against Lite0's int8 on the same
-runtime. B0 with ReLU6 and no squeeze-excite has Lite0's ops and about its multiply-adds: where that row runs at
-Lite0's speed, the runtime's int8 kernels do B0's multiply-adds as fast as Lite0's, and what B0 costs beyond it is
-its swish and its squeeze-excite, each row says how much.
+"""What B0's int8 time is made of: the bench's B0 beside B0 rebuilt with ReLU6 for its swish, without its
+squeeze-excite blocks, and both (Lite0's ops, about its multiply-adds), each quantized as the target quantizes B0 and
+timed against Lite0's int8 on the same runtime in paired rounds. Where the Lite0-ops row runs at Lite0's speed, the
+runtime's int8 kernels do B0's multiply-adds as fast as Lite0's, and the other rows say what its swish and its
+squeeze-excite cost.
 
-The rebuilt models keep B0's (random) weights; their BatchNorm statistics are estimated again on the calibration
-images, as a change of activation moves them. Cost only: the rebuilt models are not B0 and classify nothing.
+The rebuilt models keep the bench's B0 weights and BatchNorm as they are (cost only: they classify nothing).
 """
 from __future__ import annotations
 
@@ -18,10 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from calibration import cache
 from pipeline.bench.engines import paired_speedup
 from pipeline.config import resolved_preset
-from pipeline.model.load import reestimate_batchnorm
-from targets import get_target
 
 
 @dataclass(frozen=True)
@@ -30,9 +28,13 @@ class Variant:
     relu6_for_swish: bool
     without_squeeze_excite: bool
 
+    @property
+    def is_b0(self) -> bool:
+        return not (self.relu6_for_swish or self.without_squeeze_excite)
+
 
 VARIANTS = (
-    Variant("b0", False, False),
+    Variant("b0", False, False),  # the bench's own B0 artifacts, as its latency tables time them
     Variant("b0 without squeeze-excite", False, True),
     Variant("b0 with ReLU6 for swish", True, False),
     Variant("b0 with ReLU6, without squeeze-excite (Lite0's ops)", True, True),
@@ -40,8 +42,8 @@ VARIANTS = (
 RUNTIMES_WITH_PROFILES = ("openvino", "onnx")  # the targets whose B-model goals the split explains
 
 
-def rebuilt(model: nn.Module, variant: Variant, calibration: np.ndarray) -> nn.Module:
-    """A copy of `model` with the variant's changes, its BatchNorm statistics estimated on `calibration`."""
+def rebuilt(model: nn.Module, variant: Variant) -> nn.Module:
+    """A copy of `model` with the variant's changes; `model` itself is left as it is."""
     from torchvision.ops.misc import SqueezeExcitation
 
     copied = copy.deepcopy(model)
@@ -51,44 +53,42 @@ def rebuilt(model: nn.Module, variant: Variant, calibration: np.ndarray) -> nn.M
                 setattr(module, name, nn.ReLU6())
             elif variant.without_squeeze_excite and isinstance(child, SqueezeExcitation):
                 setattr(module, name, nn.Identity())
-    batches = [calibration[i:i + 8] for i in range(0, len(calibration), 8)]
-    return reestimate_batchnorm(copied, batches)
+    return copied.eval()
 
 
-def build(ctx, model: nn.Module, variant: Variant, calibration: np.ndarray, folder: Path) -> tuple[Path, Path]:
-    """(fp32, int8) artifacts of the variant, made as B0's deploy `ctx` made B0's: its target, settings and board."""
+def int8_artifact(deployed: dict, variant: Variant, folder: Path) -> Path:
+    """The variant's int8 artifact: the bench's own for B0, else the rebuilt model converted and quantized as B0's
+    deploy made B0's (its target, settings, board and calibration images)."""
+    if variant.is_b0:
+        return deployed["int8"]
+    ctx, calibration = deployed["deploy"], cache.batch(deployed["calibration_folder"])
+    model = rebuilt(ctx.torch_model(deployed["model"]), variant)
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = ctx.target.convert_float(model, torch.from_numpy(calibration[:1]), folder / "float")
-    # B0's own preset (make_config's MIXED for swish); a ReLU6 variant gets the one make_config gives Lite0
     quant = ctx.cfg.quant
-    if variant.relu6_for_swish:
+    if variant.relu6_for_swish:  # quantized as a ReLU6 model is: the preset make_config gives Lite0 (symmetric)
         quant = dataclasses.replace(quant, preset=resolved_preset("auto", "lite0"))
-    int8 = ctx.target.quantize(model, fp32, calibration, quant, folder / "int8", isa=ctx.cfg.board.isa, settings=ctx.cfg.settings)
-    return fp32, int8
+    return ctx.target.quantize(model, fp32, calibration, quant, folder / "int8", isa=ctx.cfg.board.isa, settings=ctx.cfg.settings)
 
 
 def cost_split(b0: dict, lite0: dict, threads: int, rounds: int, seconds: float, out: Path, log,
                targets: tuple[str, ...] = RUNTIMES_WITH_PROFILES) -> dict:
-    """Per runtime, each variant's int8 against Lite0's int8 and against its own fp32, in paired rounds.
+    """Per runtime, each variant's int8 time over Lite0's int8 time, the median of paired rounds.
 
     `b0`, `lite0`: the bench's deployments per target (pipeline.bench.run.deploy_model)."""
     split = {}
     for target_name in [t for t in targets if t in b0 and t in lite0]:
-        target, deployed = get_target(target_name), b0[target_name]
-        ctx, calibration = deployed["deploy"], deployed["calibration_batch"]
-        model = ctx.torch_model(deployed["model"])
+        target = b0[target_name]["deploy"].target
         lite0_int8 = target.runner(lite0[target_name]["int8"], threads, "f32").infer
-        sample = calibration[:1]
+        size = b0[target_name]["deploy"].preprocess.image_size  # Lite0's too (224)
+        sample = np.zeros((1, 3, size, size), np.float32)
         rows = {}
         for variant in VARIANTS:
             folder = out / f"{target_name}-{variant.relu6_for_swish:d}{variant.without_squeeze_excite:d}"
-            fp32, int8 = build(ctx, rebuilt(model, variant, calibration), variant, calibration, folder)
-            fp32_run, int8_run = (target.runner(a, threads, "f32").infer for a in (fp32, int8))
-            # paired_speedup(a, b): a's p50 over b's, median of the rounds
-            rows[variant.name] = {"int8_over_lite0_int8": paired_speedup(int8_run, lite0_int8, sample, rounds, seconds),
-                                  "int8_over_own_fp32": paired_speedup(fp32_run, int8_run, sample, rounds, seconds)}
-            log(f"[bench] {target.device_runtime} {variant.name}: int8 {rows[variant.name]['int8_over_lite0_int8']['ratio']:.2f}x "
-                f"lite0 int8's time, {rows[variant.name]['int8_over_own_fp32']['ratio']:.2f}x faster than its fp32")
+            int8 = target.runner(int8_artifact(b0[target_name], variant, folder), threads, "f32").infer
+            # paired_speedup(a, b): a's p50 over b's, the median of the rounds
+            figure = paired_speedup(int8, lite0_int8, sample, rounds, seconds)
+            rows[variant.name] = {"int8_time_over_lite0_int8": figure}
+            log(f"[bench] {target.device_runtime} {variant.name}: int8 {figure['ratio']:.2f}x lite0 int8's time")
         split[target.device_runtime] = rows
     return split
-

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration import cache
 from edge.files import artifact_size_mb
 from pipeline import PipelineError
 from pipeline.bench.camera import camera_loop_rate
@@ -72,7 +71,7 @@ def deploy_model(model: str, target: str, bc: BenchConfig, weights: str | None, 
         "model": stages["model"],
         "float": stages["float"].artifact,
         "int8": stages["int8"].artifact,
-        "calibration_batch": cache.batch(stages["calibration"].folder),
+        "calibration_folder": stages["calibration"].folder,
         "stage_seconds": {k: s.seconds for k, s in stages.items()},
         "validation": stages["validate"].result if real else None,
     }
