@@ -24,10 +24,8 @@ ONNX Runtime has no int8 op that computes swish in one pass.
 """
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -35,34 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from calibration.adapters import OnnxRuntimeReader  # noqa: E402
+from pipeline.bench.profile import onnxruntime_op_ms  # noqa: E402
 from pipeline.model.family import get_spec  # noqa: E402
 from pipeline.model.load import build, reestimate_batchnorm  # noqa: E402
 from targets.onnx_graph import export_folded  # noqa: E402
 
 SWISH_IN_FLOAT = ["Conv", "Gemm", "Add", "GlobalAveragePool", "MatMul"]  # quantize_static's op types without Sigmoid, Mul
-
-
-def op_ms(path: Path, threads: int, runs: int = 20) -> Counter:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.enable_profiling = True
-    options.profile_file_prefix = str(path.with_suffix(""))
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    for _ in range(3):
-        session.run(None, {"input": x})
-    for _ in range(runs):
-        session.run(None, {"input": x})
-    events = json.loads(Path(session.end_profiling()).read_text())
-    last_warmup = [e for e in events if e.get("name") == "model_run"][2]  # the timed runs follow the three warm-ups
-    warm_end = last_warmup["ts"] + last_warmup["dur"]
-    totals: Counter = Counter()
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > warm_end:
-            totals[e["args"]["op_name"]] += e["dur"] / 1000 / runs
-    return totals
 
 
 def main() -> None:
@@ -81,10 +57,11 @@ def main() -> None:
             quantize_static(str(tmp / "prepared.onnx"), str(files[name]), OnnxRuntimeReader(images, "input"),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, **({"op_types_to_quantize": ops} if ops else {}))
+        sample = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
         for threads in (1, 2):
             for name, path in files.items():
-                ms = op_ms(path, threads)
-                top = ", ".join(f"{op} {t:.2f}" for op, t in ms.most_common(5))
+                ms = onnxruntime_op_ms(path, sample, runs=20, threads=threads)  # the bench's profiler, sorted by time
+                top = ", ".join(f"{op} {t:.2f}" for op, t in list(ms.items())[:5])
                 print(f"{threads:<8} {name:21} {sum(ms.values()):6.2f}   {top}")
 
 

@@ -56,13 +56,12 @@ def rebuilt(model: nn.Module, variant: Variant) -> nn.Module:
     return copied.eval()
 
 
-def int8_artifact(deployed: dict, variant: Variant, folder: Path) -> Path:
-    """The variant's int8 artifact: the bench's own for B0, else the rebuilt model converted and quantized as B0's
-    deploy made B0's (its target, settings, board and calibration images)."""
+def int8_artifact(deployed: dict, variant: Variant, model: nn.Module, calibration: np.ndarray, folder: Path) -> Path:
+    """The variant's int8 artifact: the bench's own for B0, else `model` (the bench's B0) rebuilt, converted and
+    quantized as B0's deploy made B0's (its target, settings, board and `calibration` images)."""
     if variant.is_b0:
         return deployed["int8"]
-    ctx, calibration = deployed["deploy"], cache.batch(deployed["calibration_folder"])
-    model = rebuilt(ctx.torch_model(deployed["model"]), variant)
+    ctx, model = deployed["deploy"], rebuilt(model, variant)
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = ctx.target.convert_float(model, torch.from_numpy(calibration[:1]), folder / "float")
     quant = ctx.cfg.quant
@@ -78,14 +77,16 @@ def cost_split(b0: dict, lite0: dict, threads: int, rounds: int, seconds: float,
     `b0`, `lite0`: the bench's deployments per target (pipeline.bench.run.deploy_model)."""
     split = {}
     for target_name in [t for t in targets if t in b0 and t in lite0]:
-        target = b0[target_name]["deploy"].target
+        deployed = b0[target_name]
+        target, model = deployed["deploy"].target, deployed["deploy"].torch_model(deployed["model"])  # read once per target
+        calibration = cache.batch(deployed["calibration_folder"])
         lite0_int8 = target.runner(lite0[target_name]["int8"], threads, "f32").infer
-        size = b0[target_name]["deploy"].preprocess.image_size  # Lite0's too (224)
+        size = deployed["deploy"].preprocess.image_size  # Lite0's too (224)
         sample = np.zeros((1, 3, size, size), np.float32)
         rows = {}
         for variant in VARIANTS:
             folder = out / f"{target_name}-{variant.relu6_for_swish:d}{variant.without_squeeze_excite:d}"
-            int8 = target.runner(int8_artifact(b0[target_name], variant, folder), threads, "f32").infer
+            int8 = target.runner(int8_artifact(deployed, variant, model, calibration, folder), threads, "f32").infer
             # paired_speedup(a, b): a's p50 over b's, the median of the rounds
             figure = paired_speedup(int8, lite0_int8, sample, rounds, seconds)
             rows[variant.name] = {"int8_time_over_lite0_int8": figure}

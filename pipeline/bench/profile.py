@@ -18,13 +18,13 @@ import numpy as np
 CONVOLUTIONS = {"Conv", "QLinearConv", "FusedConv", "NhwcQLinearConv", "Convolution", "GroupConvolution"}
 
 
-def onnxruntime_op_ms(artifact: Path, sample: np.ndarray, runs: int) -> dict[str, float]:
+def onnxruntime_op_ms(artifact: Path, sample: np.ndarray, runs: int, threads: int = 1) -> dict[str, float]:
     """ms per inference by ONNX Runtime op type, as its CPU provider runs the optimised graph (fused nodes by their
-    fused type: QuickGelu, NhwcQLinearConv...)."""
+    fused type: QuickGelu, NhwcQLinearConv...). One thread by default, so the counters add up to the run."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
         options.profile_file_prefix = str(Path(tmp) / "profile")
